@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# The whole test suite: sets up the environments, then runs the main suite and the Blender suite.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+
+status=0
+.venv/bin/python -m pytest --ignore=tests/blender "$@" || status=$?
+if [ "${BUFFERANY_SKIP_BLENDER:-0}" != "1" ]; then
+  .venv-blender/bin/python -m pytest -p no:cacheprovider tests/blender "$@" || status=$?
+fi
+exit $status

@@ -1,0 +1,40 @@
+"""Shared fixtures. Standard library only: the Blender suite (tests/blender) loads this file too."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+HEAVY_MODULES = ("torch", "numpy", "cv2", "OpenImageIO", "timm", "diffusers", "torchvision", "fileseq")
+
+_BLOCKER = """
+import sys
+class _Block:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in {heavy!r}:
+            raise ImportError(f"{{name}} is not available in a host's Python")
+        return None
+sys.meta_path.insert(0, _Block())
+"""
+
+
+def run_without_heavy_modules(code: str, *, python: str = sys.executable, timeout: float = 120, env=None):
+    """Run `code` in a fresh interpreter where torch, numpy, OpenImageIO, ... cannot be imported,
+    as inside Nuke or Blender. Returns the CompletedProcess (check returncode, stdout, stderr)."""
+    program = _BLOCKER.format(heavy=HEAVY_MODULES) + textwrap.dedent(code)
+    full_env = dict(os.environ, PYTHONPATH=str(REPO), **(env or {}))
+    return subprocess.run([python, "-c", program], capture_output=True, text=True, timeout=timeout, env=full_env)
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    if not SHARED.is_dir():
+        pytest.fail(f"{SHARED} is missing: the project's shared folder must sit beside the checkout")
+    return SHARED

@@ -1,0 +1,48 @@
+"""The parts of bufferany_core the hosts import run on the standard library alone."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import run_without_heavy_modules
+
+from bufferany_core import conventions
+from bufferany_core.errors import BadArgumentsError, BufferanyError, ExitCode
+from bufferany_core.jobs import RenderJob
+
+
+def test_host_modules_import_without_heavy_dependencies():
+    result = run_without_heavy_modules(
+        """
+        import bufferany_core, bufferany_core.conventions, bufferany_core.errors, bufferany_core.jobs
+        try:
+            import numpy
+        except ImportError:
+            print("blocked")
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "blocked"
+
+
+def test_exit_codes_are_distinct():
+    codes = [int(c) for c in ExitCode]
+    assert len(codes) == len(set(codes))
+    subclasses = BufferanyError.__subclasses__()
+    assert len({cls.exit_code for cls in subclasses}) == len(subclasses)
+
+
+def test_data_channels_are_never_named_rgb():
+    names = [conventions.DEPTH_CHANNEL, *conventions.NORMAL_CHANNELS]
+    assert all(name.rsplit(".", 1)[-1] not in ("R", "G", "B") for name in names)
+    assert conventions.normal_channels("Nc") == ("Nc.X", "Nc.Y", "Nc.Z")
+    with pytest.raises(ValueError, match="layer name"):
+        conventions.depth_channel("a.b")
+
+
+def test_render_job_round_trips_and_rejects_bad_fields():
+    job = RenderJob(input="/shots/a.####.exr", frames="1001-1010", passes=("depth",))
+    assert RenderJob.from_dict(job.to_dict()) == job
+    with pytest.raises(BadArgumentsError, match="unknown job field"):
+        RenderJob.from_dict({"input": "x", "bogus": 1})
+    with pytest.raises(BadArgumentsError, match="passes"):
+        RenderJob(input="x", passes=("albedo",))

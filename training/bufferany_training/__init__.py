@@ -1,0 +1,1 @@
+"""Fine-tuning of the temporal layers (Buffer Anytime), `bufferany-train`."""
