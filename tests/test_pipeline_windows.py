@@ -1,0 +1,113 @@
+"""Window schedule and alignment arithmetic, with exact expected answers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from bufferany_core.pipeline.align import (
+    blend,
+    fit_scale_shift,
+    inverse_to_distance,
+    reference_range,
+    renormalise,
+)
+from bufferany_core.pipeline.windows import WindowSchedule
+
+
+def test_vda_defaults_give_evenly_spread_windows_covering_the_shot():
+    s = WindowSchedule(length=100, size=32, overlap=10, keys=2, anchors=8)
+    assert [(w.start, w.stop) for w in s.windows] == [(0, 30), (18, 48), (35, 65), (52, 82), (70, 100)]
+    covered = sorted({p for w in s.windows for p in w.positions})
+    assert covered == list(range(100))
+    for a, b in zip(s.windows, s.windows[1:]):
+        assert a.stop - b.start >= 10
+
+
+def test_short_shot_is_one_window():
+    s = WindowSchedule(length=7, size=32, overlap=10)
+    assert [(w.start, w.stop) for w in s.windows] == [(0, 7)]
+    assert s.blend_weights(3) == {0: 1.0}
+
+
+def test_anchors_spread_over_the_shot_and_keys_are_nearest_anchors():
+    s = WindowSchedule(length=100, size=32, overlap=10, keys=2, anchors=4)
+    assert s.anchor_positions == (0, 33, 66, 99)
+    assert s.windows[0].keys == (0, 33)
+    assert s.windows[-1].keys == (66, 99)  # window 70..99, centre 85
+
+
+def test_two_window_overlap_is_a_linear_cross_fade():
+    s = WindowSchedule(length=40, size=22, overlap=4, keys=2, anchors=2)
+    # 20 shot frames per window, stride at most 16: ceil((40 - 20) / 16) + 1 = 3 windows, evenly spread.
+    assert [(w.start, w.stop) for w in s.windows] == [(0, 20), (10, 30), (20, 40)]
+    # Positions 10..19 are shared by windows 0 and 1 (10 frames): weights (10-j)/11 and (j+1)/11.
+    for j in range(10):
+        w = s.blend_weights(10 + j)
+        assert w[0] == pytest.approx((10 - j) / 11) and w[1] == pytest.approx((j + 1) / 11)
+    assert s.blend_weights(0) == {0: 1.0}
+    assert s.blend_weights(39) == {2: 1.0}
+
+
+def test_weights_sum_to_one_everywhere_even_with_triple_coverage():
+    s = WindowSchedule(length=91, size=32, overlap=14, keys=2)
+    for p in range(91):
+        assert sum(s.blend_weights(p).values()) == pytest.approx(1.0)
+
+
+def test_windows_for_a_chunk_include_the_alignment_context_window():
+    s = WindowSchedule(length=100, size=32, overlap=10)
+    chunk = range(50, 60)  # covered by windows 2 (35-65) and 3 (52-82)
+    assert [w.index for w in s.windows_for(chunk)] == [1, 2, 3]
+    assert [w.index for w in s.windows_for(range(0, 5))] == [0]
+    assert s.final_after(60) == 3 and s.final_after(5) == 0
+
+
+def test_bad_schedules_are_refused():
+    with pytest.raises(ValueError, match="overlap"):
+        WindowSchedule(length=10, size=12, overlap=6, keys=2)
+    with pytest.raises(ValueError, match="keys"):
+        WindowSchedule(length=10, size=12, overlap=2, keys=3, anchors=2)
+    with pytest.raises(ValueError, match="at least one frame"):
+        WindowSchedule(length=0, size=12, overlap=2)
+
+
+def test_scale_shift_recovers_the_exact_affine_map():
+    rng = np.random.default_rng(0)
+    src = [rng.random((6, 5)), rng.random((6, 5))]
+    tgt = [2.5 * s - 0.75 for s in src]
+    scale, shift = fit_scale_shift(src, tgt)
+    assert scale == pytest.approx(2.5, abs=1e-12) and shift == pytest.approx(-0.75, abs=1e-12)
+
+
+def test_scale_shift_least_squares_answer_by_hand():
+    # x = [0, 1, 2, 3], y = [1, 2, 2, 5]: slope = cov/var = 1.2, intercept = 2.5 - 1.2 * 1.5 = 0.7
+    scale, shift = fit_scale_shift([np.array([[0.0, 1.0], [2.0, 3.0]])], [np.array([[1.0, 2.0], [2.0, 5.0]])])
+    assert scale == pytest.approx(1.2) and shift == pytest.approx(0.7)
+
+
+def test_flat_source_gets_unit_scale_and_mean_offset():
+    scale, shift = fit_scale_shift([np.full((2, 2), 3.0)], [np.array([[1.0, 2.0], [3.0, 6.0]])])
+    assert (scale, shift) == (1.0, pytest.approx(0.0))
+
+
+def test_mismatched_shapes_are_refused():
+    with pytest.raises(ValueError, match="shapes differ"):
+        fit_scale_shift([np.zeros((2, 2))], [np.zeros((2, 3))])
+
+
+def test_reference_range_maps_quantiles_to_zero_and_one():
+    values = np.linspace(0.0, 100.0, 10001).reshape(1, 10001)
+    offset, scale = reference_range([values])
+    assert offset == pytest.approx(2.0) and scale == pytest.approx(1 / 96.0)
+
+
+def test_blend_and_renormalise():
+    a = np.array([[1.0], [0.0], [0.0]])
+    b = np.array([[0.0], [1.0], [0.0]])
+    mixed = blend([(0.5, a), (0.5, b)])
+    np.testing.assert_allclose(renormalise(mixed)[:, 0], [2**-0.5, 2**-0.5, 0.0])
+
+
+def test_distance_convention():
+    np.testing.assert_allclose(inverse_to_distance(np.array([0.0, 0.99, -5.0])), [100.0, 1.0, 1000.0])
