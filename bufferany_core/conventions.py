@@ -96,6 +96,8 @@ class HeaderKeys:
     input_colorspace: str = HEADER_PREFIX + "input_colorspace"
     stabilized: str = HEADER_PREFIX + "stabilized"
     source: str = HEADER_PREFIX + "source"
+    settings: str = HEADER_PREFIX + "settings"  # fingerprint of the render settings (re-runs skip matching frames)
+    depth_rule: str = HEADER_PREFIX + "depth_rule"  # how `distance` depth derives from inverse depth
 
 
 HEADER = HeaderKeys()
