@@ -1,0 +1,89 @@
+"""The discovery file through which clients find a running `bufferany-server` (standard library only).
+
+It holds {"host", "port", "pid", "token", "protocol"} and is readable by the user alone (0600): the
+token in it is what lets a client in. Default location ~/.bufferany/server.json, overridden by
+$BUFFERANY_SERVER_FILE or an explicit path.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from bufferany_core.errors import ServiceError
+
+DISCOVERY_ENV = "BUFFERANY_SERVER_FILE"
+KEYS = ("host", "port", "pid", "token", "protocol")
+
+
+def default_path() -> Path:
+    if os.environ.get(DISCOVERY_ENV):
+        return Path(os.environ[DISCOVERY_ENV]).expanduser()
+    return Path.home() / ".bufferany" / "server.json"
+
+
+def resolve_path(path: str | os.PathLike[str] | None) -> Path:
+    return default_path() if path is None else Path(path).expanduser()
+
+
+def write(path: Path, info: dict[str, Any]) -> None:
+    """Write atomically with mode 0600 from the start (never briefly world-readable)."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(info, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def read(path: Path) -> dict[str, Any] | None:
+    """The file's contents, or None if there is no file. Raises ServiceError if it is unusable."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise ServiceError(f"cannot read the server discovery file {path}: {exc}") from None
+    try:
+        info = json.loads(text)
+    except ValueError:
+        raise ServiceError(
+            f"server discovery file {path} is not valid JSON; delete it and restart the server"
+        ) from None
+    if not isinstance(info, dict) or any(key not in info for key in KEYS):
+        raise ServiceError(
+            f"server discovery file {path} lacks one of {KEYS}; delete it and restart the server"
+        )
+    return info
+
+
+def remove_if_owned(path: Path, pid: int) -> None:
+    """Remove the file only if it still names process `pid` (a newer server may have replaced it)."""
+    try:
+        info = read(path)
+    except ServiceError:
+        return
+    if info is not None and info.get("pid") == pid:
+        path.unlink(missing_ok=True)
+
+
+def pid_alive(pid: int) -> bool | None:
+    """Whether a process with this id exists; None where that cannot be told cheaply (Windows)."""
+    if sys.platform == "win32":  # os.kill(pid, 0) would send CTRL_C_EVENT there
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True

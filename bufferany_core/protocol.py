@@ -1,0 +1,213 @@
+"""The wire protocol between `bufferany_core.client` and `bufferany-server` (docs/protocol.md).
+
+A message is a 4-byte big-endian length followed by that many bytes of UTF-8 JSON holding one
+object. Client and server share this module: framing, limits and the schema of every request, so
+both sides reject the same things with the same words. Standard library only (hosts import it).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import struct
+import types
+import typing
+from dataclasses import dataclass
+from typing import Any
+
+from bufferany_core.errors import BadArgumentsError, ServiceError
+from bufferany_core.jobs import RenderJob
+
+PROTOCOL_VERSION = 1
+MAX_MESSAGE_BYTES = 1 << 20  # one message, JSON body only
+MAX_STRING = 4096  # any single string field (paths included)
+MAX_OPTIONS_BYTES = 64 << 10  # a job's `options` object, encoded
+MAX_ID_LENGTH = 64
+HEADER = struct.Struct(">I")
+
+# Job fields that name files: the client makes them absolute (the server's working directory means
+# nothing to the host) and the server refuses relative ones.
+PATH_FIELDS = ("input", "output", "models_dir")
+
+TERMINAL_EVENTS = ("finished", "failed", "cancelled")
+
+
+class ProtocolError(ServiceError):
+    """A message that breaks the framing, is not JSON, or does not follow the schema.
+
+    `code` is the machine-readable error code sent back in the `error` message (docs/protocol.md).
+    """
+
+    def __init__(self, message: str, code: str = "bad_request"):
+        super().__init__(message)
+        self.code = code
+
+
+# --- Framing ---------------------------------------------------------------------------------------
+def encode(message: dict[str, Any]) -> bytes:
+    """Length prefix + compact UTF-8 JSON. Raises ProtocolError if the message is too large."""
+    body = json.dumps(message, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8")
+    if len(body) > MAX_MESSAGE_BYTES:
+        raise ProtocolError(
+            f"message of type {message.get('type')!r} is {len(body)} bytes, over the limit of {MAX_MESSAGE_BYTES}",
+            code="too_large",
+        )
+    return HEADER.pack(len(body)) + body
+
+
+def body_length(header: bytes) -> int:
+    """Length announced by a 4-byte header; refuses empty and oversized messages before reading them."""
+    (length,) = HEADER.unpack(header)
+    if length == 0:
+        raise ProtocolError("empty message (length 0)", code="bad_frame")
+    if length > MAX_MESSAGE_BYTES:
+        raise ProtocolError(
+            f"message length {length} is over the limit of {MAX_MESSAGE_BYTES} bytes", code="too_large"
+        )
+    return length
+
+
+def _reject_constant(name: str) -> float:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def decode(body: bytes) -> dict[str, Any]:
+    """A message body -> its JSON object. Raises ProtocolError (code `bad_message`) for anything else."""
+    try:
+        text = body.decode("utf-8")
+        value = json.loads(text, parse_constant=_reject_constant)
+    except UnicodeDecodeError as exc:
+        raise ProtocolError(
+            f"message is not valid UTF-8: {exc.reason} at byte {exc.start}", code="bad_message"
+        ) from None
+    except RecursionError:
+        raise ProtocolError("message JSON is nested too deeply", code="bad_message") from None
+    except ValueError as exc:
+        raise ProtocolError(f"message is not valid JSON: {exc}", code="bad_message") from None
+    if not isinstance(value, dict):
+        raise ProtocolError(f"message must be a JSON object, got {type(value).__name__}", code="bad_message")
+    return value
+
+
+# --- Request schema --------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Field:
+    kind: type
+    required: bool = True
+
+
+REQUESTS: dict[str, dict[str, Field]] = {
+    "hello": {"token": Field(str), "protocol": Field(int), "client": Field(str, required=False)},
+    "submit": {"job": Field(dict)},
+    "subscribe": {"job_id": Field(str)},
+    "cancel": {"job_id": Field(str)},
+    "status": {"job_id": Field(str, required=False)},
+    "list_jobs": {},
+    "shutdown": {},
+}
+
+
+def request_id(message: dict[str, Any]) -> int | str | None:
+    """The request's `id` if it is a usable one, so even an error reply can name its request."""
+    value = message.get("id")
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int) or (isinstance(value, str) and 0 < len(value) <= MAX_ID_LENGTH):
+        return value
+    return None
+
+
+def validate_request(message: dict[str, Any]) -> dict[str, Any]:
+    """Check a decoded request against REQUESTS (type, id, every field's type and size, no unknown
+    fields). Returns the message; raises ProtocolError naming the field at fault. A submitted job's
+    own fields are checked by `job_from_wire`."""
+    kind = message.get("type")
+    if not isinstance(kind, str) or kind not in REQUESTS:
+        raise ProtocolError(f"unknown request type {kind!r}; expected one of: {', '.join(REQUESTS)}")
+    if "id" not in message or request_id(message) is None:
+        raise ProtocolError(
+            f"{kind}: field 'id' must be an integer or a string of 1-{MAX_ID_LENGTH} characters"
+        )
+    schema = REQUESTS[kind]
+    unknown = sorted(set(message) - set(schema) - {"type", "id"})
+    if unknown:
+        raise ProtocolError(f"{kind}: unknown field(s): {', '.join(unknown)}")
+    for name, spec in schema.items():
+        if name not in message:
+            if spec.required:
+                raise ProtocolError(f"{kind}: missing field {name!r}")
+            continue
+        value = message[name]
+        if not isinstance(value, spec.kind) or isinstance(value, bool) != (spec.kind is bool):
+            raise ProtocolError(
+                f"{kind}: field {name!r} must be {spec.kind.__name__}, got {type(value).__name__}"
+            )
+        if isinstance(value, str) and len(value) > MAX_STRING:
+            raise ProtocolError(f"{kind}: field {name!r} is longer than {MAX_STRING} characters")
+    return message
+
+
+def _matches(value: Any, hint: Any) -> bool:
+    """Does a JSON value fit one of RenderJob's field annotations?"""
+    if hint is Any:
+        return True
+    if hint is type(None):
+        return value is None
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_matches(value, arm) for arm in typing.get_args(hint))
+    if origin is tuple:  # tuple[str, ...] arrives as a JSON array
+        (item, _ellipsis) = typing.get_args(hint)
+        return isinstance(value, list) and len(value) <= 16 and all(_matches(v, item) for v in value)
+    if origin is dict:
+        return isinstance(value, dict)
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is str:
+        return isinstance(value, str) and len(value) <= MAX_STRING
+    if hint in (int, float):
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    return False
+
+
+_JOB_HINTS = typing.get_type_hints(RenderJob)
+
+
+def job_from_wire(data: dict[str, Any]) -> RenderJob:
+    """A `submit` message's job object -> RenderJob, checking every field's JSON type first.
+
+    Raises BadArgumentsError (exit code 2) naming the field, so the server can pass the exit code on.
+    """
+    unknown = sorted(set(data) - set(_JOB_HINTS))
+    if unknown:
+        raise BadArgumentsError(f"unknown job field(s): {', '.join(unknown)}")
+    for name, value in data.items():
+        if not _matches(value, _JOB_HINTS[name]):
+            raise BadArgumentsError(
+                f"job field {name!r} has the wrong type ({type(value).__name__}) or is too long; "
+                f"expected {_JOB_HINTS[name]}"
+            )
+    if "options" in data and len(json.dumps(data["options"])) > MAX_OPTIONS_BYTES:
+        raise BadArgumentsError(f"job field 'options' is larger than {MAX_OPTIONS_BYTES} bytes")
+    return RenderJob.from_dict(data)
+
+
+def job_to_wire(job: RenderJob | dict[str, Any], *, cwd: str | None = None) -> dict[str, Any]:
+    """A job as the client sends it: validated locally, file paths made absolute against `cwd`."""
+    data = job_from_wire(job.to_dict() if isinstance(job, RenderJob) else dict(job)).to_dict()
+    base = cwd or os.getcwd()
+    for name in PATH_FIELDS:
+        if data.get(name):
+            data[name] = os.path.normpath(os.path.join(base, os.path.expanduser(data[name])))
+    weights = data.get("weights")
+    if weights and not (weights == "random" or weights.startswith("random:")):
+        data["weights"] = os.path.normpath(os.path.join(base, os.path.expanduser(weights)))
+    return data
+
+
+def error_message(
+    message: str, *, code: str, request: int | str | None = None, **extra: Any
+) -> dict[str, Any]:
+    """The `error` reply every failure turns into."""
+    return {"type": "error", "id": request, "code": code, "message": message, **extra}

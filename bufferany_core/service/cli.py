@@ -1,0 +1,94 @@
+"""Command line of `bufferany-server`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import ipaddress
+import logging
+import sys
+
+from bufferany_core import discovery
+from bufferany_core.client import Client, ServerNotFoundError
+from bufferany_core.errors import ExitCode, ServiceError
+from bufferany_core.service.server import Server
+
+log = logging.getLogger("bufferany.server")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="bufferany-server",
+        description="Background render service for bufferany: owns the GPU, keeps models loaded, "
+        "queues jobs from Nuke, Blender and other clients (protocol: docs/protocol.md).",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback only)")
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=0,
+        help="TCP port (default 0: any free port, published in the discovery file)",
+    )
+    parser.add_argument(
+        "--device", default="auto", help="device for jobs that ask for 'auto': auto | cpu | cuda | cuda:N"
+    )
+    parser.add_argument(
+        "--discovery",
+        default=None,
+        help=f"discovery file to write (default ${discovery.DISCOVERY_ENV} or ~/.bufferany/server.json)",
+    )
+    parser.add_argument(
+        "--allow-root",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="a folder outputs may be written under (repeatable); outputs beside a job's input are always allowed",
+    )
+    parser.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    return parser
+
+
+def _already_running(path) -> str | None:
+    """A description of a live server already published at `path`, or None (no file, or a stale one)."""
+    try:
+        with Client.connect(path, timeout=2.0) as client:
+            info = client.status()
+        return f"pid {info['pid']} on {info['host']}:{info['port']}"
+    except ServerNotFoundError:
+        return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s bufferany-server %(levelname)s: %(message)s"
+    )
+    try:
+        if not ipaddress.ip_address(args.host).is_loopback:
+            log.warning(
+                "listening on %s: other machines can reach this server (the token still guards it; "
+                "traffic is not encrypted)",
+                args.host,
+            )
+    except ValueError:
+        log.warning("listening on host name %s, not a loopback address", args.host)
+    path = discovery.resolve_path(args.discovery)
+    try:
+        running = _already_running(path)
+    except ServiceError as exc:
+        running = None
+        log.warning("ignoring the unusable discovery file: %s", exc)
+    if running is not None:
+        print(
+            f"bufferany-server: a server is already running ({running}), published in {path}", file=sys.stderr
+        )
+        return int(ExitCode.SERVICE)
+    server = Server(
+        host=args.host, port=args.port, device=args.device, discovery_path=path, allowed_roots=args.allow_root
+    )
+    try:
+        asyncio.run(server.run())
+    except OSError as exc:
+        print(f"bufferany-server: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
+        return int(ExitCode.SERVICE)
+    return 0

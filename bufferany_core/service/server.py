@@ -1,0 +1,394 @@
+"""`bufferany-server`: an asyncio loop serving many clients, one GPU worker thread behind a job queue.
+
+Every connection starts with `hello` carrying the token from the discovery file; every message is
+size-limited and validated; a bad message gets an `error` reply and the server keeps serving.
+docs/protocol.md is the reference for what travels on the wire.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import logging
+import os
+import queue
+import secrets
+import signal
+import socket
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+import bufferany_core
+from bufferany_core import discovery, protocol
+from bufferany_core.errors import BadArgumentsError, BufferanyError, OutputNotWritableError
+from bufferany_core.jobs import RenderJob
+from bufferany_core.protocol import ProtocolError, error_message
+from bufferany_core.service.worker import Job, Worker
+
+log = logging.getLogger("bufferany.server")
+
+HELLO_TIMEOUT_S = 10.0  # an unauthenticated connection must say hello within this time
+MAX_CONNECTIONS = 64
+MAX_SEND_BUFFER = 8 << 20  # a subscriber this far behind is dropped, never waited for
+MAX_HISTORY = 10_000  # events kept per job, replayed to late subscribers
+MAX_JOBS_KEPT = 1000  # finished job records kept for status/list_jobs
+SHUTDOWN_GRACE_S = 30.0  # how long a running job gets to stop at a window boundary
+FATAL_CODES = ("bad_frame", "too_large")  # the byte stream cannot be trusted after these
+
+
+def _within(path: str, root: str) -> bool:
+    return os.path.commonpath([path, root]) == root
+
+
+class Connection:
+    """One client socket. Writes never block the loop: a client that stops reading is dropped."""
+
+    def __init__(self, writer: asyncio.StreamWriter):
+        self.writer = writer
+        self.client: str | None = None
+        self.closed = False
+
+    def send(self, message: dict[str, Any]) -> None:
+        if self.closed:
+            return
+        try:
+            data = protocol.encode(message)
+        except (
+            ProtocolError
+        ) as exc:  # e.g. an oversized pipeline event: say so instead of dropping it silently
+            data = protocol.encode(error_message(str(exc), code=exc.code, request=message.get("id")))
+        self.writer.write(data)
+        if self.writer.transport.get_write_buffer_size() > MAX_SEND_BUFFER:
+            log.warning("dropping client %s: it stopped reading its events", self.client)
+            self.close()
+
+    async def reply(self, message: dict[str, Any]) -> None:
+        self.send(message)
+        if not self.closed:
+            await self.writer.drain()
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.writer.close()
+
+
+class Server:
+    """Owns the listening socket, the job table and the worker; `run()` serves until stopped."""
+
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        device: str = "auto",
+        discovery_path: Path,
+        allowed_roots: list[str] | tuple[str, ...] = (),
+    ):
+        self.host = host
+        self.port = port
+        self.device = device
+        self.discovery_path = discovery_path
+        self.allowed_roots = [os.path.realpath(os.path.expanduser(root)) for root in allowed_roots]
+        self.token = secrets.token_urlsafe(32)
+        self.jobs: dict[str, Job] = {}
+        self.history: dict[str, deque[dict[str, Any]]] = {}
+        self.subscribers: dict[str, set[Connection]] = {}
+        self.connections: set[Connection] = set()
+        self.queue: queue.Queue[Job | None] = queue.Queue()
+        self.worker = Worker(self.queue, emit=self._emit_from_worker, device=device)
+        self.started_at = time.time()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+
+    # --- life cycle ---------------------------------------------------------------------------------
+    async def run(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        listener = await asyncio.start_server(
+            self._serve_connection, self.host, self.port, limit=protocol.MAX_MESSAGE_BYTES
+        )
+        self.port = listener.sockets[0].getsockname()[1]
+        self._install_signal_handlers()
+        self.worker.start()
+        try:
+            discovery.write(
+                self.discovery_path,
+                {
+                    "host": self.host,
+                    "port": self.port,
+                    "pid": os.getpid(),
+                    "token": self.token,
+                    "protocol": protocol.PROTOCOL_VERSION,
+                    "version": bufferany_core.__version__,
+                },
+            )
+            log.info(
+                "bufferany-server %s listening on %s:%d (pid %d), discovery file %s",
+                bufferany_core.__version__,
+                self.host,
+                self.port,
+                os.getpid(),
+                self.discovery_path,
+            )
+            await self._stop.wait()
+            log.info("shutting down")
+            listener.close()
+            await self._drain_jobs()
+        finally:
+            discovery.remove_if_owned(self.discovery_path, os.getpid())
+            for connection in list(self.connections):
+                connection.close()
+            listener.close()
+        log.info("stopped")
+
+    def request_stop(self) -> None:
+        if self._stop is not None:
+            self._stop.set()
+
+    def _install_signal_handlers(self) -> None:
+        assert self._loop is not None
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            try:
+                self._loop.add_signal_handler(signum, self.request_stop)
+            except (NotImplementedError, RuntimeError):  # Windows event loops
+                signal.signal(signum, lambda *_: self._loop.call_soon_threadsafe(self.request_stop))
+
+    async def _drain_jobs(self) -> None:
+        """Cancel what waits, ask the running job to stop at its next window, let the worker end."""
+        for job in list(self.jobs.values()):
+            self._cancel(job, reason="the server is shutting down")
+        self.queue.put(None)
+        await asyncio.get_running_loop().run_in_executor(None, self.worker.join, SHUTDOWN_GRACE_S)
+        if self.worker.is_alive():
+            log.warning("the running job did not stop within %.0f s; exiting anyway", SHUTDOWN_GRACE_S)
+        await asyncio.sleep(0)  # let the worker's last events reach the loop before sockets close
+        for connection in list(self.connections):
+            with contextlib.suppress(ConnectionError, RuntimeError):
+                await asyncio.wait_for(connection.writer.drain(), 1.0)
+
+    # --- events -------------------------------------------------------------------------------------
+    def _emit_from_worker(self, job: Job, event: dict[str, Any]) -> None:
+        assert self._loop is not None
+        with contextlib.suppress(RuntimeError):  # loop already closed during a forced exit
+            self._loop.call_soon_threadsafe(self._publish, job, event)
+
+    def _publish(self, job: Job, event: dict[str, Any]) -> None:
+        """Record an event in the job's history and send it to every subscriber (loop thread only)."""
+        kind = event.get("type")
+        if kind == "progress":
+            job.progress = float(event.get("percent", job.progress))
+        elif kind in ("frame_done", "frame_skipped"):
+            job.frames_done += 1
+        history = self.history[job.id]
+        if kind == "progress" and history and history[-1].get("type") == "progress":
+            history[-1] = event  # late subscribers need the latest progress, not every step
+        else:
+            history.append(event)
+        message = {"type": "event", "job_id": job.id, "event": event}
+        for connection in list(self.subscribers.get(job.id, ())):
+            connection.send(message)
+        if kind in protocol.TERMINAL_EVENTS:
+            self.subscribers.pop(job.id, None)
+            self._forget_old_jobs()
+
+    def _forget_old_jobs(self) -> None:
+        ended = [job for job in self.jobs.values() if job.terminal]
+        for job in ended[: max(0, len(ended) - MAX_JOBS_KEPT)]:
+            del self.jobs[job.id]
+            self.history.pop(job.id, None)
+
+    def _cancel(self, job: Job, *, reason: str) -> str:
+        previous = job.cancel()
+        if previous == "queued":
+            outcome = {"type": "cancelled", "message": reason}
+            job.finish(outcome)
+            self._publish(job, outcome)
+        return previous
+
+    # --- connections --------------------------------------------------------------------------------
+    async def _serve_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connection = Connection(writer)
+        try:
+            if len(self.connections) >= MAX_CONNECTIONS or self._stop.is_set():
+                busy = (
+                    "the server is shutting down"
+                    if self._stop.is_set()
+                    else f"too many connections (limit {MAX_CONNECTIONS})"
+                )
+                await connection.reply(error_message(busy, code="busy"))
+                return
+            self.connections.add(connection)
+            if await self._handshake(reader, connection):
+                await self._converse(reader, connection)
+        except (ConnectionError, asyncio.IncompleteReadError, asyncio.TimeoutError, OSError):
+            pass  # the client went away (or never said hello): nothing to answer
+        finally:
+            self.connections.discard(connection)
+            for subscribers in self.subscribers.values():
+                subscribers.discard(connection)
+            connection.close()
+
+    async def _read(self, reader: asyncio.StreamReader) -> dict[str, Any]:
+        length = protocol.body_length(await reader.readexactly(protocol.HEADER.size))
+        return protocol.decode(await reader.readexactly(length))
+
+    async def _handshake(self, reader: asyncio.StreamReader, connection: Connection) -> bool:
+        try:
+            message = await asyncio.wait_for(self._read(reader), HELLO_TIMEOUT_S)
+            if message.get("type") != "hello":
+                raise ProtocolError("the first message must be 'hello' with the server's token", code="auth")
+            protocol.validate_request(message)
+        except ProtocolError as exc:
+            await connection.reply(
+                error_message(str(exc), code=exc.code if exc.code != "bad_request" else "auth")
+            )
+            return False
+        request = message["id"]
+        if not hmac.compare_digest(message["token"].encode("utf-8"), self.token.encode("utf-8")):
+            log.warning("refused a client with a wrong token")
+            await connection.reply(
+                error_message(
+                    "wrong token: read it from the server's discovery file", code="auth", request=request
+                )
+            )
+            return False
+        if message["protocol"] != protocol.PROTOCOL_VERSION:
+            await connection.reply(
+                error_message(
+                    f"protocol version {message['protocol']} is not supported; this server speaks {protocol.PROTOCOL_VERSION}",
+                    code="version",
+                    request=request,
+                    protocol=protocol.PROTOCOL_VERSION,
+                )
+            )
+            return False
+        connection.client = message.get("client")
+        await connection.reply(
+            {
+                "type": "welcome",
+                "id": request,
+                "protocol": protocol.PROTOCOL_VERSION,
+                "version": bufferany_core.__version__,
+                "pid": os.getpid(),
+            }
+        )
+        return True
+
+    async def _converse(self, reader: asyncio.StreamReader, connection: Connection) -> None:
+        while not connection.closed:
+            message: dict[str, Any] | None = None
+            try:
+                message = await self._read(reader)
+                protocol.validate_request(message)
+                reply = self._dispatch(message, connection)
+            except ProtocolError as exc:
+                request = protocol.request_id(message) if message is not None else None
+                await connection.reply(error_message(str(exc), code=exc.code, request=request))
+                if exc.code in FATAL_CODES:
+                    return
+                continue
+            except BufferanyError as exc:  # a job the server will not run: the same exit code as the CLI's
+                await connection.reply(
+                    error_message(
+                        str(exc), code="rejected", request=message["id"], exit_code=int(exc.exit_code)
+                    )
+                )
+                continue
+            # Reply, replay and subscription happen in one loop step, so no live event slips in between.
+            connection.send(reply)
+            if reply.get("subscribed"):
+                self._replay(reply["job"]["job_id"], connection)
+            if not connection.closed:
+                await connection.writer.drain()
+
+    # --- requests -----------------------------------------------------------------------------------
+    def _dispatch(self, message: dict[str, Any], connection: Connection) -> dict[str, Any]:
+        kind, request = message["type"], message["id"]
+        if kind == "hello":
+            raise ProtocolError("already authenticated: send 'hello' once per connection")
+        if kind == "submit":
+            job = self._submit(protocol.job_from_wire(message["job"]), client=connection.client)
+            return {"type": "result", "id": request, "job_id": job.id, "state": job.state}
+        if kind == "list_jobs":
+            return {"type": "result", "id": request, "jobs": [job.record() for job in self.jobs.values()]}
+        if kind == "shutdown":
+            log.info("shutdown requested by client %s", connection.client)
+            self._loop.call_soon(self.request_stop)
+            return {"type": "result", "id": request, "stopping": True}
+        if kind == "status" and "job_id" not in message:
+            return {"type": "result", "id": request, "server": self.status()}
+        job = self.jobs.get(message["job_id"])
+        if job is None:
+            raise ProtocolError(f"no job with id {message['job_id']!r} on this server", code="unknown_job")
+        if kind == "cancel":
+            previous = self._cancel(job, reason="cancelled by a client before it started")
+            return {
+                "type": "result",
+                "id": request,
+                "job_id": job.id,
+                "previous_state": previous,
+                "state": job.state,
+            }
+        if kind == "subscribe":
+            if not job.terminal:
+                self.subscribers.setdefault(job.id, set()).add(connection)
+            return {"type": "result", "id": request, "job": job.record(), "subscribed": True}
+        return {"type": "result", "id": request, "job": job.record()}
+
+    def _replay(self, job_id: str, connection: Connection) -> None:
+        """Events a subscriber missed, in order; live ones follow (same loop, so nothing slips between)."""
+        for event in self.history.get(job_id, ()):
+            connection.send({"type": "event", "job_id": job_id, "event": event})
+
+    def _submit(self, spec: RenderJob, *, client: str | None) -> Job:
+        if self._stop.is_set():
+            raise ProtocolError("the server is shutting down and takes no new jobs", code="shutting_down")
+        self._check_paths(spec)
+        ahead = sum(job.state in ("queued", "running") for job in self.jobs.values())
+        job = Job(secrets.token_hex(8), spec, client=client)
+        self.jobs[job.id] = job
+        self.history[job.id] = deque(maxlen=MAX_HISTORY)
+        self._publish(job, {"type": "queued", "jobs_ahead": ahead})
+        self.queue.put(job)
+        log.info("job %s queued by %s: %s", job.id, client, spec.input)
+        return job
+
+    def _check_paths(self, spec: RenderJob) -> None:
+        """Paths must be absolute; outputs go only beside the input (and below) or under an allowed root."""
+        for name in protocol.PATH_FIELDS:
+            value = getattr(spec, name)
+            if value is not None and not os.path.isabs(value):
+                raise BadArgumentsError(f"job field {name!r} must be an absolute path, got {value!r}")
+        input_dir = os.path.dirname(os.path.realpath(spec.input))
+        output_dir = os.path.dirname(os.path.realpath(spec.output)) if spec.output else input_dir
+        roots = [input_dir, *self.allowed_roots]
+        if not any(_within(output_dir, root) for root in roots):
+            raise OutputNotWritableError(
+                f"output {spec.output} is outside the folders this server may write to "
+                f"(the input's folder {input_dir} and below, and --allow-root: {', '.join(self.allowed_roots) or 'none given'})"
+            )
+
+    def status(self) -> dict[str, Any]:
+        running = [job.id for job in self.jobs.values() if job.state == "running"]
+        predictors = self.worker.predictors
+        return {
+            "pid": os.getpid(),
+            "version": bufferany_core.__version__,
+            "protocol": protocol.PROTOCOL_VERSION,
+            "host": self.host,
+            "port": self.port,
+            "hostname": socket.gethostname(),
+            "device": self.device,
+            "allowed_roots": self.allowed_roots,
+            "uptime_s": time.time() - self.started_at,
+            "running": running[0] if running else None,
+            "queued": sum(job.state == "queued" for job in self.jobs.values()),
+            "jobs_run": self.worker.jobs_run,
+            "connections": len(self.connections),
+            "pipeline_loaded": predictors is not None,
+            "models_loaded": [] if predictors is None else predictors.describe(),
+        }

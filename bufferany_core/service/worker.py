@@ -1,0 +1,176 @@
+"""The server's one GPU worker: takes jobs from a queue, runs them through the pipeline one at a time,
+and turns every way a job can end into a terminal event. Nothing a job does stops the worker."""
+
+from __future__ import annotations
+
+import logging
+import queue
+import sys
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from bufferany_core.errors import BufferanyError, CancelledError, ExitCode
+from bufferany_core.jobs import RenderJob
+
+log = logging.getLogger("bufferany.server")
+
+MAX_ERROR_CHARS = 4000  # an error message travels in one protocol message
+
+
+class Job:
+    """A submitted job: its spec, state and cancel flag, shared by the event loop and the worker."""
+
+    def __init__(self, job_id: str, spec: RenderJob, *, client: str | None):
+        self.id = job_id
+        self.spec = spec
+        self.client = client
+        self.state = "queued"  # queued -> running -> finished | failed | cancelled
+        self.cancel_requested = threading.Event()
+        self.submitted_at = time.time()
+        self.started_at: float | None = None
+        self.ended_at: float | None = None
+        self.progress = 0.0
+        self.frames_done = 0
+        self.outcome: dict[str, Any] | None = None  # the terminal event
+        self._lock = threading.Lock()
+
+    def claim(self) -> bool:
+        """Worker side: queued -> running, unless it was cancelled while it waited."""
+        with self._lock:
+            if self.state != "queued":
+                return False
+            self.state, self.started_at = "running", time.time()
+            return True
+
+    def cancel(self) -> str:
+        """Loop side: a queued job is cancelled at once; a running one is asked to stop.
+        Returns the state the job had."""
+        with self._lock:
+            previous = self.state
+            if previous == "queued":
+                self.state = "cancelled"
+            if previous in ("queued", "running"):
+                self.cancel_requested.set()
+            return previous
+
+    def finish(self, outcome: dict[str, Any]) -> None:
+        with self._lock:
+            self.state, self.outcome, self.ended_at = outcome["type"], outcome, time.time()
+
+    @property
+    def terminal(self) -> bool:
+        return self.state in ("finished", "failed", "cancelled")
+
+    def record(self) -> dict[str, Any]:
+        """What `status` and `list_jobs` report."""
+        record = {
+            "job_id": self.id,
+            "state": self.state,
+            "input": self.spec.input,
+            "output": self.spec.output,
+            "frames": self.spec.frames,
+            "passes": list(self.spec.passes),
+            "client": self.client,
+            "submitted_at": self.submitted_at,
+            "started_at": self.started_at,
+            "ended_at": self.ended_at,
+            "progress": self.progress,
+            "frames_done": self.frames_done,
+        }
+        if self.outcome is not None:
+            record.update({k: v for k, v in self.outcome.items() if k in ("result", "error", "exit_code")})
+        return record
+
+
+def _is_out_of_memory(exc: BaseException) -> bool:
+    # torch.cuda.OutOfMemoryError (and the MPS/CPU allocator's RuntimeErrors), without importing torch
+    return (
+        isinstance(exc, MemoryError)
+        or type(exc).__name__ == "OutOfMemoryError"
+        or "out of memory" in str(exc)
+    )
+
+
+def _release_gpu_memory() -> None:
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def _short(text: str) -> str:
+    return text if len(text) <= MAX_ERROR_CHARS else text[: MAX_ERROR_CHARS - 3] + "..."
+
+
+class Worker(threading.Thread):
+    """Runs queued jobs with `run_render`, keeping one PredictorCache for the server's lifetime.
+
+    `emit(job, event)` is called from this thread for every event (pipeline events and the terminal
+    one); the server hands them to its event loop. A `None` in the queue stops the worker.
+    """
+
+    def __init__(
+        self, jobs: queue.Queue[Job | None], *, emit: Callable[[Job, dict[str, Any]], None], device: str
+    ):
+        super().__init__(name="bufferany-gpu-worker", daemon=True)
+        self.jobs = jobs
+        self.emit = emit
+        self.device = device
+        self.jobs_run = 0
+        self._pipeline: tuple[Callable[..., Any], Any] | None = None  # (run_render, PredictorCache)
+
+    def run(self) -> None:
+        while (job := self.jobs.get()) is not None:
+            if not job.claim():
+                continue
+            log.info("job %s started: %s", job.id, job.spec.input)
+            outcome = self._execute(job)
+            self.jobs_run += 1
+            job.finish(outcome)
+            log.info(
+                "job %s %s%s", job.id, outcome["type"], f": {outcome['error']}" if "error" in outcome else ""
+            )
+            self.emit(job, outcome)
+
+    @property
+    def predictors(self) -> Any:
+        return None if self._pipeline is None else self._pipeline[1]
+
+    def _load_pipeline(self) -> tuple[Callable[..., Any], Any]:
+        # Imported on the first job, not at start-up: the server answers (and clients connect) at once,
+        # and torch's import cost is paid by the first render only.
+        if self._pipeline is None:
+            from bufferany_core.pipeline.render import PredictorCache, run_render
+
+            self._pipeline = (run_render, PredictorCache())
+        return self._pipeline
+
+    def _execute(self, job: Job) -> dict[str, Any]:
+        spec = job.spec
+        if spec.device == "auto" and self.device != "auto":
+            spec.device = self.device
+        try:
+            run_render, predictors = self._load_pipeline()
+            result = run_render(
+                spec,
+                on_event=lambda event: self.emit(job, event),
+                should_cancel=job.cancel_requested.is_set,
+                predictors=predictors,
+            )
+        except CancelledError as exc:
+            return {"type": "cancelled", "message": _short(str(exc) or "cancelled")}
+        except BufferanyError as exc:
+            return {"type": "failed", "error": _short(str(exc)), "exit_code": int(exc.exit_code)}
+        except Exception as exc:
+            if _is_out_of_memory(exc):
+                _release_gpu_memory()
+                message = f"out of memory on device {spec.device!r}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+                return {"type": "failed", "error": _short(message), "exit_code": int(ExitCode.OUT_OF_MEMORY)}
+            log.exception("job %s: internal error", job.id)
+            return {
+                "type": "failed",
+                "error": _short(f"internal error: {type(exc).__name__}: {exc}"),
+                "exit_code": int(ExitCode.INTERNAL),
+            }
+        return {"type": "finished", "result": result.to_dict()}

@@ -1,0 +1,236 @@
+"""A real `bufferany-server` process on loopback: discovery, authentication, hostile input, life cycle."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import stat
+import struct
+import time
+
+import pytest
+from service_support import (
+    ServerProcess,
+    closed_by_server,
+    raw_socket,
+    receive,
+    send,
+    send_body,
+    server_command,
+)
+
+from bufferany_core import protocol
+from bufferany_core.client import (
+    AuthenticationError,
+    Client,
+    RequestRejectedError,
+    ServerNotFoundError,
+)
+from bufferany_core.errors import BadArgumentsError, ExitCode
+
+
+@pytest.fixture
+def server(tmp_path):
+    process = ServerProcess(tmp_path)
+    yield process
+    process.stop()
+
+
+def test_discovery_file_is_private_and_names_a_loopback_server(server):
+    mode = stat.S_IMODE(server.discovery.stat().st_mode)
+    assert mode == 0o600, oct(mode)
+    info = json.loads(server.discovery.read_text())
+    assert info["host"] == "127.0.0.1" and info["pid"] == server.process.pid
+    assert info["protocol"] == protocol.PROTOCOL_VERSION and len(info["token"]) >= 32
+    with Client.connect(server.discovery) as client:
+        status = client.status()
+    assert status["pid"] == server.process.pid and status["port"] == info["port"]
+    assert status["allowed_roots"] == [os.path.realpath(server.folder)]
+
+
+def test_wrong_or_missing_token_is_refused_and_the_server_keeps_serving(server):
+    host, port = server.address
+    with pytest.raises(AuthenticationError, match="wrong token"):
+        Client.connect(host=host, port=port, token=server.info["token"][:-1] + "x")
+    with pytest.raises(AuthenticationError, match="wrong token"):
+        Client.connect(host=host, port=port, token="\u00e9" * 43)  # non-ASCII must not crash the comparison
+
+    sock = raw_socket(server, hello=False)
+    send(sock, {"type": "hello", "id": 0, "protocol": 1})
+    reply = receive(sock)
+    assert reply["code"] == "auth" and "missing field 'token'" in reply["message"]
+    assert closed_by_server(sock)
+
+    sock = raw_socket(server, hello=False)
+    send(sock, {"type": "list_jobs", "id": 1})
+    assert receive(sock)["code"] == "auth"
+    assert closed_by_server(sock)
+
+    sock = raw_socket(server, hello=False)
+    send(sock, {"type": "hello", "id": 0, "token": server.info["token"], "protocol": 99})
+    reply = receive(sock)
+    assert reply["code"] == "version" and reply["protocol"] == protocol.PROTOCOL_VERSION
+
+    with Client.connect(server.discovery) as client:
+        assert client.list_jobs() == []
+
+
+def _malformed(rng: random.Random) -> bytes:
+    """One message body the server must answer with an error without dropping the connection."""
+    kind = rng.randrange(9)
+    if kind == 0:
+        return rng.randbytes(rng.randint(1, 300))
+    if kind == 1:
+        valid = json.dumps({"type": "status", "id": 1}).encode()
+        return valid[: rng.randint(1, len(valid) - 1)]
+    if kind == 2:
+        return json.dumps(rng.choice([[1, 2], "text", 3.5, None, True])).encode()
+    if kind == 3:
+        return b"[" * rng.randint(2000, 50_000)
+    if kind == 4:
+        return json.dumps({"type": rng.choice(["launch", "", None, 7, "HELLO"]), "id": 1}).encode()
+    if kind == 5:
+        return json.dumps(
+            {"type": rng.choice(list(protocol.REQUESTS)), "id": rng.choice([None, True, [], {}, "x" * 70])}
+        ).encode()
+    if kind == 6:
+        junk = rng.choice([None, 5, -1.5, [], {"a": 1}, "x" * 5000, True])
+        return json.dumps(
+            {"type": rng.choice(["cancel", "subscribe", "status"]), "id": 2, "job_id": junk}
+        ).encode()
+    if kind == 7:
+        return json.dumps({"type": "list_jobs", "id": 3, rng.choice(["x", "token", "job"]): 1}).encode()
+    job = rng.choice(
+        [
+            None,
+            [],
+            "x",
+            {"input": 5},
+            {"input": "/a.exr", "passes": 3},
+            {"input": "rel.exr"},
+            {"input": "/a.exr", "bogus": 1},
+            {"input": "/a.exr", "options": {"k": "v" * 70_000}},
+        ]
+    )
+    return json.dumps({"type": "submit", "id": 4, "job": job}).encode()
+
+
+def test_thousands_of_malformed_messages_are_answered_and_the_server_still_serves(server):
+    rng = random.Random(1234)
+    sock = raw_socket(server)
+    answered, deadline = 0, time.monotonic() + 4.0
+    while answered < 3000 and time.monotonic() < deadline:
+        send_body(sock, _malformed(rng))
+        reply = receive(sock)
+        assert reply["type"] == "error", reply
+        assert reply["code"] in ("bad_message", "bad_request", "rejected"), reply
+        assert reply["message"]
+        answered += 1
+    assert answered >= 1000, f"only {answered} malformed messages answered in the time budget"
+
+    # Framing errors the byte stream cannot recover from: an error, then the server hangs up.
+    for header in (
+        struct.pack(">I", protocol.MAX_MESSAGE_BYTES + 1),
+        struct.pack(">I", 0xFFFFFFFF),
+        b"\0\0\0\0",
+    ):
+        bad = raw_socket(server)
+        bad.sendall(header)
+        assert receive(bad)["code"] in ("too_large", "bad_frame")
+        assert closed_by_server(bad)
+    for _ in range(200):  # truncated messages, before and after hello, then the client vanishes
+        cut = raw_socket(server, hello=rng.random() < 0.5)
+        cut.sendall(struct.pack(">I", 500) + rng.randbytes(rng.randint(0, 499)))
+        cut.close()
+    garbage = raw_socket(server, hello=False)
+    garbage.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert receive(garbage)["code"] == "too_large"  # "GET " read as a length
+
+    send(sock, {"type": "status", "id": "after"})
+    reply = receive(sock)
+    assert reply["type"] == "result" and reply["id"] == "after"
+    with Client.connect(server.discovery) as client:
+        assert client.status()["pid"] == server.process.pid
+    assert server.process.poll() is None
+
+
+def test_bad_jobs_are_rejected_with_the_cli_exit_code(server, tmp_path):
+    plate = tmp_path / "plates" / "a.####.exr"
+    with Client.connect(server.discovery) as client:
+        with pytest.raises(
+            RequestRejectedError, match="outside the folders this server may write to"
+        ) as info:
+            client.submit({"input": str(plate), "output": "/etc/bufferany/a.####.exr"})
+        assert info.value.exit_code == ExitCode.OUTPUT_NOT_WRITABLE
+        with pytest.raises(RequestRejectedError, match="outside"):  # `..` cannot climb out of the roots
+            client.submit({"input": str(plate), "output": str(tmp_path / ".." / "escape" / "a.####.exr")})
+        with pytest.raises(BadArgumentsError, match="unknown job field"):
+            client.submit({"input": str(plate), "albedo": True})
+        with pytest.raises(RequestRejectedError, match="no job with id 'nope'") as info:
+            client.status("nope")
+        assert info.value.code == "unknown_job"
+        assert client.list_jobs() == []
+
+    sock = raw_socket(server)
+    send(sock, {"type": "submit", "id": 1, "job": {"input": "relative/a.exr"}})
+    reply = receive(sock)
+    assert reply["code"] == "rejected" and reply["exit_code"] == ExitCode.BAD_ARGUMENTS
+    assert "must be an absolute path" in reply["message"]
+
+
+def test_sigterm_stops_cleanly_and_removes_the_discovery_file(server):
+    server.process.send_signal(signal.SIGTERM)
+    assert server.process.wait(timeout=20) == 0
+    assert not server.discovery.exists()
+    assert "stopped" in server.log()
+    with pytest.raises(ServerNotFoundError, match="does not exist"):
+        Client.connect(server.discovery)
+
+
+def test_kill_9_gives_a_clear_error_and_a_new_server_starts(server, tmp_path):
+    client = Client.connect(server.discovery)
+    old_pid = server.process.pid
+    server.process.send_signal(signal.SIGKILL)
+    server.process.wait(timeout=10)
+    with pytest.raises(
+        ServerNotFoundError, match=f"stale discovery file .*process {old_pid} is no longer running"
+    ):
+        Client.connect(server.discovery)
+    with pytest.raises(ServerNotFoundError, match="closed the connection|lost the connection"):
+        client.status()  # a client made before the kill
+    client.close()
+
+    restarted = ServerProcess(tmp_path)  # the stale file is replaced
+    try:
+        with Client.connect(server.discovery) as fresh:
+            assert fresh.status()["pid"] == restarted.process.pid != old_pid
+    finally:
+        restarted.stop()
+
+
+def test_a_second_server_does_not_take_over_a_live_ones_discovery_file(server, tmp_path):
+    with pytest.raises(RuntimeError, match="already running"):
+        ServerProcess(tmp_path, discovery=server.discovery)
+    with Client.connect(server.discovery) as client:
+        assert client.status()["pid"] == server.process.pid
+
+
+def test_client_starts_a_server_on_demand_and_shutdown_removes_it(tmp_path):
+    path = tmp_path / "state" / "server.json"
+    command = [*server_command(), "--port", "0", "--device", "cpu"]
+    with Client.connect(path, start_server=True, server_command=command, timeout=30) as client:
+        pid = client.status()["pid"]
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        with Client.connect(path, start_server=True, server_command=command) as second:  # reuses it
+            assert second.status()["pid"] == pid
+        client.shutdown()
+    deadline = time.monotonic() + 20
+    while path.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not path.exists()
+    with pytest.raises(ServerNotFoundError, match="exited with code 2"):
+        Client.connect(
+            tmp_path / "other.json", start_server=True, server_command=[*server_command(), "--no-such-flag"]
+        )
