@@ -53,16 +53,6 @@ def reference_range(anchors: Sequence[np.ndarray], *, stride: int = 1) -> tuple[
     return float(lo), float(1.0 / width) if width > 1e-12 else 1.0
 
 
-def blend(items: Sequence[tuple[float, np.ndarray]]) -> np.ndarray:
-    """Weighted sum of (weight, image) pairs, in the given order (float64)."""
-    if not items:
-        raise ValueError("nothing to blend")
-    out = np.zeros(np.shape(items[0][1]), dtype=np.float64)
-    for weight, image in items:
-        out += weight * np.asarray(image, dtype=np.float64)
-    return out
-
-
 def renormalise(normals: np.ndarray, *, axis: int = 0) -> np.ndarray:
     """Unit vectors along `axis` (a cross-fade of unit normals is shorter than 1); zero stays zero."""
     length = np.linalg.norm(normals, axis=axis, keepdims=True)

@@ -1,0 +1,165 @@
+"""Render-farm job descriptions: Deadline (CommandLine plugin) and OpenCue, with their frame tokens.
+
+A farm splits the shot into chunks and runs `bufferany-render --frames A-B --shot-range S-E` per
+chunk; the shot range makes every chunk use the same windows and anchor frames, so the chunks agree
+with one run of the whole shot. Standard library only.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+import sys
+from dataclasses import fields
+from pathlib import Path
+
+from bufferany_core.errors import BadArgumentsError, FrameRangeError, OutputNotWritableError
+from bufferany_core.jobs import PASSES, RenderJob
+
+DEADLINE_START = "<STARTFRAME>"
+DEADLINE_END = "<ENDFRAME>"
+OPENCUE_START = "#FRAME_START#"
+OPENCUE_END = "#FRAME_END#"
+# Deadline `<STARTFRAME%4>` (padded), OpenCue `#IFRAME#`, `#ZFRAME#` (4-digit), `#FRAME_CHUNK#`, ...
+_TOKEN = re.compile(r"<(STARTFRAME|ENDFRAME)(?:%(\d+))?>|#(FRAME_START|FRAME_END|IFRAME|ZFRAME|FRAME_CHUNK|FRAMESPEC)#")
+
+
+def render_arguments(job: RenderJob) -> list[str]:
+    """`bufferany-render` arguments (without the program) that describe `job`; the CLI parses them back
+    into an equal job."""
+    args = [job.input]
+    defaults = {f.name: f.default for f in fields(RenderJob) if f.default is not f.default_factory}
+    if job.output:
+        args += ["-o", job.output]
+    for name, flag in (
+        ("frames", "--frames"),
+        ("shot_range", "--shot-range"),
+        ("depth_model", "--depth-model"),
+        ("normal_model", "--normal-model"),
+        ("weights", "--weights"),
+        ("models_dir", "--models-dir"),
+        ("input_colorspace", "--colorspace"),
+    ):
+        value = getattr(job, name)
+        if value is not None:
+            args += [flag, str(value)]
+    if tuple(job.passes) != PASSES:
+        args += ["--passes", ",".join(job.passes)]
+    if job.device != defaults["device"]:
+        args += ["--device", job.device]
+    if job.depth_convention != defaults["depth_convention"]:
+        args += ["--depth-convention", job.depth_convention]
+    for name in ("window", "overlap", "processing_size"):
+        if name in job.options:
+            args += ["--" + name.replace("_", "-"), str(job.options[name])]
+    for name in ("stabilize", "include_plate", "overwrite"):
+        if getattr(job, name):
+            args.append("--" + name.replace("_", "-"))
+    return args
+
+
+def expand_tokens(template: str, start: int, end: int, *, chunk: int | None = None) -> str:
+    """Replace Deadline and OpenCue frame tokens as the farm would for a chunk `start`..`end`."""
+
+    def replace(match: re.Match[str]) -> str:
+        deadline, padding, opencue = match.groups()
+        if deadline:
+            value = start if deadline == "STARTFRAME" else end
+            return str(value).zfill(int(padding or 0))
+        return {
+            "FRAME_START": str(start),
+            "FRAME_END": str(end),
+            "IFRAME": str(start),
+            "ZFRAME": str(start).zfill(4),
+            "FRAME_CHUNK": str(chunk if chunk is not None else end - start + 1),
+            "FRAMESPEC": f"{start}-{end}",
+        }[opencue]
+
+    return _TOKEN.sub(replace, template)
+
+
+def check_expanded(value: str, *, field: str) -> None:
+    """Refuse a frame argument whose farm tokens were never expanded (a job run outside the farm)."""
+    match = _TOKEN.search(value)
+    if match:
+        raise BadArgumentsError(
+            f"{field} {value!r} still holds the farm token {match.group(0)}: the farm expands it; "
+            "run by hand with real frame numbers"
+        )
+
+
+def clamp_to_shot(frames: list[int], shot: list[int], *, spec: str) -> tuple[list[int], list[int]]:
+    """(frames inside the shot, frames dropped). OpenCue's last chunk `#FRAME_END#` overshoots the
+    shot's end: those frames are dropped, not an error; a chunk with no frame in the shot is."""
+    inside = set(shot)
+    kept = [f for f in frames if f in inside]
+    dropped = [f for f in frames if f not in inside]
+    if not kept:
+        raise FrameRangeError(f"--frames {spec!r} has no frame inside the shot range {shot[0]}-{shot[-1]}")
+    return kept, dropped
+
+
+def _command(executable: str | None) -> list[str]:
+    if executable:
+        return shlex.split(executable)
+    script = Path(sys.executable).with_name("bufferany-render")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "bufferany_core.pipeline.cli"]
+
+
+def _deadline_join(args: list[str]) -> str:
+    # Deadline starts the program without a shell and splits Arguments like a Windows command line:
+    # double quotes work on every platform, single quotes do not; its tokens must stay bare.
+    return " ".join(f'"{a}"' if not a or re.search(r'[\s"]', a) else a for a in args)
+
+
+def opencue_command(job: RenderJob, *, shot_range: str, executable: str | None = None) -> str:
+    """The command of an OpenCue layer: one chunk per frame range, `#FRAME_END#` clamped by the CLI."""
+    chunk_job = RenderJob(**{**job.to_dict(), "frames": f"{OPENCUE_START}-{OPENCUE_END}", "shot_range": shot_range})
+    return shlex.join(_command(executable) + render_arguments(chunk_job))
+
+
+def write_deadline_job(
+    job: RenderJob,
+    directory: str | Path,
+    *,
+    shot_range: tuple[int, int],
+    output_pattern: str,
+    chunk_size: int = 10,
+    name: str | None = None,
+    executable: str | None = None,
+) -> tuple[Path, Path]:
+    """Write `job_info.job` and `plugin_info.job` for Deadline's CommandLine plugin; submit them with
+    `deadlinecommand job_info.job plugin_info.job`."""
+    if chunk_size < 1:
+        raise BadArgumentsError(f"--chunk-size must be at least 1, got {chunk_size}")
+    first, last = shot_range
+    folder = Path(directory).expanduser()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputNotWritableError(f"cannot create the Deadline job folder {folder}: {exc}") from exc
+    chunk_job = RenderJob(**{**job.to_dict(), "frames": f"{DEADLINE_START}-{DEADLINE_END}", "shot_range": f"{first}-{last}"})
+    program, *program_args = _command(executable)
+    out = Path(output_pattern)
+    job_info = {
+        "Plugin": "CommandLine",
+        "Name": name or f"bufferany {Path(job.input).name}",
+        "Frames": f"{first}-{last}",
+        "ChunkSize": str(chunk_size),
+        "OutputDirectory0": str(out.parent),
+        "OutputFilename0": out.name,
+    }
+    plugin_info = {
+        "Executable": program,
+        "Arguments": _deadline_join(program_args + render_arguments(chunk_job)),
+        "Shell": "default",
+        "ShellExecute": "False",
+        "StartupDirectory": "",
+    }
+    paths = folder / "job_info.job", folder / "plugin_info.job"
+    for path, table in zip(paths, (job_info, plugin_info)):
+        try:
+            path.write_text("".join(f"{k}={v}\n" for k, v in table.items()), encoding="utf-8")
+        except OSError as exc:
+            raise OutputNotWritableError(f"cannot write the Deadline job file {path}: {exc}") from exc
+    return paths

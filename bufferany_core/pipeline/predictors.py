@@ -1,0 +1,105 @@
+"""Loading predictors once and choosing the device they run on."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from bufferany_core.errors import BadArgumentsError
+from bufferany_core.models.api import PassName, PassPredictor
+from bufferany_core.models.weights import RandomWeights, parse_weights_arg
+
+DEFAULT_MODELS: dict[str, str] = {
+    "depth": "video-depth-anything-small",
+    "normal": "marigold-e2e-ft-normals",
+}
+
+
+def choose_device(name: str) -> torch.device:
+    """`auto`: the first CUDA device when there is one, else the CPU; `cuda[:N]` must exist."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise BadArgumentsError(f"--device {name!r}: expected auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise BadArgumentsError(f"--device {name}: no CUDA device on this machine (use auto or cpu)")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise BadArgumentsError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    elif device.type != "cpu":
+        raise BadArgumentsError(f"--device {name!r}: expected auto, cpu, cuda or cuda:N")
+    return device
+
+
+@dataclass(frozen=True)
+class PredictorKey:
+    pass_name: PassName
+    model: str
+    weights: str | None  # str(path) or "random:SEED"
+    models_dir: str | None
+    device: str
+    processing_size: int | None
+
+
+def _weights_key(weights: Path | RandomWeights | None) -> str | None:
+    if isinstance(weights, RandomWeights):
+        return f"random:{weights.seed}"
+    return None if weights is None else str(weights)
+
+
+class PredictorCache:
+    """Loaded predictors kept between jobs (the server holds one for its lifetime), keyed by model,
+    weights, models folder, device and processing size. Thread-safe."""
+
+    def __init__(self) -> None:
+        self._loaded: dict[PredictorKey, PassPredictor] = {}
+        self._lock = threading.Lock()
+
+    def get(
+        self,
+        pass_name: PassName,
+        model: str | None,
+        *,
+        weights: str | None = None,
+        models_dir: str | None = None,
+        device: str = "auto",
+        processing_size: int | None = None,
+    ) -> PassPredictor:
+        parsed = parse_weights_arg(weights)
+        key = PredictorKey(
+            pass_name=pass_name,
+            model=model or DEFAULT_MODELS[pass_name],
+            weights=_weights_key(parsed),
+            models_dir=models_dir,
+            device=str(choose_device(device)),
+            processing_size=processing_size,
+        )
+        with self._lock:
+            if key not in self._loaded:
+                self._loaded[key] = _load(key, parsed)
+            return self._loaded[key]
+
+    def clear(self) -> None:
+        with self._lock:
+            self._loaded.clear()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+
+def _load(key: PredictorKey, weights: Path | RandomWeights | None) -> PassPredictor:
+    if key.pass_name == "depth":
+        from bufferany_core.models.depth import load_depth_predictor as load
+    else:
+        from bufferany_core.models.normal import load_normal_predictor as load
+    return load(
+        key.model,
+        weights=weights,
+        models_dir=Path(key.models_dir) if key.models_dir else None,
+        device=torch.device(key.device),
+        processing_size=key.processing_size,
+    )

@@ -1,0 +1,413 @@
+"""Rendering a shot: windows -> models -> alignment to the shot's anchors -> cross-fade -> AOV EXRs.
+
+Memory stays bounded whatever the shot's length: frames are read when a window needs them and
+dropped when no later window does, and each output frame is written as soon as the last window
+covering it has run.
+
+Chunk agreement: every window is aligned (least-squares scale and shift of its inverse depth) to
+  - the shot's anchor frames, predicted together first and normalised once (0 far, 1 near), seen
+    by the window as key frames, and
+  - the previous window's prediction on the frames they share, itself aligned to the anchors only,
+so a window's result depends on the shot's frames and the settings alone, never on where a chunk
+starts: a farm chunk runs the windows covering its frames plus one before for context and writes
+the same numbers one run of the whole shot would.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from bufferany_core.errors import (
+    BadArgumentsError,
+    CancelledError,
+    FrameRangeError,
+    MissingFramesError,
+    NonFiniteError,
+    OutOfMemoryError,
+    OutputNotWritableError,
+    PartialFailureError,
+    UnreadableImageError,
+)
+from bufferany_core.frames import (
+    FrameSequence,
+    default_colorspace,
+    format_frame_spec,
+    output_sequence_for,
+    parse_frame_spec,
+    read_channels,
+    read_frames,
+    validate_sequence,
+)
+from bufferany_core.jobs import RenderJob
+from bufferany_core.models.api import PassPredictor
+from bufferany_core.pipeline import farm
+from bufferany_core.pipeline.align import fit_scale_shift, reference_range
+from bufferany_core.pipeline.predictors import DEFAULT_MODELS, PredictorCache
+from bufferany_core.pipeline.windows import Window, WindowSchedule
+from bufferany_core.pipeline.writer import Provenance, fingerprint, is_finished, write_frame
+
+DEFAULT_WINDOW = 32  # Video Depth Anything's scheme
+DEFAULT_OVERLAP = 10
+KEY_FRAMES = 2  # anchors each depth window sees before its own frames
+ANCHOR_FRAMES = 8  # shot-wide anchors, predicted together first
+ALIGN_STRIDE = 4  # least squares on every 4th pixel in each axis: plenty of samples, 16x cheaper
+
+Events = Callable[[dict], None]
+
+
+@dataclass
+class RenderResult:
+    frames_written: list[int] = field(default_factory=list)
+    frames_skipped: list[int] = field(default_factory=list)
+    output_pattern: str = ""
+    untrained: bool = False
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class RenderPlan:
+    """What a job will do, worked out without loading a model (also what `--dry-run` prints)."""
+
+    job: RenderJob
+    sequence: FrameSequence
+    output: FrameSequence
+    shot: list[int]  # the shot's frames (windows and anchors are laid over these)
+    requested: list[int]  # frames this job is responsible for
+    to_render: list[int]
+    finished: list[int]  # requested frames already written with the same settings
+    schedule: WindowSchedule
+    settings: str  # fingerprint recorded in each output header
+    dropped: list[int] = field(default_factory=list)  # asked for but outside the shot (farm overshoot)
+
+    @property
+    def input_pattern(self) -> str:
+        return self.sequence.hash_pattern
+
+    @property
+    def output_pattern(self) -> str:
+        return self.output.hash_pattern
+
+    @property
+    def windows(self) -> list[Window]:
+        index = {frame: pos for pos, frame in enumerate(self.shot)}
+        return self.schedule.windows_for([index[f] for f in self.to_render])
+
+    @property
+    def anchor_frames(self) -> list[int]:
+        return [self.shot[p] for p in self.schedule.anchor_positions] if "depth" in self.job.passes else []
+
+
+def _option_int(job: RenderJob, name: str, default: int) -> int:
+    value = job.options.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise BadArgumentsError(f"job option {name!r} must be an integer, got {value!r}")
+    return value
+
+
+def plan_render(
+    job: RenderJob, *, default_window: int = DEFAULT_WINDOW, default_overlap: int = DEFAULT_OVERLAP
+) -> RenderPlan:
+    """Resolve input, shot, output, windows and finished frames. `run_render` passes the loaded
+    model's window size; without it (`--dry-run`) the pipeline's defaults stand in."""
+    for name, value in (("frames", job.frames), ("shot_range", job.shot_range)):
+        if value is not None:
+            farm.check_expanded(value, field=f"--{name.replace('_', '-')}")
+    if job.weights and not str(job.weights).startswith("random") and len(job.passes) > 1:
+        raise BadArgumentsError("--weights PATH names one model's weights: render one pass with it (--passes depth or normal)")
+    sequence = FrameSequence.from_input(job.input)
+    if job.shot_range is not None:
+        shot = sequence.select(job.shot_range)
+        requested = parse_frame_spec(job.frames) if job.frames is not None else list(shot)
+        requested, dropped = farm.clamp_to_shot(requested, shot, spec=job.frames or "")
+    else:
+        shot = sequence.select(job.frames)
+        requested, dropped = list(shot), []
+    if len(set(shot)) != len(shot) or shot != sorted(shot):
+        raise FrameRangeError(f"the shot's frames must be increasing without repeats, got {format_frame_spec(shot)}")
+    output = FrameSequence.for_output(job.output) if job.output else output_sequence_for(sequence)
+    if output.is_movie or Path(output.hash_pattern).suffix.lower() != ".exr":
+        raise BadArgumentsError(f"output {output.hash_pattern} must be an EXR sequence (.exr)")
+    if not sequence.is_movie and any(Path(sequence.path(f)) == Path(output.path(f)) for f in requested[:1]):
+        raise BadArgumentsError(f"output {output.hash_pattern} would overwrite the input {sequence.hash_pattern}")
+    window = _option_int(job, "window", default_window)
+    overlap = _option_int(job, "overlap", default_overlap)
+    keys = KEY_FRAMES if "depth" in job.passes else 0
+    try:
+        schedule = WindowSchedule(
+            length=len(shot), size=window, overlap=overlap, keys=keys, anchors=max(keys, _option_int(job, "anchors", ANCHOR_FRAMES))
+        )
+    except ValueError as exc:
+        raise BadArgumentsError(f"--window {window} --overlap {overlap}: {exc}") from None
+    settings = fingerprint(
+        {
+            "input": sequence.hash_pattern,
+            "shot": [shot[0], shot[-1], len(shot)],
+            "passes": list(job.passes),
+            "models": [job.depth_model, job.normal_model],
+            "weights": job.weights,
+            "colorspace": job.input_colorspace,
+            "depth_convention": job.depth_convention,
+            "stabilize": job.stabilize,
+            "include_plate": job.include_plate,
+            "schedule": [window, overlap, keys, schedule.anchors],
+            "processing_size": job.options.get("processing_size"),
+        }
+    )
+    finished = [] if job.overwrite else [f for f in requested if is_finished(output.path(f), settings)]
+    done = set(finished)
+    plan = RenderPlan(
+        job=job,
+        sequence=sequence,
+        output=output,
+        shot=shot,
+        requested=requested,
+        to_render=[f for f in requested if f not in done],
+        finished=finished,
+        schedule=schedule,
+        settings=settings,
+        dropped=dropped,
+    )
+    return plan
+
+
+def _check_writable(folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputNotWritableError(f"cannot create output folder {folder}: {exc.strerror}") from exc
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise OutputNotWritableError(f"output folder {folder} is not writable")
+
+
+class _FrameCache:
+    """Plate frames by number, read when first asked for, dropped when no later window needs them."""
+
+    def __init__(self, sequence: FrameSequence, colorspace: str | None):
+        self.sequence = sequence
+        self.colorspace = colorspace
+        self.frames: dict[int, object] = {}
+
+    def get(self, numbers: list[int]) -> list:
+        missing = [n for n in numbers if n not in self.frames]
+        if missing:
+            for frame in read_frames(self.sequence, missing, colorspace=self.colorspace):
+                self.frames[frame.number] = frame
+        return [self.frames[n] for n in numbers]
+
+    def keep_only(self, numbers: set[int]) -> None:
+        for n in [n for n in self.frames if n not in numbers]:
+            del self.frames[n]
+
+
+def _to_tensor(frames: list, device: torch.device) -> torch.Tensor:
+    rgb = np.stack([np.asarray(f.rgb, dtype=np.float32) for f in frames])  # (T, H, W, 3)
+    return torch.from_numpy(rgb).permute(0, 3, 1, 2).contiguous().to(device)  # (T, 3, H, W)
+
+
+def _predict(predictor: PassPredictor, frames: list, what: str) -> np.ndarray:
+    try:
+        with torch.inference_mode():
+            out = predictor.predict(_to_tensor(frames, predictor.device))
+    except torch.OutOfMemoryError as exc:
+        h, w = np.shape(frames[0].rgb)[:2]
+        raise OutOfMemoryError(
+            f"out of {predictor.device} memory predicting {predictor.info.pass_name} for {what} "
+            f"({len(frames)} frames of {w}x{h}): try a smaller --window or --processing-size, or --device cpu"
+        ) from exc
+    result = out.detach().to("cpu", torch.float64).numpy()
+    if not np.isfinite(result).all():
+        raise NonFiniteError(f"the {predictor.info.pass_name} model produced NaN/Inf for {what}")
+    return result
+
+
+def _plate_rgba(frame) -> np.ndarray:
+    """The plate's own RGBA (not the model's sRGB view of it); alpha 1 where the plate has none."""
+    if frame.path is None:  # movie frames: the decoded display-referred pixels
+        rgb = np.asarray(frame.rgb, dtype=np.float32)
+        return np.concatenate([rgb, np.ones(rgb.shape[:2] + (1,), np.float32)], axis=-1)
+    has_alpha = "A" in frame.info.channels
+    pixels = read_channels(frame.path, ("R", "G", "B", "A") if has_alpha else ("R", "G", "B"))
+    if not has_alpha:
+        pixels = np.concatenate([pixels, np.ones(pixels.shape[:2] + (1,), np.float32)], axis=-1)
+    return pixels
+
+
+class _ShotRenderer:
+    """The per-window loop of one job (state for one run only)."""
+
+    def __init__(self, plan: RenderPlan, predictors: dict[str, PassPredictor], emit: Events, should_cancel):
+        self.plan = plan
+        self.job = plan.job
+        self.predictors = predictors
+        self.emit = emit
+        self.should_cancel = should_cancel or (lambda: False)
+        self.schedule = plan.schedule
+        self.shot = plan.shot
+        self.cache = _FrameCache(plan.sequence, self.job.input_colorspace)
+        position = {frame: p for p, frame in enumerate(plan.shot)}
+        self.wanted = {position[f] for f in plan.to_render}
+        self.sums: dict[int, dict[str, np.ndarray]] = {}  # position -> pass -> weighted sum
+        self.written: list[int] = []
+        infos = {p: pr.info for p, pr in predictors.items()}
+        self.provenance = Provenance(
+            passes=tuple(self.job.passes),
+            depth_convention=self.job.depth_convention,
+            models={p: i.model_id for p, i in infos.items()},
+            weights={p: i.weights_sha256 or (self.job.weights or "random") for p, i in infos.items()},
+            untrained=any(i.untrained for i in infos.values()),
+            frame_range=format_frame_spec(plan.requested),
+            shot_range=f"{plan.shot[0]}-{plan.shot[-1]}",
+            input_colorspace="",  # per frame: the plate's own default unless the job names one
+            stabilized=self.job.stabilize,
+            source=plan.input_pattern,
+            settings=plan.settings,
+        )
+
+    def _check_cancel(self) -> None:
+        if self.should_cancel():
+            raise CancelledError(
+                f"render cancelled after {len(self.written)} frame(s); finished frames are complete, re-run to resume"
+            )
+
+    def run(self) -> list[int]:
+        windows = self.plan.windows
+        anchors = self._anchor_reference() if "depth" in self.predictors else {}
+        previous: tuple[Window, np.ndarray, float, float] | None = None  # window, raw depth, keys-only fit
+        for window in windows:
+            self._check_cancel()
+            frames = [self.shot[p] for p in window.positions]
+            what = f"frames {frames[0]}-{frames[-1]}"
+            plates = self.cache.get(frames)
+            if "depth" in self.predictors:
+                keys = [anchors[p] for p in window.keys]
+                raw = _predict(self.predictors["depth"], [k[0] for k in keys] + plates, what)[:, 0]  # (K+T, H, W)
+                raw_keys, raw_depth = raw[: len(keys)], raw[len(keys) :]
+                refs = [k[1] for k in keys]
+                keys_fit = fit_scale_shift(list(raw_keys), refs, stride=ALIGN_STRIDE)
+                source, target = list(raw_keys), list(refs)
+                if previous is not None and previous[0].index == window.index - 1:
+                    prev_window, prev_raw, (s0, t0) = previous
+                    for p in range(window.start, prev_window.stop):
+                        source.append(raw_depth[p - window.start])
+                        target.append(s0 * prev_raw[p - prev_window.start] + t0)
+                scale, shift = fit_scale_shift(source, target, stride=ALIGN_STRIDE)
+                self._accumulate(window, "depth", scale * raw_depth + shift)
+                previous = (window, raw_depth, keys_fit)
+            if "normal" in self.predictors:
+                self._accumulate(window, "normal", _predict(self.predictors["normal"], plates, what))  # (T, 3, H, W)
+            self._write_final(window)
+            later = {self.shot[p] for w in windows if w.index > window.index for p in w.positions}
+            self.cache.keep_only(later)
+        return self.written
+
+    def _anchor_reference(self) -> dict[int, tuple]:
+        """Anchor position -> (plate frame, shot-relative inverse depth): one prediction of all anchors
+        together, mapped so the anchors span 0 (far) to 1 (near)."""
+        positions = list(self.schedule.anchor_positions)
+        plates = list(read_frames(self.plan.sequence, [self.shot[p] for p in positions], colorspace=self.job.input_colorspace))
+        raw = _predict(self.predictors["depth"], plates, f"anchor frames {format_frame_spec([self.shot[p] for p in positions])}")[:, 0]
+        offset, scale = reference_range(list(raw), stride=ALIGN_STRIDE)
+        return {p: (plate, (r - offset) * scale) for p, plate, r in zip(positions, plates, raw)}
+
+    def _accumulate(self, window: Window, pass_name: str, values: np.ndarray) -> None:
+        for p in window.positions:
+            if p not in self.wanted:
+                continue
+            weight = self.schedule.blend_weights(p)[window.index]
+            entry = self.sums.setdefault(p, {})
+            term = weight * values[p - window.start]
+            entry[pass_name] = term if pass_name not in entry else entry[pass_name] + term
+
+    def _write_final(self, window: Window) -> None:
+        for p in sorted(self.sums):
+            if self.schedule.final_after(p) != window.index:
+                continue
+            self._check_cancel()
+            number = self.shot[p]
+            sums = self.sums.pop(p)
+            plate = self.cache.get([number])[0]
+            path = self.plan.output.path(number)
+            colorspace = self.job.input_colorspace or default_colorspace(plate.info)
+            write_frame(
+                path,
+                like=plate.info,
+                provenance=replace(self.provenance, input_colorspace=colorspace),
+                depth=sums.get("depth"),
+                normals=sums.get("normal"),
+                plate=_plate_rgba(plate) if self.job.include_plate else None,
+            )
+            self.written.append(number)
+            self.emit({"type": "frame_done", "frame": number, "path": str(path)})
+            total = len(self.plan.to_render)
+            self.emit({"type": "progress", "percent": 100.0 * len(self.written) / total, "done": len(self.written), "total": total})
+
+
+def _load_predictors(job: RenderJob, cache: PredictorCache) -> dict[str, PassPredictor]:
+    models = {"depth": job.depth_model, "normal": job.normal_model}
+    size = job.options.get("processing_size")
+    return {
+        p: cache.get(p, models[p] or DEFAULT_MODELS[p], weights=job.weights, models_dir=job.models_dir, device=job.device, processing_size=size)
+        for p in job.passes
+    }
+
+
+def _validate_inputs(plan: RenderPlan) -> None:
+    """Headers of every frame the render will read, before any model loads: a missing, unreadable
+    or differently-sized frame fails now, naming itself."""
+    if plan.sequence.is_movie:
+        return
+    needed = {plan.shot[p] for w in plan.windows for p in w.positions}
+    if "depth" in plan.job.passes:
+        needed |= set(plan.anchor_frames)
+    validate_sequence(plan.sequence, sorted(needed))
+
+
+def run_render(
+    job: RenderJob,
+    *,
+    on_event: Events | None = None,
+    should_cancel: Callable[[], bool] | None = None,
+    predictors: PredictorCache | None = None,
+) -> RenderResult:
+    emit = on_event or (lambda event: None)
+    plan = plan_render(job)
+    _check_writable(Path(plan.output_pattern).parent)
+    if plan.dropped:
+        message = f"frames {format_frame_spec(plan.dropped)} lie outside the shot range {job.shot_range}: not rendered"
+        emit({"type": "log", "level": "warning", "message": message})
+    if plan.to_render:
+        _validate_inputs(plan)
+    loaded = _load_predictors(job, predictors or PredictorCache()) if plan.to_render else {}
+    if loaded:  # the model's own window size unless the job names one
+        info = (loaded.get("depth") or loaded["normal"]).info
+        plan = plan_render(job, default_window=info.default_window, default_overlap=info.default_overlap)
+    untrained = any(p.info.untrained for p in loaded.values())
+    emit({"type": "started", "frames": plan.to_render, "output": plan.output.pattern, "untrained": untrained})
+    for number in plan.finished:
+        emit({"type": "frame_skipped", "frame": number, "path": str(plan.output.path(number))})
+    result = RenderResult(frames_skipped=list(plan.finished), output_pattern=plan.output.pattern, untrained=untrained)
+    if not plan.to_render:
+        emit({"type": "progress", "percent": 100.0, "done": 0, "total": 0})
+        return result
+    if job.stabilize:
+        emit({"type": "log", "level": "warning", "message": "--stabilize: the stabiliser stage is not available yet; passes are written unstabilised"})
+    renderer = _ShotRenderer(plan, loaded, emit, should_cancel)
+    try:
+        renderer.run()
+    except (UnreadableImageError, NonFiniteError, MissingFramesError, OutputNotWritableError) as exc:
+        if not renderer.written:
+            raise
+        raise PartialFailureError(
+            f"{exc} (frames {format_frame_spec(renderer.written)} were written and are complete; re-run to finish)"
+        ) from exc
+    result.frames_written = renderer.written
+    return result
+

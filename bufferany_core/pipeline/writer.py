@@ -1,0 +1,104 @@
+"""One output frame: the passes as AOV channels, the plate's geometry, and the provenance header."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from bufferany_core import __version__, conventions
+from bufferany_core.conventions import HEADER
+from bufferany_core.errors import BufferanyError
+from bufferany_core.frames import ImageInfo, read_info, write_exr
+from bufferany_core.pipeline.align import DISTANCE_RULE, inverse_to_distance, renormalise
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """What every output header records (`bufferany/*` keys from `conventions.HEADER`)."""
+
+    passes: tuple[str, ...]
+    depth_convention: str
+    models: Mapping[str, str]  # pass -> model id
+    weights: Mapping[str, str]  # pass -> sha256, or "random:SEED"
+    untrained: bool
+    frame_range: str
+    shot_range: str
+    input_colorspace: str
+    stabilized: bool
+    source: str
+    settings: str  # fingerprint of everything that changes the pixels (see `fingerprint`)
+
+    def header(self) -> dict[str, object]:
+        meta: dict[str, object] = {
+            HEADER.version: __version__,
+            HEADER.passes: ",".join(self.passes),
+            HEADER.untrained: int(self.untrained),
+            HEADER.frame_range: self.frame_range,
+            HEADER.shot_range: self.shot_range,
+            HEADER.input_colorspace: self.input_colorspace,
+            HEADER.stabilized: int(self.stabilized),
+            HEADER.source: self.source,
+            HEADER.weights_sha256: ";".join(f"{p}:{self.weights[p]}" for p in self.passes),
+            HEADER.settings: self.settings,
+        }
+        if "depth" in self.passes:
+            meta[HEADER.depth_model] = self.models["depth"]
+            meta[HEADER.depth_convention] = self.depth_convention
+            if self.depth_convention == conventions.DepthConvention.DISTANCE.value:
+                meta[HEADER.depth_rule] = DISTANCE_RULE
+        if "normal" in self.passes:
+            meta[HEADER.normal_model] = self.models["normal"]
+            meta[HEADER.normal_space] = conventions.DEFAULT_NORMAL_SPACE.value
+            meta[HEADER.normal_axes] = conventions.NORMAL_AXES
+        return meta
+
+
+def fingerprint(settings: Mapping[str, object]) -> str:
+    """Short stable hash of the settings that decide a frame's pixels: a re-run skips a frame only
+    when its file carries the same one."""
+    text = json.dumps(settings, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def is_finished(path: Path, settings: str) -> bool:
+    """Whether `path` is a complete output written with the same settings (writes are atomic, so an
+    existing file is complete; a file from other settings, or unreadable, is rendered again)."""
+    if not path.is_file():
+        return False
+    try:
+        return read_info(path).metadata.get(HEADER.settings) == settings
+    except BufferanyError:
+        return False
+
+
+def write_frame(
+    path: Path,
+    *,
+    like: ImageInfo,
+    provenance: Provenance,
+    depth: np.ndarray | None = None,  # (H, W) shot-relative inverse depth
+    normals: np.ndarray | None = None,  # (3, H, W) cross-faded normals, renormalised here
+    plate: np.ndarray | None = None,  # (H, W, 4) RGBA
+) -> None:
+    channels: dict[str, np.ndarray] = {}
+    half: list[str] = []
+    if depth is not None:
+        if provenance.depth_convention == conventions.DepthConvention.DISTANCE.value:
+            depth = inverse_to_distance(depth)
+        channels[conventions.DEPTH_CHANNEL] = depth.astype(np.float32)
+    if normals is not None:
+        unit = renormalise(normals, axis=0)
+        for name, component in zip(conventions.NORMAL_CHANNELS, unit):
+            channels[name] = component.astype(np.float32)
+        if conventions.DEFAULT_NORMAL_PRECISION == conventions.NormalPrecision.HALF:
+            half += list(conventions.NORMAL_CHANNELS)
+    if plate is not None:
+        for index, name in enumerate(conventions.PLATE_CHANNELS):
+            channels[name] = plate[..., index]
+        half += list(conventions.PLATE_CHANNELS)
+    write_exr(path, channels, like=like, metadata=provenance.header(), half=half)
