@@ -1,0 +1,13 @@
+"""The BufferAnytime node for Nuke: depth.Z and N.X/Y/Z channels from the bufferany server.
+
+Host side: standard library, `nuke`, and the stdlib-only parts of bufferany_core.
+"""
+
+from bufferany_nuke.core_path import ensure_core_importable
+
+ensure_core_importable()
+
+from bufferany_nuke.generate import cancel, generate  # noqa: E402
+from bufferany_nuke.node import create_node, is_bufferany_node, knob_changed  # noqa: E402
+
+__all__ = ["cancel", "create_node", "generate", "is_bufferany_node", "knob_changed"]

@@ -1,0 +1,865 @@
+"""A small stand-in for Nuke's `nuke` module: only the calls the BufferAnytime plugin makes, with the
+signatures of the `types-nuke` stubs.
+
+Images are real: Read loads EXR frames through OpenImageIO, Write.execute writes them back, Copy
+moves channels, Groups evaluate through their Input and Output nodes, so the plugin's internal graph
+really runs. Nuke's threading rule is enforced: any node or knob call off the main thread raises
+(and is recorded); `executeInMainThread` queues work the test pumps with `_pump`. Helpers for tests
+start with an underscore. numpy and OpenImageIO load only when pixels are touched, so the plugin can
+be imported with this module in an interpreter that has neither (as Nuke's has no numpy of ours).
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import re
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import numpy as np
+
+
+GUI = True
+INVISIBLE = 0x400
+STARTLINE = 0x1000
+INPUTS = 0x1
+HIDDEN_INPUTS = 0x2
+WRITE_NON_DEFAULT_ONLY = 0x10
+TO_SCRIPT = 0x1
+
+
+class OffMainThreadError(RuntimeError):
+    pass
+
+
+def _main_only(what: str) -> None:
+    if threading.current_thread() is not threading.main_thread():
+        _state.violations.append(f"{what} from thread {threading.current_thread().name}")
+        raise OffMainThreadError(f"nuke: {what} called off the main thread")
+
+
+# --- images ----------------------------------------------------------------------------------------
+_TO_NUKE = {"R": "rgba.red", "G": "rgba.green", "B": "rgba.blue", "A": "rgba.alpha"}
+_TO_FILE = {v: k for k, v in _TO_NUKE.items()}
+_RGBA = tuple(_TO_NUKE.values())
+
+
+@dataclass
+class _Image:
+    channels: dict[str, np.ndarray]  # Nuke channel name -> (H, W) float32
+    data_window: tuple[int, int, int, int]  # x, y, width, height (OIIO spec)
+    full_window: tuple[int, int, int, int]
+    pixel_aspect: float
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def black(self) -> _Image:
+        import numpy as np
+
+        return _Image(
+            {k: np.zeros_like(v) for k, v in self.channels.items()},
+            self.data_window,
+            self.full_window,
+            self.pixel_aspect,
+        )
+
+
+def _frame_path(pattern: str, frame: int) -> str:
+    pattern = re.sub(r"#+", lambda m: f"%0{len(m.group(0))}d", pattern)
+    return re.sub(r"%0?(\d*)d", lambda m: f"{frame:0{m.group(1) or 1}d}", pattern)
+
+
+def _read_exr(path: str) -> _Image:
+    import numpy as np
+    import OpenImageIO as oiio
+
+    inp = oiio.ImageInput.open(path)
+    if inp is None:
+        raise RuntimeError(f"Read: cannot open {path}: {oiio.geterror()}")
+    spec = inp.spec()
+    pixels = inp.read_image(0, 0, 0, spec.nchannels, "float")
+    inp.close()
+    channels = {
+        _TO_NUKE.get(name, name): np.array(pixels[:, :, i]) for i, name in enumerate(spec.channelnames)
+    }
+    return _Image(
+        channels,
+        (spec.x, spec.y, spec.width, spec.height),
+        (spec.full_x, spec.full_y, spec.full_width, spec.full_height),
+        float(spec.get_float_attribute("PixelAspectRatio", 1.0)),
+    )
+
+
+_COMPRESSIONS = {
+    "Zip (1 scanline)": "zips",
+    "Zip (16 scanlines)": "zip",
+    "PIZ Wavelet (32 scanlines)": "piz",
+    "none": "none",
+}
+_DATATYPES = {"32 bit float": "float", "16 bit half": "half"}
+
+
+def _write_exr(path: str, image: _Image, names: list[str], datatype: str, compression: str) -> None:
+    import numpy as np
+    import OpenImageIO as oiio
+
+    x, y, width, height = image.data_window
+    spec = oiio.ImageSpec(width, height, len(names), _DATATYPES[datatype])
+    spec.x, spec.y = x, y
+    spec.full_x, spec.full_y, spec.full_width, spec.full_height = image.full_window
+    spec.channelnames = tuple(_TO_FILE.get(n, n) for n in names)
+    spec.attribute("compression", _COMPRESSIONS[compression])
+    spec.attribute("PixelAspectRatio", float(image.pixel_aspect))
+    out = oiio.ImageOutput.create(path)
+    if out is None or not out.open(path, spec):
+        raise RuntimeError(f"Write: cannot write {path}: {oiio.geterror()}")
+    out.write_image(np.stack([image.channels[n] for n in names], axis=-1).astype(np.float32))
+    out.close()
+
+
+# --- knobs -----------------------------------------------------------------------------------------
+class Knob:
+    _default: Any = ""
+
+    def __init__(self, name: str, label: str = "", value: Any = None, *args: Any, **kwargs: Any) -> None:
+        self._name, self._label = name, label or name
+        self._value = self._default if value is None else value
+        self._initial = self._value
+        self._flags = 0
+        self._tooltip = ""
+        self._node: Node | None = None
+
+    def Class(self) -> str:
+        return type(self).__name__
+
+    def name(self) -> str:
+        return self._name
+
+    def label(self) -> str:
+        return self._label
+
+    def node(self) -> Node:
+        assert self._node is not None
+        return self._node
+
+    def value(self, *args: Any) -> Any:
+        _main_only(f"{self._name}.value()")
+        return self._value
+
+    def getValue(self, *args: Any) -> Any:
+        return self.value()
+
+    def setValue(self, val: Any, *args: Any) -> Any:
+        _main_only(f"{self._name}.setValue()")
+        self._value = self._coerce(val)
+        return True
+
+    def _coerce(self, val: Any) -> Any:
+        return val
+
+    def setFlag(self, flag: int) -> None:
+        self._flags |= flag
+
+    def clearFlag(self, flag: int) -> None:
+        self._flags &= ~flag
+
+    def getFlag(self, flag: int) -> bool:
+        return bool(self._flags & flag)
+
+    def setTooltip(self, tooltip: str) -> None:
+        self._tooltip = tooltip
+
+    def tooltip(self) -> str:
+        return self._tooltip
+
+    def toScript(self, *args: Any, **kwargs: Any) -> str:
+        return str(self._value)
+
+
+class String_Knob(Knob):
+    def _coerce(self, val: Any) -> Any:
+        return str(val)
+
+
+class EvalString_Knob(String_Knob):
+    pass
+
+
+class File_Knob(EvalString_Knob):
+    pass
+
+
+class Text_Knob(Knob):
+    pass
+
+
+class Tab_Knob(Knob):
+    pass
+
+
+class Int_Knob(Knob):
+    _default = 0
+
+    def _coerce(self, val: Any) -> Any:
+        if isinstance(val, float) and not val.is_integer():
+            raise TypeError(f"{self._name}: an integer knob cannot hold {val}")
+        return int(val)
+
+
+class Double_Knob(Knob):
+    _default = 0.0
+
+    def _coerce(self, val: Any) -> Any:
+        return float(val)
+
+
+class Boolean_Knob(Knob):
+    _default = False
+
+    def _coerce(self, val: Any) -> Any:
+        return bool(val)
+
+
+class Disable_Knob(Boolean_Knob):
+    pass
+
+
+class Enumeration_Knob(Knob):
+    def __init__(
+        self, name: str, label: str = "", values: list[str] | None = None, *args: Any, **kwargs: Any
+    ):
+        self._values = list(values or [])
+        super().__init__(name, label, self._values[0] if self._values else "")
+
+    def values(self) -> list[str]:
+        return list(self._values)
+
+    def _coerce(self, val: Any) -> Any:
+        if isinstance(val, int) and not isinstance(val, bool):
+            return self._values[val]
+        if val not in self._values:
+            raise ValueError(f"{self._name}: {val!r} is not one of {self._values}")
+        return val
+
+
+class Channel_Knob(Knob):
+    def _coerce(self, val: Any) -> Any:
+        if val != "none" and val.split(".", 1)[0] not in _state.layers:
+            raise ValueError(f"{self._name}: channel {val!r} is in no layer (create it with nuke.Layer)")
+        return val
+
+
+class Script_Knob(String_Knob):
+    def __init__(self, name: str, label: str = "", command: str = "", *args: Any, **kwargs: Any):
+        super().__init__(name, label, command)
+
+    def command(self) -> str:
+        return str(self._value)
+
+    def execute(self) -> None:
+        """What clicking the button does: run its command with thisNode() set."""
+        _main_only(f"{self._name}.execute()")
+        _run_script(self.command(), self.node(), self)
+
+
+class PyScript_Knob(Script_Knob):
+    pass
+
+
+def _run_script(code: str, node: Node, knob: Knob) -> None:
+    _state.this.append((node, knob))
+    try:
+        exec(code, {"nuke": sys.modules[__name__]})
+    finally:
+        _state.this.pop()
+
+
+# --- nodes -----------------------------------------------------------------------------------------
+class Format:
+    def __init__(self, width: int, height: int, pixel_aspect: float = 1.0, name: str = "") -> None:
+        self._w, self._h, self._pa, self._name = width, height, pixel_aspect, name
+
+    def width(self) -> int:
+        return self._w
+
+    def height(self) -> int:
+        return self._h
+
+    def pixelAspect(self) -> float:
+        return self._pa
+
+    def name(self) -> str:
+        return self._name
+
+
+class FrameRange:
+    def __init__(self, first: int, last: int) -> None:
+        self._first, self._last = first, last
+
+    def first(self) -> int:
+        return self._first
+
+    def last(self) -> int:
+        return self._last
+
+    def frames(self) -> int:
+        return self._last - self._first + 1
+
+    def increment(self) -> int:
+        return 1
+
+
+class Node:
+    _knob_specs: tuple[Knob, ...] = ()
+
+    def __init__(self, cls: str, parent: Group | None) -> None:
+        self._class, self._parent = cls, parent
+        self._knobs: dict[str, Knob] = {}
+        self._inputs: list[Node | None] = []
+        self._selected = False
+        for knob in (
+            String_Knob("name"),
+            Disable_Knob("disable"),
+            String_Knob("knobChanged"),
+            *self._make_knobs(),
+        ):
+            self._attach(knob)
+        self._knobs["knobChanged"].setFlag(INVISIBLE)
+
+    def _make_knobs(self) -> list[Knob]:
+        return []
+
+    def _attach(self, knob: Knob) -> None:
+        knob._node = self
+        self._knobs[knob.name()] = knob
+
+    def Class(self) -> str:
+        return self._class
+
+    def name(self) -> str:
+        return str(self._knobs["name"]._value)
+
+    def setName(self, name: str, uncollide: bool = True, updateExpressions: bool = False) -> None:
+        _main_only("setName()")
+        self._knobs["name"].setValue(name)
+
+    def fullName(self) -> str:
+        if self._parent is None or isinstance(self._parent, Root):
+            return self.name()
+        return f"{self._parent.fullName()}.{self.name()}"
+
+    def parent(self) -> Group:
+        assert self._parent is not None
+        return self._parent
+
+    def knob(self, p: str | int, follow_link: bool = False) -> Knob | None:
+        _main_only("knob()")
+        return self._knobs.get(str(p))
+
+    def knobs(self) -> dict[str, Knob]:
+        return dict(self._knobs)
+
+    def __getitem__(self, name: str) -> Knob:
+        _main_only(f"{self.name()}[{name!r}]")
+        if name not in self._knobs:
+            raise NameError(f"knob {name} does not exist")
+        return self._knobs[name]
+
+    def addKnob(self, knob: Knob) -> None:
+        _main_only("addKnob()")
+        if knob.name() in self._knobs:
+            raise ValueError(f"knob {knob.name()} exists")
+        self._attach(knob)
+
+    def input(self, index: int) -> Node | None:
+        _main_only("input()")
+        return self._inputs[index] if index < len(self._inputs) else None
+
+    def inputs(self) -> int:
+        return len(self._inputs)
+
+    def setInput(self, i: int, node: Node | None) -> bool:
+        _main_only("setInput()")
+        while len(self._inputs) <= i:
+            self._inputs.append(None)
+        self._inputs[i] = node
+        return True
+
+    def dependencies(self, mask: int = INPUTS) -> list[Node]:
+        _main_only("dependencies()")
+        return [n for n in self._inputs if n is not None]
+
+    def setSelected(self, selected: bool) -> None:
+        self._selected = selected
+
+    def isSelected(self) -> bool:
+        return self._selected
+
+    def writeKnobs(self, flags: int = 0) -> str:
+        _main_only("writeKnobs()")
+        return " ".join(
+            f"{k.name()} {{{k._value}}}"
+            for k in self._knobs.values()
+            if k.name() != "name" and (not flags & WRITE_NON_DEFAULT_ONLY or k._value != k._initial)
+        )
+
+    def frameRange(self) -> FrameRange:
+        _main_only("frameRange()")
+        upstream = self.input(0)
+        if upstream is None:
+            return FrameRange(root().firstFrame(), root().lastFrame())
+        return upstream.frameRange()
+
+    def fileDependencies(self, start: int, end: int) -> list[list[Any]]:
+        _main_only("fileDependencies()")
+        found: list[list[Any]] = []
+        for upstream in self._upstream():
+            found.extend(upstream.fileDependencies(start, end))
+        return found
+
+    def _upstream(self) -> list[Node]:
+        return [n for n in self._inputs if n is not None]
+
+    def format(self) -> Format:
+        image = self._render(self.frameRange().first())
+        return Format(image.full_window[2], image.full_window[3], image.pixel_aspect)
+
+    def pixelAspect(self) -> float:
+        return self.format().pixelAspect()
+
+    def _render(self, frame: int) -> _Image:
+        """Pass-through: the image of input 0 (Dot, Output, disabled nodes)."""
+        upstream = self.input(0)
+        if upstream is None:
+            raise RuntimeError(f"{self.fullName()}: no input")
+        return upstream._render(frame)
+
+
+class _Read(Node):
+    def _make_knobs(self) -> list[Knob]:
+        return [
+            File_Knob("file"),
+            Int_Knob("first", value=1),
+            Int_Knob("last", value=1),
+            Int_Knob("origfirst", value=1),
+            Int_Knob("origlast", value=1),
+            Enumeration_Knob("before", values=["hold", "black", "error"]),
+            Enumeration_Knob("after", values=["hold", "black", "error"]),
+            Enumeration_Knob("on_error", values=["error", "black"]),
+            Boolean_Knob("raw"),
+        ]
+
+    def frameRange(self) -> FrameRange:
+        return FrameRange(int(self["first"].value()), int(self["last"].value()))
+
+    def fileDependencies(self, start: int, end: int) -> list[list[Any]]:
+        first, last = max(start, self["first"].value()), min(end, self["last"].value())
+        return [[self, [_frame_path(self["file"].value(), f) for f in range(first, last + 1)]]]
+
+    def _render(self, frame: int) -> _Image:
+        first, last = self["first"].value(), self["last"].value()
+        if frame < first or frame > last:
+            mode = self["before" if frame < first else "after"].value()
+            if mode == "error":
+                raise RuntimeError(f"{self.fullName()}: frame {frame} is outside {first}-{last}")
+            held = self._load(min(max(frame, first), last))
+            return held if mode == "hold" else held.black()
+        return self._load(frame)
+
+    def _load(self, frame: int) -> _Image:
+        path = _frame_path(self["file"].value(), frame)
+        if not os.path.isfile(path):
+            raise RuntimeError(f"{self.fullName()}: {path}: no such file")
+        return _read_exr(path)
+
+
+class _Write(Node):
+    def _make_knobs(self) -> list[Knob]:
+        return [
+            File_Knob("file"),
+            Enumeration_Knob("file_type", values=["", "exr"]),
+            Enumeration_Knob("datatype", values=["16 bit half", "32 bit float"]),
+            Enumeration_Knob("compression", values=list(_COMPRESSIONS)),
+            Enumeration_Knob("channels", values=["rgb", "rgba", "all"]),
+            Boolean_Knob("raw"),
+            Boolean_Knob("create_directories"),
+        ]
+
+    def _execute(self, frames: range) -> None:
+        if self["file_type"].value() != "exr":
+            raise RuntimeError(f"{self.fullName()}: this fake writes EXR only")
+        for frame in frames:
+            image = self._render(frame)
+            wanted = self["channels"].value()
+            names = [
+                n for n in image.channels if wanted == "all" or n in _RGBA[: 3 if wanted == "rgb" else 4]
+            ]
+            path = _frame_path(self["file"].value(), frame)
+            folder = os.path.dirname(path)
+            if not os.path.isdir(folder):
+                if not self["create_directories"].value():
+                    raise RuntimeError(f"{self.fullName()}: folder {folder} does not exist")
+                os.makedirs(folder)
+            _write_exr(path, image, names, self["datatype"].value(), self["compression"].value())
+            _state.written.append(path)
+
+
+class _Copy(Node):
+    def _make_knobs(self) -> list[Knob]:
+        pairs: list[Knob] = []
+        for slot in range(4):
+            default = "rgba.alpha" if slot == 0 else "none"
+            pairs += [Channel_Knob(f"from{slot}", value=default), Channel_Knob(f"to{slot}", value=default)]
+        return [*pairs, Enumeration_Knob("bbox", values=["union", "B side", "A side", "intersection"])]
+
+    def _render(self, frame: int) -> _Image:
+        import numpy as np
+
+        b = self.input(0)
+        if b is None:
+            raise RuntimeError(f"{self.fullName()}: no B input")
+        image = b._render(frame)
+        if self["disable"].value():
+            return image
+        a = self.input(1)
+        if a is None:
+            raise RuntimeError(f"{self.fullName()}: no A input")
+        source = a._render(frame)
+        channels = dict(image.channels)
+        for slot in range(4):
+            src, dst = self[f"from{slot}"].value(), self[f"to{slot}"].value()
+            if src == "none" or dst == "none":
+                continue
+            if source.data_window != image.data_window:
+                raise RuntimeError(f"{self.fullName()}: A and B data windows differ")
+            channels[dst] = source.channels.get(src, np.zeros_like(next(iter(image.channels.values()))))
+        return _Image(channels, image.data_window, image.full_window, image.pixel_aspect, image.metadata)
+
+
+class _Multiply(Node):
+    def _make_knobs(self) -> list[Knob]:
+        return [Double_Knob("value", value=1.0)]
+
+    def _render(self, frame: int) -> _Image:
+        image = super()._render(frame)
+        gain = float(self["value"].value())
+        channels = {k: v * gain if k in _RGBA[:3] else v for k, v in image.channels.items()}
+        return _Image(channels, image.data_window, image.full_window, image.pixel_aspect)
+
+
+class _Input(Node):
+    def _make_knobs(self) -> list[Knob]:
+        return [Int_Knob("number")]
+
+    def _outer(self) -> Node:
+        group = self.parent()
+        upstream = group.input(int(self["number"].value()))
+        if upstream is None:
+            raise RuntimeError(f"{group.fullName()}: input {self['number'].value()} is not connected")
+        return upstream
+
+    def frameRange(self) -> FrameRange:
+        return self._outer().frameRange()
+
+    def _upstream(self) -> list[Node]:
+        return [self._outer()]
+
+    def _render(self, frame: int) -> _Image:
+        return self._outer()._render(frame)
+
+
+class Group(Node):
+    def __init__(self, cls: str, parent: Group | None) -> None:
+        super().__init__(cls, parent)
+        self._children: list[Node] = []
+
+    def begin(self) -> Group:
+        _main_only("begin()")
+        _state.context.append(self)
+        return self
+
+    def end(self) -> None:
+        _state.context.pop()
+
+    def __enter__(self) -> Group:
+        return self.begin()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.end()
+
+    def nodes(self) -> list[Node]:
+        return list(self._children)
+
+    def node(self, s: str) -> Node | None:
+        return next((n for n in self._children if n.name() == s), None)
+
+    def _output(self) -> Node:
+        out = next((n for n in self._children if n.Class() == "Output"), None)
+        if out is None:
+            raise RuntimeError(f"{self.fullName()}: no Output node")
+        return out
+
+    def frameRange(self) -> FrameRange:
+        return self._output().frameRange()
+
+    def _upstream(self) -> list[Node]:
+        return [self._output()]
+
+    def _render(self, frame: int) -> _Image:
+        if self["disable"].value():
+            return super()._render(frame)
+        return self._output()._render(frame)
+
+
+class Root(Group):
+    def _make_knobs(self) -> list[Knob]:
+        return [Int_Knob("first_frame", value=1), Int_Knob("last_frame", value=100), Knob("format")]
+
+    def firstFrame(self) -> int:
+        return int(self["first_frame"].value())
+
+    def lastFrame(self) -> int:
+        return int(self["last_frame"].value())
+
+    def format(self) -> Format:
+        return self["format"].value()
+
+    def fullName(self) -> str:
+        return "root"
+
+
+class Layer:
+    def __init__(self, name: str, channels: list[str]) -> None:
+        _main_only("Layer()")
+        if name in _state.layers and _state.layers[name] != list(channels):
+            raise ValueError(f"layer {name} exists with channels {_state.layers[name]}")
+        if any(c.split(".", 1)[0] != name for c in channels):
+            raise ValueError(f"layer {name}: channels {channels} must be named {name}.<channel>")
+        _state.layers[name] = list(channels)
+        self._name = name
+
+    def name(self) -> str:
+        return self._name
+
+
+_NODE_CLASSES: dict[str, type[Node]] = {
+    "Read": _Read,
+    "Write": _Write,
+    "Copy": _Copy,
+    "Input": _Input,
+    "Group": Group,
+    "Multiply": _Multiply,
+}
+
+
+class _Constructor:
+    def __init__(self, cls: str) -> None:
+        self._cls = cls
+
+    def __call__(self, **knobs: Any) -> Node:
+        _main_only(f"nodes.{self._cls}()")
+        parent = _state.context[-1]
+        made = _NODE_CLASSES.get(self._cls, Node)(self._cls, parent)
+        taken = {n.name() for n in parent._children}
+        name = knobs.pop("name", None)
+        if name is None or name in taken:
+            base = name.rstrip("0123456789") if name else self._cls
+            name = next(f"{base}{i}" for i in range(1, 10_000) if f"{base}{i}" not in taken)
+        made._knobs["name"].setValue(name)
+        for key, value in knobs.items():
+            made[key].setValue(value)
+        parent._children.append(made)
+        return made
+
+
+class Nodes:
+    def __getattr__(self, item: str) -> _Constructor:
+        return _Constructor(item)
+
+
+nodes = Nodes()
+
+
+# --- module functions ------------------------------------------------------------------------------
+def root() -> Root:
+    return _state.root
+
+
+def toNode(s: str) -> Node | None:
+    _main_only("toNode()")
+    if s == "root":
+        return _state.root
+    group: Group = _state.root if "." in s else _state.context[-1]
+    found: Node | None = None
+    for part in s.split("."):
+        found = group.node(part)
+        if found is None:
+            return None
+        if isinstance(found, Group):
+            group = found
+    return found
+
+
+def allNodes(filter: str | None = None, group: Group | None = None) -> list[Node]:
+    _main_only("allNodes()")
+    where = group or _state.context[-1]
+    return [n for n in where.nodes() if filter is None or n.Class() == filter]
+
+
+def selectedNodes(filter: str | None = None) -> list[Node]:
+    return [n for n in allNodes(filter) if n.isSelected()]
+
+
+def layers(node: Node | None = None) -> list[str]:
+    _main_only("layers()")
+    return list(_state.layers)
+
+
+def execute(
+    nameOrNode: Node | str,
+    start: int,
+    end: int,
+    incr: int = 1,
+    views: Any = None,
+    continueOnError: bool = False,
+) -> None:
+    _main_only("execute()")
+    node = toNode(nameOrNode) if isinstance(nameOrNode, str) else nameOrNode
+    if not isinstance(node, _Write):
+        raise RuntimeError(f"execute: {nameOrNode} is not a Write node")
+    _state.executed.append((node.fullName(), start, end))
+    node._execute(range(start, end + 1, incr))
+
+
+def executeInMainThread(call: Callable[..., Any], args: Any = (), kwargs: Any = None) -> None:
+    if not isinstance(args, tuple):
+        args = (args,)
+    _state.main_queue.put((call, args, kwargs or {}))
+
+
+def thisNode() -> Node:
+    return _state.this[-1][0]
+
+
+def thisKnob() -> Knob:
+    return _state.this[-1][1]
+
+
+def message(prompt: str) -> None:
+    _main_only("message()")
+    _state.messages.append(prompt)
+
+
+def ask(prompt: str) -> bool:
+    _main_only("ask()")
+    _state.messages.append(prompt)
+    return _state.ask_answer
+
+
+class ProgressTask:
+    """Safe from any thread, as in Nuke. Tests press its cancel button with `_cancel()`."""
+
+    def __init__(self, title: str) -> None:
+        self.title, self.message, self.progress = title, "", 0
+        self.history: list[int] = []
+        self._cancelled = threading.Event()
+        _state.tasks.append(self)
+
+    def isCancelled(self) -> bool:
+        return self._cancelled.is_set()
+
+    def setMessage(self, message: str) -> None:
+        self.message = message
+
+    def setProgress(self, progress: int) -> None:
+        if not isinstance(progress, int) or not 0 <= progress <= 100:
+            raise ValueError(f"ProgressTask.setProgress({progress!r}): an int from 0 to 100")
+        self.progress = progress
+        self.history.append(progress)
+
+    def _cancel(self) -> None:
+        self._cancelled.set()
+
+
+class Menu:
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self.items: dict[str, Any] = {}
+
+    def addMenu(self, name: str, *args: Any, **kwargs: Any) -> Menu:
+        return self.items.setdefault(name, Menu(name))
+
+    def addCommand(self, name: str, command: str = "", *args: Any, **kwargs: Any) -> None:
+        self.items[name] = command
+
+
+def menu(name: str) -> Menu:
+    return _state.menus.setdefault(name, Menu(name))
+
+
+# --- test helpers ----------------------------------------------------------------------------------
+class _State:
+    def __init__(self, first: int, last: int, fmt: Format) -> None:
+        self.root = Root("Root", None)
+        self.root["first_frame"].setValue(first)
+        self.root["last_frame"].setValue(last)
+        self.root["format"].setValue(fmt)
+        self.context: list[Group] = [self.root]
+        self.layers = {"rgba": list(_RGBA), "depth": ["depth.Z"], "forward": ["forward.u", "forward.v"]}
+        self.main_queue: queue.Queue = queue.Queue()
+        self.this: list[tuple[Node, Knob]] = []
+        self.violations: list[str] = []
+        self.messages: list[str] = []
+        self.tasks: list[ProgressTask] = []
+        self.executed: list[tuple[str, int, int]] = []
+        self.written: list[str] = []
+        self.menus: dict[str, Menu] = {}
+        self.ask_answer = True
+
+
+def _reset(first: int = 1, last: int = 100, fmt: Format | None = None, gui: bool = True) -> _State:
+    global _state, GUI
+    GUI = gui
+    _state = _State(first, last, fmt or Format(2048, 1556))
+    return _state
+
+
+def _pump(until: Callable[[], bool], timeout: float = 60.0) -> None:
+    """Run queued main-thread work until `until()` holds, as Nuke's event loop would."""
+    deadline = time.monotonic() + timeout
+    while not until():
+        if time.monotonic() > deadline:
+            raise TimeoutError("main-thread queue: condition not reached")
+        try:
+            call, args, kwargs = _state.main_queue.get(timeout=0.05)
+        except queue.Empty:
+            continue
+        call(*args, **kwargs)
+
+
+def _drain() -> None:
+    while not _state.main_queue.empty():
+        call, args, kwargs = _state.main_queue.get()
+        call(*args, **kwargs)
+
+
+def _user_set(knob: Knob, value: Any) -> None:
+    """A user edit in the panel: set the knob, then run the node's knobChanged."""
+    knob.setValue(value)
+    code = knob.node()["knobChanged"].value()
+    if code:
+        _run_script(code, knob.node(), knob)
+
+
+def _image(node: Node, frame: int) -> _Image:
+    """The image `node` outputs at `frame` (what a Viewer would show)."""
+    _main_only("_image()")
+    return node._render(frame)
+
+
+_state = _State(1, 100, Format(2048, 1556))

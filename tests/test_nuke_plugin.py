@@ -1,0 +1,237 @@
+"""The BufferAnytime Nuke node without a server: construction, knobs, layers, cache keys, threading,
+batch errors, host safety and the type check against the `types-nuke` stubs."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from nuke_support import FIRST, LAST, PIXEL_ASPECT, PLUGIN, REPO, fresh_script, make_node, read_exr
+
+# isort: split
+# (nuke_support has put the fake `nuke` and nuke_plugin/ on sys.path)
+import bufferany_nuke
+import nuke
+from bufferany_nuke import cache, node, settings
+
+from bufferany_core.client import ServerNotFoundError
+from bufferany_core.errors import ExitCode, FrameRangeError
+
+
+@pytest.fixture
+def script(tmp_path, monkeypatch):
+    yield from fresh_script(tmp_path, monkeypatch)
+
+
+def test_plugin_loads_in_a_bare_python_and_finds_the_core(tmp_path):
+    """init.py and menu.py run in an interpreter without site-packages (no numpy, no editable
+    install): the plugin finds bufferany_core in its own checkout."""
+    code = f"""
+import sys
+sys.path[:0] = [{str(REPO / "tests" / "fake_nuke")!r}, {str(PLUGIN)!r}]
+exec(open({str(PLUGIN / "init.py")!r}).read())
+exec(open({str(PLUGIN / "menu.py")!r}).read())
+import bufferany_core, nuke
+print(bufferany_core.__file__)
+print(nuke.menu("Nodes").items["BufferAnytime"].items["BufferAnytime"])
+print(sorted(m for m in ("numpy", "torch", "OpenImageIO") if m in sys.modules))
+"""
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "BUFFERANY_CORE_PATH")}
+    result = subprocess.run(
+        [sys.executable, "-S", "-c", code], capture_output=True, text=True, cwd=tmp_path, env=env, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    core_file, command, heavy = result.stdout.splitlines()
+    assert core_file == str(REPO / "bufferany_core" / "__init__.py")
+    assert "bufferany_nuke.create_node()" in command
+    assert heavy == "[]"
+
+    bad = dict(env, BUFFERANY_CORE_PATH=str(tmp_path / "nowhere"))
+    result = subprocess.run(
+        [sys.executable, "-S", "-c", code], capture_output=True, text=True, cwd=tmp_path, env=bad, timeout=60
+    )
+    assert result.returncode != 0
+    assert "BUFFERANY_CORE_PATH" in result.stderr and "nowhere" in result.stderr
+
+
+def test_node_has_its_knobs_and_passes_the_plate_through_before_generating(script):
+    group = make_node()
+    plate = group.input(0)
+    assert plate is not None and plate.Class() == "Read"
+    assert bufferany_nuke.is_bufferany_node(group) and not bufferany_nuke.is_bufferany_node(plate)
+    assert group["passes"].value() == "depth and normal"
+    assert group["depth_layer"].value() == "depth" and group["normal_layer"].value() == "N"
+    assert (group["first_frame"].value(), group["last_frame"].value()) == (FIRST, LAST)
+    assert group["use_input_range"].value() is True and group["stabilize"].value() is False
+    for button in ("generate", "cancel"):
+        assert "bufferany_nuke" in group[button].command()
+    with group:
+        write, read, copy = (nuke.toNode(n) for n in (node.CACHE_WRITE, node.PASSES_READ, node.COPY))
+    assert write["datatype"].value() == "32 bit float" and write["file_type"].value() == "exr"
+    assert write["compression"].value() in ("Zip (1 scanline)", "Zip (16 scanlines)", "none")
+    assert copy.input(0).Class() == "Input" and copy.input(1) is read and copy["disable"].value()
+
+    out = nuke._image(group, FIRST + 1)
+    src = nuke._image(plate, FIRST + 1)
+    assert sorted(out.channels) == sorted(src.channels)
+    assert all(np.array_equal(out.channels[c], src.channels[c]) for c in src.channels)
+    assert out.pixel_aspect == PIXEL_ASPECT
+
+
+def _write_passes(folder, frames, *, data_window=(0, 0, 40, 24), aspect=PIXEL_ASPECT):
+    """Pass files as the pipeline names them: depth.Z and N.X/Y/Z, one constant per frame."""
+    import OpenImageIO as oiio
+
+    folder.mkdir(parents=True, exist_ok=True)
+    x, y, w, h = data_window
+    for frame in frames:
+        spec = oiio.ImageSpec(w, h, 4, "float")
+        spec.x, spec.y = x, y
+        spec.channelnames = ("depth.Z", "N.X", "N.Y", "N.Z")
+        spec.attribute("PixelAspectRatio", aspect)
+        pixels = np.empty((h, w, 4), np.float32)
+        pixels[..., 0] = frame  # depth.Z = the frame number: shows which file a frame came from
+        pixels[..., 1:] = (0.0, 0.6, 0.8)
+        path = str(folder / f"plate_buffers.{frame:04d}.exr")
+        out = oiio.ImageOutput.create(path)
+        assert out.open(path, spec)
+        out.write_image(pixels)
+        out.close()
+    return str(folder / "plate_buffers.####.exr")
+
+
+def test_linked_passes_join_the_stream_under_the_chosen_layer_names(script, tmp_path):
+    group = make_node()
+    pattern = _write_passes(tmp_path / "passes", range(FIRST, LAST + 1))
+    node.link_passes(group, pattern, FIRST, LAST)
+    out = nuke._image(group, FIRST + 2)
+    assert {"depth.Z", "N.X", "N.Y", "N.Z", "rgba.red"} <= set(out.channels)
+    assert np.all(out.channels["depth.Z"] == FIRST + 2)  # frame numbers line up with the plate's
+    assert np.allclose(out.channels["N.Y"], 0.6)
+    assert out.pixel_aspect == PIXEL_ASPECT and out.full_window == (0, 0, 40, 24)
+
+    nuke._user_set(group["normal_layer"], "Nw")
+    nuke._user_set(group["depth_layer"], "zdepth")
+    out = nuke._image(group, FIRST)
+    assert {"zdepth.Z", "Nw.X", "Nw.Y", "Nw.Z"} <= set(out.channels)
+    assert "N.X" not in out.channels and np.all(out.channels["zdepth.Z"] == FIRST)
+
+    nuke._user_set(group["passes"], "depth")
+    assert "Nw.X" not in nuke._image(group, FIRST).channels
+
+    nuke._user_set(group["passes"], "depth and normal")
+    nuke._user_set(group["normal_layer"], "bad.name")
+    assert "layer name 'bad.name'" in group["status"].value()
+
+
+def test_frame_range_knobs_are_checked_against_the_input(script):
+    group = make_node()
+    group["use_input_range"].setValue(False)
+    group["first_frame"].setValue(LAST)
+    group["last_frame"].setValue(FIRST)
+    assert bufferany_nuke.generate(group) is None  # GUI: the error goes to the node, nothing raises
+    assert "first frame is after the last" in group["status"].value()
+
+    group["first_frame"].setValue(FIRST - 10)
+    group["last_frame"].setValue(LAST)
+    with pytest.raises(FrameRangeError, match=f"outside the input's frames {FIRST}-{LAST}") as caught:
+        bufferany_nuke.generate(group, synchronous=True)
+    assert caught.value.exit_code == ExitCode.FRAME_RANGE
+    assert "Read1" in group["status"].value() and script.executed == []
+
+    group["first_frame"].setValue(FIRST + 1)
+    assert settings.read_settings(group).first == FIRST + 1
+
+    group.setInput(0, None)
+    bufferany_nuke.generate(group)
+    assert "no input" in group["status"].value()
+
+
+def test_cache_key_follows_settings_and_upstream_but_not_layer_names(script, tmp_path):
+    group = make_node()
+    read = group.input(0)
+
+    def key():
+        return cache.entry_for(group, settings.read_settings(group)).key
+
+    base = key()
+    assert key() == base
+    group["normal_layer"].setValue("Nw")
+    assert key() == base  # layer names only rename channels in the stream
+
+    group["stabilize"].setValue(True)
+    stabilised = key()
+    assert stabilised != base
+    group["stabilize"].setValue(False)
+
+    grade = nuke.nodes.Multiply(value=1.0)
+    grade.setInput(0, read)
+    group.setInput(0, grade)
+    assert key() != base  # one more node upstream
+    with_grade = key()
+    grade["value"].setValue(0.5)
+    assert key() != with_grade  # an edited upstream knob
+
+    group.setInput(0, read)
+    assert key() == base
+    plate_file = tmp_path / "plate" / f"plate.{FIRST + 1:04d}.exr"
+    stat = plate_file.stat()
+    os.utime(plate_file, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
+    assert key() != base  # a re-rendered plate frame
+
+
+def test_generate_without_a_server_reports_on_the_node_from_the_main_thread(script):
+    group = make_node()
+    assert bufferany_nuke.generate(group) is None  # returns at once; the worker connects
+    assert script.executed == [("BufferAnytime1.CacheWrite", FIRST, LAST)]  # plate rendered to the cache
+    nuke._pump(lambda: "error" in group["status"].value())
+    status = group["status"].value()
+    assert "no bufferany-server is running" in status and "no_server.json" in status
+    nuke._pump(lambda: bool(script.messages))
+    assert "no bufferany-server is running" in script.messages[-1]
+    assert script.violations == []
+    # the plate frames the Write rendered are real float EXRs in the cache
+    entry = cache.entry_for(group, settings.read_settings(group))
+    channels, spec = read_exr(entry.plate_pattern.replace("####", f"{FIRST:04d}"))
+    assert sorted(channels) == ["A", "B", "G", "R"] and str(spec.format) == "float"
+    assert spec.get_float_attribute("PixelAspectRatio") == PIXEL_ASPECT
+
+
+def test_batch_generate_is_synchronous_and_raises_the_service_error(script):
+    group = make_node()
+    nuke.GUI = False  # as in `nuke -t`
+    with pytest.raises(ServerNotFoundError) as caught:
+        bufferany_nuke.generate(group)
+    assert caught.value.exit_code == ExitCode.SERVICE
+    assert "no bufferany-server is running" in group["status"].value()
+    assert script.main_queue.empty() and script.messages == []  # no dialog in batch
+
+
+def test_cancel_without_a_job_says_so(script):
+    group = make_node()
+    group["cancel"].execute()
+    assert group["status"].value() == "nothing to cancel"
+
+
+@pytest.mark.slow
+def test_plugin_type_checks_against_the_types_nuke_stubs():
+    result = subprocess.run(
+        [sys.executable, "-m", "mypy", "--strict", "--follow-imports=silent", "nuke_plugin"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    # the stubs are really in effect (the project config ignores missing imports): a wrong call fails
+    wrong = subprocess.run(
+        [sys.executable, "-m", "mypy", "-c", "import nuke\nnuke.toNode(3)"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=300,
+    )
+    assert wrong.returncode == 1 and "toNode" in wrong.stdout and "arg-type" in wrong.stdout, wrong.stdout
