@@ -1,0 +1,129 @@
+"""One reader for image sequences and movie files: model-ready frames with their frame numbers."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from bufferany_core.errors import (
+    FrameRangeError,
+    MissingFramesError,
+    MixedResolutionError,
+    NonFiniteError,
+)
+from bufferany_core.frames.colour import (
+    DISPLAY_COLORSPACE,
+    default_colorspace,
+    resolve_colorspace,
+    to_model_srgb,
+)
+from bufferany_core.frames.exr import ImageInfo, read_info, read_rgb
+from bufferany_core.frames.framespec import format_frame_spec
+from bufferany_core.frames.movie import MovieReader
+from bufferany_core.frames.sequence import FrameSequence
+
+
+@dataclass
+class Frame:
+    number: int
+    rgb: np.ndarray  # (H, W, 3) float32 sRGB in [0, 1], over the plate's data window
+    info: ImageInfo  # the plate's geometry and metadata, for writing outputs `like` it
+    path: Path | None  # None for movie frames
+
+
+def read_frames(
+    sequence: FrameSequence,
+    frames: Sequence[int],
+    *,
+    colorspace: str | None = None,
+    exposure: float = 0.0,
+    check_finite: bool = True,
+) -> Iterator[Frame]:
+    """Frames `frames` of `sequence`, one at a time, in the order given (bounded memory).
+
+    `colorspace` None picks the default per file (see `colour`). Raises MixedResolutionError at the
+    first frame whose size differs from the first one, NonFiniteError for NaN/Inf pixels.
+    """
+    if colorspace is not None:
+        resolve_colorspace(colorspace)  # fail before reading anything
+    if sequence.movie is not None:
+        yield from _read_movie(sequence.movie, frames, colorspace=colorspace, exposure=exposure)
+        return
+    first: tuple[int, ImageInfo] | None = None
+    for number in frames:
+        path = sequence.path(number)
+        if not path.is_file():
+            raise MissingFramesError(f"frame {number} is missing: {path}", [number])
+        rgb, info = read_rgb(path)
+        if first is None:
+            first = (number, info)
+        _check_same_size(first, number, info, path)
+        if check_finite:
+            _check_finite(rgb, path)
+        space = colorspace or default_colorspace(info)
+        yield Frame(number, to_model_srgb(rgb, colorspace=space, exposure=exposure), info, path)
+
+
+def _read_movie(
+    movie: Path, frames: Sequence[int], *, colorspace: str | None, exposure: float
+) -> Iterator[Frame]:
+    with MovieReader(movie) as reader:
+        info = ImageInfo.for_size(reader.width, reader.height)
+        for number in frames:
+            rgb = reader.read(number)  # movies are display-referred: sRGB unless told otherwise
+            yield Frame(
+                number,
+                to_model_srgb(rgb, colorspace=colorspace or DISPLAY_COLORSPACE, exposure=exposure),
+                info,
+                None,
+            )
+
+
+def validate_sequence(sequence: FrameSequence, frames: Sequence[int]) -> ImageInfo:
+    """Header-only pass over `frames` before any heavy work: every file exists, has a readable
+    header and the same size. Returns the first frame's ImageInfo."""
+    if not frames:
+        raise FrameRangeError(f"no frames selected from {sequence.hash_pattern}")
+    if sequence.movie is not None:
+        with MovieReader(sequence.movie) as reader:
+            outside = [number for number in frames if not 1 <= number <= reader.frame_count]
+            if outside:
+                raise FrameRangeError(
+                    f"frames {format_frame_spec(outside)} are outside movie {sequence.movie} "
+                    f"(frames 1-{reader.frame_count})"
+                )
+            return ImageInfo.for_size(reader.width, reader.height)
+    missing = [number for number in frames if not sequence.path(number).is_file()]
+    if missing:
+        raise MissingFramesError(
+            f"{len(missing)} frame(s) missing from {sequence.hash_pattern}: {format_frame_spec(missing)}",
+            missing,
+        )
+    first: tuple[int, ImageInfo] | None = None
+    for number in frames:
+        path = sequence.path(number)
+        info = read_info(path)
+        if first is None:
+            first = (number, info)
+        _check_same_size(first, number, info, path)
+    assert first is not None
+    return first[1]
+
+
+def _check_same_size(first: tuple[int, ImageInfo], number: int, info: ImageInfo, path: Path) -> None:
+    first_number, first_info = first
+    if (info.width, info.height) != (first_info.width, first_info.height):
+        raise MixedResolutionError(
+            f"frame {number} ({path}) is {info.width}x{info.height} but frame {first_number} is "
+            f"{first_info.width}x{first_info.height}: a sequence must keep one resolution"
+        )
+
+
+def _check_finite(rgb: np.ndarray, path: Path) -> None:
+    bad = ~np.isfinite(rgb).all(axis=2)  # (H, W)
+    count = int(bad.sum())
+    if count:
+        raise NonFiniteError(f"{path} has {count} pixel(s) with NaN or Inf values in R, G, B")

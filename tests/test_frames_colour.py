@@ -1,0 +1,97 @@
+"""Plate colour to model input through OpenColorIO (OpenImageIO's built-in config)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from bufferany_core.errors import BadArgumentsError, ExitCode
+from bufferany_core.frames import (
+    DEFAULT_INPUT_COLORSPACE,
+    ImageInfo,
+    default_colorspace,
+    resolve_colorspace,
+    to_model_srgb,
+)
+
+
+def srgb_encode(linear):
+    """The sRGB transfer function (IEC 61966-2-1), written out independently of OCIO."""
+    linear = np.asarray(linear, dtype=np.float64)
+    return np.where(
+        linear <= 0.0031308, 12.92 * linear, 1.055 * np.power(np.maximum(linear, 0), 1 / 2.4) - 0.055
+    )
+
+
+def pixels(*values):
+    return np.array([[list(v) for v in values]], dtype=np.float32)  # (1, N, 3)
+
+
+def test_default_is_scene_linear_rec709_to_srgb():
+    assert resolve_colorspace(DEFAULT_INPUT_COLORSPACE) == "Linear Rec.709 (sRGB)"
+    linear = np.linspace(0.0, 1.0, 33, dtype=np.float32)
+    image = np.stack([linear, linear[::-1], linear], axis=-1)[None]  # (1, 33, 3)
+    np.testing.assert_allclose(to_model_srgb(image), srgb_encode(image), atol=2e-4)
+
+
+def test_out_of_range_values_are_clipped_after_the_transfer():
+    out = to_model_srgb(pixels((4.0, -0.5, 1.0), (0.5, 16.0, -3.0)))
+    assert out.dtype == np.float32
+    assert out.min() >= 0.0 and out.max() <= 1.0
+    np.testing.assert_allclose(out, [[[1.0, 0.0, 1.0], [srgb_encode(0.5), 1.0, 0.0]]], atol=2e-4)
+
+
+def test_exposure_is_in_stops_before_the_transfer():
+    np.testing.assert_allclose(
+        to_model_srgb(pixels((0.09, 0.045, 0.5)), exposure=1.0),
+        to_model_srgb(pixels((0.18, 0.09, 1.0))),
+        atol=1e-6,
+    )
+    assert to_model_srgb(pixels((2.0, 2.0, 2.0)), exposure=-1.0)[0, 0, 0] == pytest.approx(1.0, abs=1e-5)
+
+
+@pytest.mark.parametrize("name", ["srgb_tx", "sRGB - Texture", "sRGB Encoded Rec.709 (sRGB)", "raw"])
+def test_display_referred_and_raw_input_pass_through(name):
+    image = pixels((0.2, 0.5, 0.9), (1.5, -0.1, 0.0))
+    np.testing.assert_array_equal(to_model_srgb(image, colorspace=name), np.clip(image, 0, 1))
+
+
+def test_acescg_input_changes_primaries_but_keeps_grey():
+    grey_and_red = pixels((0.18, 0.18, 0.18), (0.3, 0.05, 0.05))
+    from_acescg = to_model_srgb(grey_and_red, colorspace="ACEScg")
+    from_linear = to_model_srgb(grey_and_red, colorspace="lin_rec709")
+    np.testing.assert_allclose(from_acescg[0, 0], from_linear[0, 0], atol=1e-3)  # same white
+    assert from_acescg[0, 1, 0] > from_linear[0, 1, 0] + 0.05  # AP1 red is more saturated than Rec.709 red
+
+
+@pytest.mark.parametrize("alias", ["lin_rec709", "linear", "Linear Rec.709 (sRGB)", "lin_srgb"])
+def test_aliases(alias):
+    assert resolve_colorspace(alias) == "Linear Rec.709 (sRGB)"
+
+
+def test_unknown_colour_space_lists_valid_names():
+    with pytest.raises(BadArgumentsError) as raised:
+        to_model_srgb(pixels((0.1, 0.1, 0.1)), colorspace="rec709_linear_typo")
+    message = str(raised.value)
+    assert raised.value.exit_code == ExitCode.BAD_ARGUMENTS
+    assert "rec709_linear_typo" in message and "lin_rec709" in message and "ACEScg" in message
+
+
+def test_wrong_shape():
+    with pytest.raises(ValueError, match=r"\(H, W, 3\)"):
+        to_model_srgb(np.zeros((4, 4, 4), np.float32))
+
+
+def test_default_per_file_kind():
+    half_exr = ImageInfo.for_size(4, 4)
+    assert default_colorspace(half_exr) == "srgb_tx"  # 8-bit movie frames and PNG/JPEG
+    float_plate = ImageInfo(
+        width=4,
+        height=4,
+        data_window=(0, 0, 4, 4),
+        display_window=(0, 0, 4, 4),
+        pixel_aspect=1.0,
+        channels=("R", "G", "B"),
+        channel_formats=("half",) * 3,
+    )
+    assert default_colorspace(float_plate) == DEFAULT_INPUT_COLORSPACE
