@@ -134,3 +134,12 @@ def test_truncated_frame_names_the_file(plate):
         list(read_frames(plate, plate.select(None)))  # ... the pixel read fails
     assert raised.value.exit_code == ExitCode.UNREADABLE_IMAGE
     assert "shot.1005.exr" in str(raised.value)
+
+
+def test_plate_without_colour_channels_fails_validation(tmp_path):
+    write_image(tmp_path / "d.0001.exr", np.zeros((2, 2, 1), np.float32), ("depth.Z",))
+    sequence = FrameSequence.from_input(tmp_path / "d.0001.exr")
+    with pytest.raises(
+        UnreadableImageError, match=r"d\.0001\.exr has no R, G, B or Y channels \(it has: depth\.Z\)"
+    ):
+        validate_sequence(sequence, [1])

@@ -12,6 +12,7 @@ from bufferany_core.frames.colour import (
 )
 from bufferany_core.frames.exr import (
     ImageInfo,
+    colour_channels,
     read_channels,
     read_info,
     read_rgb,
@@ -31,6 +32,7 @@ __all__ = [
     "FrameSequence",
     "ImageInfo",
     "MovieReader",
+    "colour_channels",
     "default_colorspace",
     "format_frame_spec",
     "is_movie_path",

@@ -189,23 +189,25 @@ def read_channels(path: str | Path, names: Sequence[str], *, subimage: int | Non
         return _read_channels(image, path, _part_specs(image), names, subimage)
 
 
+def colour_channels(info: ImageInfo, path: str | Path) -> tuple[str, ...]:
+    """The channels a plate's colour is read from: R, G, B, or a grey Y. UnreadableImageError if
+    `path` (described by `info`) has neither."""
+    if {"R", "G", "B"} <= set(info.channels):
+        return ("R", "G", "B")
+    if "Y" in info.channels:
+        return ("Y",)
+    raise UnreadableImageError(f"{path} has no R, G, B or Y channels (it has: {', '.join(info.channels)})")
+
+
 def read_rgb(path: str | Path) -> tuple[np.ndarray, ImageInfo]:
-    """Colour of `path` as (H, W, 3) float32 (R, G, B by name; a grey Y channel is repeated; alpha is
+    """Colour of `path` as (H, W, 3) float32 (R, G, B by name, or a grey Y repeated; alpha is
     ignored) and its ImageInfo."""
     path = Path(path)
     with _open(path) as image:
         specs = _part_specs(image)
         info = _info_from_specs(specs, image.format_name())
-        if {"R", "G", "B"} <= set(info.channels):
-            return _read_channels(image, path, specs, ("R", "G", "B"), None), info
-        grey = "Y" if "Y" in info.channels else None
-        if grey is None and len(specs[0].channelnames) in (1, 2):  # grey (+ alpha) under another name
-            grey = specs[0].channelnames[0]
-        if grey is None:
-            raise UnreadableImageError(
-                f"{path} has no R, G, B or Y channels (it has: {', '.join(info.channels)})"
-            )
-        return np.repeat(_read_channels(image, path, specs, (grey,), None), 3, axis=2), info
+        pixels = _read_channels(image, path, specs, colour_channels(info, path), None)
+    return np.broadcast_to(pixels, (*pixels.shape[:2], 3)).copy() if pixels.shape[2] == 1 else pixels, info
 
 
 # --- writing ---------------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from bufferany_core.frames.colour import (
     resolve_colorspace,
     to_model_srgb,
 )
-from bufferany_core.frames.exr import ImageInfo, read_info, read_rgb
+from bufferany_core.frames.exr import ImageInfo, colour_channels, read_info, read_rgb
 from bufferany_core.frames.framespec import format_frame_spec
 from bufferany_core.frames.movie import MovieReader
 from bufferany_core.frames.sequence import FrameSequence
@@ -84,7 +84,7 @@ def _read_movie(
 
 def validate_sequence(sequence: FrameSequence, frames: Sequence[int]) -> ImageInfo:
     """Header-only pass over `frames` before any heavy work: every file exists, has a readable
-    header and the same size. Returns the first frame's ImageInfo."""
+    header with colour channels, and the same size. Returns the first frame's ImageInfo."""
     if not frames:
         raise FrameRangeError(f"no frames selected from {sequence.hash_pattern}")
     if sequence.movie is not None:
@@ -106,6 +106,7 @@ def validate_sequence(sequence: FrameSequence, frames: Sequence[int]) -> ImageIn
     for number in frames:
         path = sequence.path(number)
         info = read_info(path)
+        colour_channels(info, path)
         if first is None:
             first = (number, info)
         _check_same_size(first, number, info, path)
