@@ -1,0 +1,195 @@
+"""Temporal attention block: self-attention over the frames of a window, at every pixel.
+
+Used between the spatial layers of an image model (DPT fusion blocks for depth, UNet blocks for
+normals) to turn it into a video model. The block works on frames flattened into the batch,
+(B*T, C, H, W), which is how image models carry a window, and is residual with a zero-initialised
+output projection: a freshly built block is the identity, so the video model starts as its image model.
+
+The submodule names follow the motion modules of Video Depth Anything (themselves from AnimateDiff),
+so its official checkpoints load with `strict=True`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass(frozen=True)
+class TemporalBlockConfig:
+    """Hyperparameters of one temporal block (the channel count comes from where it is inserted)."""
+
+    num_heads: int = 8
+    num_layers: int = 1  # transformer layers per block
+    attention_per_layer: int = 2  # temporal self-attentions per layer, each with its own pre-norm
+    max_frames: int = 32  # length of the positional encoding over time: the longest window
+    norm_groups: int = 32  # GroupNorm groups at the block's input
+    ff_mult: int = 4  # feed-forward width, in multiples of the channel count
+
+
+class TimePositionalEncoding(nn.Module):
+    """Adds a sinusoidal encoding of the frame index (kept as a buffer, as the official checkpoints do)."""
+
+    def __init__(self, *, dim: int, max_frames: int):
+        super().__init__()
+        position = torch.arange(max_frames, dtype=torch.float32).unsqueeze(1)
+        div_term = torch.exp(torch.arange(0, dim, 2, dtype=torch.float32) * (-math.log(10000.0) / dim))
+        pe = torch.zeros(1, max_frames, dim)
+        pe[0, :, 0::2] = torch.sin(position * div_term)
+        pe[0, :, 1::2] = torch.cos(position * div_term)
+        self.register_buffer("pe", pe)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: (N, T, C)
+        frames = x.shape[1]
+        if frames > self.pe.shape[1]:
+            raise ValueError(
+                f"window of {frames} frames is longer than the temporal encoding ({self.pe.shape[1]} frames)"
+            )
+        return x + self.pe[:, :frames].to(x.dtype)
+
+
+class TemporalSelfAttention(nn.Module):
+    """Multi-head self-attention along the frame axis of (N, T, C) sequences."""
+
+    def __init__(self, *, dim: int, num_heads: int, max_frames: int):
+        super().__init__()
+        if dim % num_heads:
+            raise ValueError(f"attention width {dim} is not divisible by {num_heads} heads")
+        self.num_heads = num_heads
+        self.to_q = nn.Linear(dim, dim, bias=False)
+        self.to_k = nn.Linear(dim, dim, bias=False)
+        self.to_v = nn.Linear(dim, dim, bias=False)
+        self.to_out = nn.ModuleList([nn.Linear(dim, dim)])  # a list only for the official key `to_out.0`
+        self.pos_encoder = TimePositionalEncoding(dim=dim, max_frames=max_frames)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: (N, T, C)
+        n, t, c = x.shape
+        x = self.pos_encoder(x)
+        q, k, v = (
+            proj(x).view(n, t, self.num_heads, c // self.num_heads).transpose(1, 2)
+            for proj in (self.to_q, self.to_k, self.to_v)
+        )  # (N, heads, T, C/heads)
+        out = F.scaled_dot_product_attention(q, k, v)
+        return self.to_out[0](out.transpose(1, 2).reshape(n, t, c))
+
+
+class GEGLUFeedForward(nn.Module):
+    """Linear -> GELU-gated linear unit -> linear."""
+
+    def __init__(self, *, dim: int, mult: int):
+        super().__init__()
+        hidden = dim * mult
+        # Indices 0 and 2 are the official key layout (`net.0.proj`, `net.2`); index 1 carries no weights.
+        self.net = nn.Sequential(_GEGLU(dim_in=dim, dim_out=hidden), nn.Identity(), nn.Linear(hidden, dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class _GEGLU(nn.Module):
+    def __init__(self, *, dim_in: int, dim_out: int):
+        super().__init__()
+        self.proj = nn.Linear(dim_in, dim_out * 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        value, gate = self.proj(x).chunk(2, dim=-1)
+        return value * F.gelu(gate)
+
+
+class TemporalTransformerLayer(nn.Module):
+    """Pre-norm residual temporal self-attentions followed by a pre-norm residual feed-forward."""
+
+    def __init__(self, *, dim: int, num_heads: int, attention_blocks: int, max_frames: int, ff_mult: int):
+        super().__init__()
+        self.attention_blocks = nn.ModuleList(
+            TemporalSelfAttention(dim=dim, num_heads=num_heads, max_frames=max_frames)
+            for _ in range(attention_blocks)
+        )
+        self.norms = nn.ModuleList(nn.LayerNorm(dim) for _ in range(attention_blocks))
+        self.ff = GEGLUFeedForward(dim=dim, mult=ff_mult)
+        self.ff_norm = nn.LayerNorm(dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: (N, T, C)
+        for attention, norm in zip(self.attention_blocks, self.norms, strict=True):
+            x = attention(norm(x)) + x
+        return self.ff(self.ff_norm(x)) + x
+
+
+class TemporalBlock(nn.Module):
+    """Residual temporal transformer over the frames of a window, applied independently at each pixel.
+
+    `forward(x, num_frames)` takes frames flattened into the batch, x: (B*T, C, H, W), and returns
+    the same shape. Its output projection starts at zero, so a new block returns its input.
+    """
+
+    def __init__(
+        self,
+        *,
+        channels: int,
+        num_heads: int = 8,
+        num_layers: int = 1,
+        attention_per_layer: int = 2,
+        max_frames: int = 32,
+        norm_groups: int = 32,
+        ff_mult: int = 4,
+    ):
+        super().__init__()
+        if channels % norm_groups:
+            raise ValueError(f"{channels} channels cannot be split into {norm_groups} normalisation groups")
+        self.norm = nn.GroupNorm(num_groups=norm_groups, num_channels=channels, eps=1e-6, affine=True)
+        self.proj_in = nn.Linear(channels, channels)
+        self.transformer_blocks = nn.ModuleList(
+            TemporalTransformerLayer(
+                dim=channels,
+                num_heads=num_heads,
+                attention_blocks=attention_per_layer,
+                max_frames=max_frames,
+                ff_mult=ff_mult,
+            )
+            for _ in range(num_layers)
+        )
+        self.proj_out = nn.Linear(channels, channels)
+        nn.init.zeros_(self.proj_out.weight)
+        nn.init.zeros_(self.proj_out.bias)
+
+    @classmethod
+    def from_config(cls, config: TemporalBlockConfig, *, channels: int) -> TemporalBlock:
+        return cls(
+            channels=channels,
+            num_heads=config.num_heads,
+            num_layers=config.num_layers,
+            attention_per_layer=config.attention_per_layer,
+            max_frames=config.max_frames,
+            norm_groups=config.norm_groups,
+            ff_mult=config.ff_mult,
+        )
+
+    def forward(self, x: torch.Tensor, num_frames: int) -> torch.Tensor:
+        if x.ndim != 4 or x.shape[0] % num_frames:
+            raise ValueError(f"expected (B*T, C, H, W) with T={num_frames} frames, got {tuple(x.shape)}")
+        bt, c, h, w = x.shape
+        b = bt // num_frames
+        tokens = self.norm(x).permute(0, 2, 3, 1).reshape(b, num_frames, h * w, c)
+        tokens = tokens.transpose(1, 2).reshape(b * h * w, num_frames, c)  # (B*H*W, T, C)
+        tokens = self.proj_in(tokens)
+        for layer in self.transformer_blocks:
+            tokens = layer(tokens)
+        tokens = self.proj_out(tokens)
+        delta = tokens.view(b, h, w, num_frames, c).permute(0, 3, 4, 1, 2).reshape(bt, c, h, w)
+        return x + delta
+
+
+def zero_initialised_prefixes(module: nn.Module) -> tuple[str, ...]:
+    """State-dict prefixes of the output projections of every `TemporalBlock` inside `module`.
+
+    Pass them as `skip_prefixes` to `weights.deterministic_state_dict` so that random weights keep
+    the video model equal to its image model."""
+    return tuple(
+        f"{name}.proj_out." if name else "proj_out."
+        for name, sub in module.named_modules()
+        if isinstance(sub, TemporalBlock)
+    )
