@@ -72,3 +72,19 @@ def make_node():
     exec(command, {"nuke": nuke})
     (group,) = set(nuke.allNodes()) - before
     return group
+
+
+def write_fake_script(
+    path: Path, plate_pattern: str, knobs: dict[str, object], *, name: str = "Buffers"
+) -> Path:
+    """A script for the fake `nuke.scriptOpen` (which runs Python in place of parsing .nk): a Read of
+    the plate feeding a BufferAnytime node with the given knob values."""
+    lines = [
+        "import bufferany_nuke.node",
+        f"read = nuke.nodes.Read(file={plate_pattern!r}, first={FIRST}, last={LAST})",
+        f"group = bufferany_nuke.node.build_node({name!r})",
+        "group.setInput(0, read)",
+        *(f"group[{k!r}].setValue({v!r})" for k, v in knobs.items()),
+    ]
+    path.write_text("\n".join(lines) + "\n")
+    return path

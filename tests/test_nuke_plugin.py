@@ -9,13 +9,23 @@ import sys
 
 import numpy as np
 import pytest
-from nuke_support import FIRST, LAST, PIXEL_ASPECT, PLUGIN, REPO, fresh_script, make_node, read_exr
+from nuke_support import (
+    FIRST,
+    LAST,
+    PIXEL_ASPECT,
+    PLUGIN,
+    REPO,
+    fresh_script,
+    make_node,
+    read_exr,
+    write_fake_script,
+)
 
 # isort: split
 # (nuke_support has put the fake `nuke` and nuke_plugin/ on sys.path)
 import bufferany_nuke
 import nuke
-from bufferany_nuke import cache, node, settings
+from bufferany_nuke import batch, cache, node, settings
 
 from bufferany_core.client import ServerNotFoundError
 from bufferany_core.errors import ExitCode, FrameRangeError
@@ -208,6 +218,35 @@ def test_batch_generate_is_synchronous_and_raises_the_service_error(script):
     assert caught.value.exit_code == ExitCode.SERVICE
     assert "no bufferany-server is running" in group["status"].value()
     assert script.main_queue.empty() and script.messages == []  # no dialog in batch
+
+
+def test_batch_script_exits_with_the_error_code_naming_the_node(script, tmp_path, capsys):
+    nuke.GUI = False
+    plate = str(tmp_path / "plate" / "plate.####.exr")
+    shot = write_fake_script(tmp_path / "shot.py", plate, {"weights": "random"})
+    assert batch.main([str(shot), "--save"]) == ExitCode.SERVICE
+    assert "Buffers: no bufferany-server is running" in capsys.readouterr().err
+    assert script.saved == []  # nothing rendered, nothing saved
+
+    assert batch.main([str(shot), "Nope"]) == ExitCode.BAD_ARGUMENTS
+    assert "no BufferAnytime node named 'Nope'" in capsys.readouterr().err
+    empty = tmp_path / "empty.py"
+    empty.write_text("")
+    nuke._reset(gui=False)
+    assert batch.main([str(empty)]) == ExitCode.BAD_ARGUMENTS
+    assert "has no BufferAnytime node" in capsys.readouterr().err
+
+
+def test_model_options_must_be_a_json_object(script):
+    group = make_node()
+    group["options"].setValue("[1, 2]")
+    bufferany_nuke.generate(group)
+    assert "'model options' must be a JSON object" in group["status"].value()
+    group["options"].setValue('{"window": 8')
+    bufferany_nuke.generate(group)
+    assert "'model options' is not valid JSON" in group["status"].value()
+    group["options"].setValue('{"window": 8}')
+    assert settings.read_settings(group).options == {"window": 8}
 
 
 def test_cancel_without_a_job_says_so(script):

@@ -185,6 +185,7 @@ def _render_job(settings: NodeSettings, entry: cache.CacheEntry) -> RenderJob:
         input_colorspace=settings.input_colorspace,
         depth_convention=settings.depth_convention,
         stabilize=settings.stabilize,
+        options=settings.options,
         overwrite=settings.force,  # a resumed render keeps the frames a cancelled one finished
     )
 

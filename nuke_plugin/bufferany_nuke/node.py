@@ -91,6 +91,7 @@ def _add_knobs(group: nuke.Group) -> None:
         nuke.String_Knob("models_dir", "models folder"),
         nuke.String_Knob("device", "device", "auto"),
         nuke.String_Knob("input_colorspace", "input colorspace"),
+        nuke.String_Knob("options", "model options"),
     ]
     for knob in knobs:
         group.addKnob(knob)
@@ -108,6 +109,7 @@ def _add_knobs(group: nuke.Group) -> None:
         "weights": "empty: the registry's weights; a file path; or random[:SEED] (untrained test run)",
         "input_colorspace": "colorspace of the plate as written to the cache (raw working space); "
         "empty: the pipeline's default for EXR",
+        "options": 'JSON object of model options, e.g. {"window": 32, "overlap": 10, "processing_size": 518}',
     }
     for name, tip in tips.items():
         group[name].setTooltip(tip)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +41,7 @@ class NodeSettings:
     models_dir: str | None
     device: str
     input_colorspace: str | None
+    options: dict[str, Any]
     connection: Connection
     cache_root: Path
     force: bool
@@ -56,6 +58,7 @@ class NodeSettings:
             "weights": self.weights,
             "models_dir": self.models_dir,
             "input_colorspace": self.input_colorspace,
+            "options": self.options,
         }
 
 
@@ -82,6 +85,7 @@ def read_settings(group: nuke.Group) -> NodeSettings:
         models_dir=text("models_dir"),
         device=text("device") or "auto",
         input_colorspace=text("input_colorspace"),
+        options=_options(name, text("options")),
         connection=Connection(discovery=text("server"), start_server=bool(group["start_server"].value())),
         cache_root=_cache_root(text("cache_dir")),
         force=bool(group["force"].value()),
@@ -104,6 +108,16 @@ def _frame_range(group: nuke.Group, plate: nuke.Node) -> tuple[int, int]:
             f"(input node {plate.fullName()})"
         )
     return first, last
+
+
+def _options(name: str, text: str | None) -> dict[str, Any]:
+    try:
+        options = json.loads(text) if text else {}
+    except ValueError as exc:
+        raise BadArgumentsError(f"{name}: knob 'model options' is not valid JSON: {exc}") from None
+    if not isinstance(options, dict):
+        raise BadArgumentsError(f"{name}: knob 'model options' must be a JSON object, got {text}")
+    return options
 
 
 def _cache_root(knob_value: str | None) -> Path:

@@ -705,10 +705,17 @@ def toNode(s: str) -> Node | None:
     return found
 
 
-def allNodes(filter: str | None = None, group: Group | None = None) -> list[Node]:
+def allNodes(
+    filter: str | None = None, group: Group | None = None, recurseGroups: bool = False
+) -> list[Node]:
     _main_only("allNodes()")
-    where = group or _state.context[-1]
-    return [n for n in where.nodes() if filter is None or n.Class() == filter]
+    found: list[Node] = []
+    for n in (group or _state.context[-1]).nodes():
+        if filter is None or n.Class() == filter:
+            found.append(n)
+        if recurseGroups and isinstance(n, Group):
+            found.extend(allNodes(filter, n, recurseGroups=True))
+    return found
 
 
 def selectedNodes(filter: str | None = None) -> list[Node]:
@@ -740,6 +747,25 @@ def executeInMainThread(call: Callable[..., Any], args: Any = (), kwargs: Any = 
     if not isinstance(args, tuple):
         args = (args,)
     _state.main_queue.put((call, args, kwargs or {}))
+
+
+def scriptOpen(filename: str | None = None) -> None:
+    """Stand-in for loading a .nk file: the fake runs a Python file that builds the graph with `nuke`."""
+    _main_only("scriptOpen()")
+    assert filename is not None
+    _state.root["name"].setValue(filename)
+    with open(filename) as stream:
+        exec(stream.read(), {"nuke": sys.modules[__name__]})
+
+
+def scriptSave(filename: str | None = None) -> bool:
+    """Records what a saved script would hold: every node's knob values."""
+    _main_only("scriptSave()")
+    snapshot = {
+        n.fullName(): {k: knob._value for k, knob in n._knobs.items()} for n in allNodes(recurseGroups=True)
+    }
+    _state.saved.append((filename or _state.root.name(), snapshot))
+    return True
 
 
 def thisNode() -> Node:
@@ -819,6 +845,7 @@ class _State:
         self.executed: list[tuple[str, int, int]] = []
         self.written: list[str] = []
         self.menus: dict[str, Menu] = {}
+        self.saved: list[tuple[str, dict[str, dict[str, Any]]]] = []
         self.ask_answer = True
 
 

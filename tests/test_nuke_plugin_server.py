@@ -1,0 +1,170 @@
+"""End to end: the BufferAnytime node in the fake Nuke against a real `bufferany-server` subprocess on
+loopback, with tiny models and random weights."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from nuke_support import (
+    FIRST,
+    LAST,
+    PIXEL_ASPECT,
+    fresh_script,
+    make_node,
+    read_exr,
+    write_fake_script,
+    write_plate,
+)
+from service_support import ServerProcess
+
+# isort: split
+# (nuke_support has put the fake `nuke` and nuke_plugin/ on sys.path)
+import bufferany_nuke
+import nuke
+from bufferany_nuke import batch, cache, node, settings
+
+from bufferany_core.client import Client
+
+pytestmark = pytest.mark.slow
+
+TINY = {
+    "depth_model": "video-depth-anything-tiny",
+    "normal_model": "marigold-e2e-ft-normals-tiny",
+    "weights": "random",
+    "device": "cpu",
+    "options": json.dumps({"processing_size": 28}),
+}
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("nuke_server")
+    process = ServerProcess(folder, timeout=60)
+    yield process
+    process.stop()
+
+
+@pytest.fixture
+def script(tmp_path, monkeypatch, server):
+    gen = fresh_script(tmp_path, monkeypatch)
+    state = next(gen)
+    monkeypatch.setenv("BUFFERANY_SERVER_FILE", str(server.discovery))
+    yield state
+    next(gen, None)
+
+
+def _tiny_node():
+    group = make_node()
+    for name, value in TINY.items():
+        group[name].setValue(value)
+    return group
+
+
+def _jobs(server):
+    with Client.connect(server.discovery) as client:
+        return client.list_jobs()
+
+
+def _long_plate(tmp_path):
+    """40 frames in windows of 4: a job long enough to cancel half-way."""
+    pattern = write_plate(tmp_path / "long", FIRST, FIRST + 39)
+    return nuke.nodes.Read(file=pattern, first=FIRST, last=FIRST + 39)
+
+
+def _last_job_state(server):
+    return _jobs(server)[-1]["state"]
+
+
+def test_generate_renders_the_plate_runs_the_job_and_merges_the_passes(script, server):
+    group = _tiny_node()
+    group["generate"].execute()  # the button: returns at once, the job runs on a worker thread
+    assert script.executed == [("BufferAnytime1.CacheWrite", FIRST, LAST)]
+    nuke._pump(lambda: group["status"].value().startswith(("done", "error", "cancelled")), timeout=240)
+    assert group["status"].value().startswith("done"), group["status"].value()
+    assert "UNTRAINED" in group["status"].value()
+    assert script.violations == []
+
+    entry = cache.entry_for(group, settings.read_settings(group))
+    with group:
+        read = nuke.toNode(node.PASSES_READ)
+    assert read["file"].value() == entry.passes_pattern
+    assert (read["first"].value(), read["last"].value()) == (FIRST, LAST)
+    for frame in range(FIRST, LAST + 1):
+        plate, plate_spec = read_exr(entry.plate_pattern.replace("####", f"{frame:04d}"))
+        assert sorted(plate) == ["A", "B", "G", "R"] and str(plate_spec.format) == "float"
+        passes, spec = read_exr(entry.passes_file(frame))
+        assert sorted(passes) == ["N.X", "N.Y", "N.Z", "depth.Z"]
+        assert (spec.width, spec.height) == (plate_spec.width, plate_spec.height)
+        assert spec.get_float_attribute("PixelAspectRatio") == PIXEL_ASPECT
+        norm = np.sqrt(sum(passes[c].astype(np.float64) ** 2 for c in ("N.X", "N.Y", "N.Z")))
+        assert np.allclose(norm, 1.0, atol=2e-3)  # unit normals (half precision)
+
+    out = nuke._image(group, FIRST + 1)  # the node's output stream: plate + passes, same frame
+    passes, _ = read_exr(entry.passes_file(FIRST + 1))
+    assert np.array_equal(out.channels["depth.Z"], passes["depth.Z"])
+    assert np.array_equal(out.channels["N.Z"], passes["N.Z"])
+    assert np.array_equal(
+        out.channels["rgba.red"], nuke._image(group.input(0), FIRST + 1).channels["rgba.red"]
+    )
+    assert out.pixel_aspect == PIXEL_ASPECT
+
+    (task,) = script.tasks
+    assert task.history[-1] == 100 and task.history == sorted(task.history)
+
+    # Generate again: unchanged input and settings reuse the passes, no render, no job
+    jobs_before = len(_jobs(server))
+    group["generate"].execute()
+    assert group["status"].value().startswith("cached")
+    assert len(script.executed) == 1 and len(_jobs(server)) == jobs_before
+
+
+def test_batch_script_renders_synchronously_and_saves_the_linked_node(script, server, tmp_path, capsys):
+    nuke.GUI = False  # `nuke -t bufferany_nuke/batch.py shot.nk --save`
+    plate = str(tmp_path / "plate" / "plate.####.exr")
+    shot = write_fake_script(tmp_path / "shot.py", plate, {**TINY, "passes": "depth"})
+    assert batch.main([str(shot), "--save"]) == 0, capsys.readouterr().err
+    assert "Buffers: done: frames 1001-1004" in capsys.readouterr().out
+    assert script.main_queue.empty()  # nothing deferred: the node was finished when generate returned
+    group = nuke.toNode("Buffers")
+    out = nuke._image(group, LAST)
+    assert "depth.Z" in out.channels and "N.X" not in out.channels
+    ((saved_as, snapshot),) = script.saved
+    assert saved_as == str(shot)
+    passes = snapshot["Buffers.PassesRead"]["file"]
+    assert passes.endswith("plate_buffers.####.exr") and not snapshot["Buffers.CopyPasses"]["disable"]
+    channels, _ = read_exr(passes.replace("####", f"{LAST:04d}"))
+    assert sorted(channels) == ["depth.Z"]
+
+
+def test_progress_cancel_stops_the_job_and_leaves_the_plate_untouched(script, server, tmp_path):
+    group = _tiny_node()
+    group.setInput(0, _long_plate(tmp_path))
+    group["options"].setValue(json.dumps({"processing_size": 28, "window": 4, "overlap": 1}))
+    bufferany_nuke.generate(group)
+    nuke._pump(lambda: bool(script.tasks) and script.tasks[0].progress > 0, timeout=240)
+    script.tasks[0]._cancel()  # the user presses cancel on the progress bar
+    nuke._pump(lambda: group["status"].value().startswith(("done", "error", "cancelled")), timeout=120)
+    assert group["status"].value().startswith("cancelled"), group["status"].value()
+    with group:
+        assert nuke.toNode(node.COPY)["disable"].value()  # output is still the plate alone
+    assert _last_job_state(server) == "cancelled"
+
+    nuke.GUI = False
+    group["cancel"].execute()
+    assert group["status"].value() == "nothing to cancel"
+
+
+def test_cancel_button_stops_the_running_job(script, server, tmp_path):
+    group = _tiny_node()
+    group.setInput(0, _long_plate(tmp_path))
+    group["options"].setValue(json.dumps({"processing_size": 28, "window": 4, "overlap": 1}))
+    group["generate"].execute()
+    nuke._pump(lambda: "rendering passes" in group["status"].value(), timeout=240)
+    group["cancel"].execute()
+    assert group["status"].value() == "cancelling"
+    nuke._pump(lambda: group["status"].value().startswith(("done", "error", "cancelled")), timeout=120)
+    assert group["status"].value().startswith("cancelled"), group["status"].value()
+    assert _last_job_state(server) == "cancelled"
+    assert script.violations == []
