@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from bufferany_core.errors import ExitCode, FrameRangeError, InputNotFoundError, UnreadableImageError
-from bufferany_core.frames import MovieReader
+from bufferany_core.frames import MovieReader, read_info, write_exr
 
 CLIPS = {"davis_rollercoaster.mp4": (70, 960, 540), "tokyo_walk.mp4": (195, 1280, 720)}
 
@@ -76,3 +76,14 @@ def test_corrupt_and_truncated_movies(tmp_path, real_clips):
 def test_missing_movie(tmp_path):
     with pytest.raises(InputNotFoundError, match="nope.mov"):
         MovieReader(tmp_path / "nope.mov")
+
+
+def test_frame_rate_reaches_the_output_header(tmp_path, real_clips):
+    with MovieReader(real_clips / "davis_rollercoaster.mp4") as movie:
+        info = movie.info
+    assert (info.width, info.height, info.pixel_aspect) == (960, 540, 1.0)
+    write_exr(tmp_path / "out.0001.exr", {"depth.Z": np.zeros((540, 960), np.float32)}, like=info)
+    written = read_info(tmp_path / "out.0001.exr")
+    assert written.metadata["FramesPerSecond"] == (24, 1)
+    assert written.metadata_types["FramesPerSecond"] == "rational"
+    assert written.display_window == (0, 0, 960, 540)

@@ -68,8 +68,15 @@ class ImageInfo:
     file_format: str = ""  # OIIO's format name: "openexr", "png", ...
 
     @classmethod
-    def for_size(cls, width: int, height: int, *, metadata: Mapping[str, object] | None = None) -> ImageInfo:
-        """An RGB image of `width` x `height` with no overscan and square pixels (movie frames)."""
+    def for_size(
+        cls,
+        width: int,
+        height: int,
+        *,
+        metadata: Mapping[str, object] | None = None,
+        metadata_types: Mapping[str, str] | None = None,
+    ) -> ImageInfo:
+        """An 8-bit RGB image of `width` x `height`, no overscan, square pixels (movie frames)."""
         return cls(
             width=width,
             height=height,
@@ -79,6 +86,7 @@ class ImageInfo:
             channels=("R", "G", "B"),
             channel_formats=("uint8",) * 3,
             metadata=dict(metadata or {}),
+            metadata_types=dict(metadata_types or {}),
         )
 
     @property
@@ -173,6 +181,8 @@ def _read_channels(
         if pixels is None or image.has_error:
             raise UnreadableImageError(f"cannot read pixels of {path}: {image.geterror() or 'read failed'}")
         pixels = np.asarray(pixels).reshape(height, width, last - first)
+        if len(parts) == 1 and [index for _, index in wanted] == list(range(first, last)):
+            return pixels  # already the channels asked for, in order (the usual R, G, B)
         for slot, index in wanted:
             out[:, :, slot] = pixels[:, :, index - first]
     return out

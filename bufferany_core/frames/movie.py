@@ -6,12 +6,14 @@ Frames are numbered from 1, as Nuke's Read node numbers a movie. Pixels come bac
 
 from __future__ import annotations
 
+from fractions import Fraction
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from bufferany_core.errors import FrameRangeError, InputNotFoundError, UnreadableImageError
+from bufferany_core.frames.exr import ImageInfo
 
 MOVIE_EXTENSIONS = (".mp4", ".mov", ".avi", ".mkv", ".m4v", ".webm")
 
@@ -38,6 +40,19 @@ class MovieReader:
             self.close()
             raise UnreadableImageError(f"movie file {self.path} has no readable video frames")
         self._next = 1  # frame number the capture decodes next; seeking costs more than reading on
+
+    @property
+    def info(self) -> ImageInfo:
+        """The frames' geometry (square pixels, no overscan) and frame rate, as an EXR header keeps it."""
+        if self.fps <= 0:
+            return ImageInfo.for_size(self.width, self.height)
+        rate = Fraction(self.fps).limit_denominator(1001)  # 23.976... -> 24000/1001
+        return ImageInfo.for_size(
+            self.width,
+            self.height,
+            metadata={"FramesPerSecond": (rate.numerator, rate.denominator)},
+            metadata_types={"FramesPerSecond": "rational"},
+        )
 
     def read(self, frame: int) -> np.ndarray:
         """Frame `frame` (1..frame_count) as (H, W, 3) float32 RGB in [0, 1]."""

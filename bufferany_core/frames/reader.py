@@ -71,7 +71,7 @@ def _read_movie(
     movie: Path, frames: Sequence[int], *, colorspace: str | None, exposure: float
 ) -> Iterator[Frame]:
     with MovieReader(movie) as reader:
-        info = ImageInfo.for_size(reader.width, reader.height)
+        info = reader.info
         for number in frames:
             rgb = reader.read(number)  # movies are display-referred: sRGB unless told otherwise
             yield Frame(
@@ -95,7 +95,7 @@ def validate_sequence(sequence: FrameSequence, frames: Sequence[int]) -> ImageIn
                     f"frames {format_frame_spec(outside)} are outside movie {sequence.movie} "
                     f"(frames 1-{reader.frame_count})"
                 )
-            return ImageInfo.for_size(reader.width, reader.height)
+            return reader.info
     missing = [number for number in frames if not sequence.path(number).is_file()]
     if missing:
         raise MissingFramesError(
@@ -124,7 +124,7 @@ def _check_same_size(first: tuple[int, ImageInfo], number: int, info: ImageInfo,
 
 
 def _check_finite(rgb: np.ndarray, path: Path) -> None:
-    bad = ~np.isfinite(rgb).all(axis=2)  # (H, W)
-    count = int(bad.sum())
-    if count:
-        raise NonFiniteError(f"{path} has {count} pixel(s) with NaN or Inf values in R, G, B")
+    if np.isfinite(rgb).all():  # the usual case, far cheaper than counting
+        return
+    count = int((~np.isfinite(rgb).all(axis=2)).sum())  # pixels, not values
+    raise NonFiniteError(f"{path} has {count} pixel(s) with NaN or Inf values in R, G, B")
