@@ -270,3 +270,19 @@ def test_read_rgb_forms(tmp_path):
     assert not info.is_float
     with pytest.raises(UnreadableImageError, match=r"no R, G, B or Y channels .*N\.X, N\.Y, depth\.Z"):
         read_rgb(write_image(tmp_path / "data.exr", random_pixels(2, 2, 3), ("depth.Z", "N.X", "N.Y")))
+
+
+def test_camera_metadata_from_a_jpeg_plate(tmp_path):
+    spec = oiio.ImageSpec(16, 8, 3, "uint8")
+    spec.attribute("Make", "ARRI")
+    spec.attribute("Exif:ISOSpeedRatings", 800)  # a uint16 in Exif; EXR headers want 32-bit ints
+    output = oiio.ImageOutput.create("plate.jpg")
+    assert output.open(str(tmp_path / "plate.jpg"), spec)
+    output.write_image(np.full((8, 16, 3), 100, np.uint8))
+    output.close()
+    info = read_info(tmp_path / "plate.jpg")
+    assert not info.is_float
+    write_exr(tmp_path / "out.exr", {"depth.Z": np.zeros((8, 16), np.float32)}, like=info)
+    written = read_info(tmp_path / "out.exr").metadata
+    assert written["Make"] == "ARRI"
+    assert written["Exif:PhotographicSensitivity"] == 800

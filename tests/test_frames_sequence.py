@@ -185,3 +185,8 @@ def test_for_output(tmp_path):
     assert fresh.hash_pattern == str(tmp_path / "new" / "depth.#####.exr")
     with pytest.raises(BadArgumentsError):
         FrameSequence.for_output(tmp_path / "out.mov")
+
+
+def test_folder_input_says_what_to_give(tmp_path):
+    with pytest.raises(InputNotFoundError, match=r"is a folder: name a file or a pattern"):
+        FrameSequence.from_input(tmp_path)

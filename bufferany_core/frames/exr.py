@@ -28,6 +28,7 @@ from bufferany_core.errors import (
 )
 
 Window = tuple[int, int, int, int]  # x, y, width, height
+_NARROW_INTEGERS = frozenset({"uint8", "int8", "uint16", "int16", "uint"})
 
 # Attributes that describe a file's encoding, not the shot: never copied from a plate to an output.
 _ENCODING_PREFIXES = ("oiio:", "openexr:", "png:", "jpeg:", "tiff:", "dpx:")
@@ -284,6 +285,8 @@ def _typed_metadata(
     if like is not None:
         for name, value in like.metadata.items():
             kind = like.metadata_types.get(name)
+            if kind in _NARROW_INTEGERS:  # EXR headers hold 32-bit ints only; OIIO would drop these
+                kind = "int"
             typed[name] = (oiio.TypeDesc(kind), value) if kind else _infer_type(name, value)
     for name, value in (metadata or {}).items():
         typed[name] = _infer_type(name, value)

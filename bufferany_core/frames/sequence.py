@@ -66,6 +66,10 @@ class FrameSequence:
             if not sequence.frames:
                 raise InputNotFoundError(f"no files match the sequence {sequence.hash_pattern}")
             return sequence
+        if path.is_dir():
+            raise InputNotFoundError(
+                f"input {path} is a folder: name a file or a pattern such as shot.####.exr"
+            )
         if not path.is_file():
             raise InputNotFoundError(f"input {path} does not exist")
         stem, extension = os.path.splitext(path.name)
