@@ -40,7 +40,7 @@ def save_temporal_weights(path: Path, state: Mapping, config: Mapping) -> None:
 
 def load_temporal_weights(path: Path) -> tuple[dict, dict]:
     """Read (state dict on the CPU, config dict) written by `save_temporal_weights`."""
-    from safetensors import SafetensorsError
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     path = Path(path)
@@ -59,7 +59,7 @@ def load_temporal_weights(path: Path) -> tuple[dict, dict]:
         raise BadArgumentsError(f"temporal weights config {cfg_path} must hold a JSON object")
     try:
         state = load_file(str(path), device="cpu")
-    except (SafetensorsError, OSError) as exc:
+    except (SafetensorError, OSError) as exc:
         raise BadArgumentsError(
             f"temporal weights {path} are not a readable safetensors file: {exc}"
         ) from exc
