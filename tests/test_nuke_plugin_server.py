@@ -138,6 +138,28 @@ def test_batch_script_renders_synchronously_and_saves_the_linked_node(script, se
     assert sorted(channels) == ["depth.Z"]
 
 
+def test_passes_follow_the_stream_frame_numbers_under_a_time_offset(script, server):
+    """A TimeOffset above the node: the cache holds stream frames 1011-1014 (plate 1001-1004) and the
+    passes come back on the same numbers."""
+    plate = nuke.toNode("Read1")
+    offset = nuke.nodes.TimeOffset(time_offset=10)
+    offset.setInput(0, plate)
+    group = _tiny_node()
+    group.setInput(0, offset)
+    group["passes"].setValue("depth")
+    group["generate"].execute()
+    nuke._pump(lambda: group["status"].value().startswith(("done", "error", "cancelled")), timeout=240)
+    assert group["status"].value().startswith("done: frames 1011-1014"), group["status"].value()
+    entry = cache.entry_for(group, settings.read_settings(group))
+    cached, _ = read_exr(entry.plate_pattern.replace("####", "1012"))
+    original, _ = read_exr(str(plate["file"].value()).replace("####", "1002"))
+    assert np.array_equal(cached["R"], original["R"])
+    out = nuke._image(group, 1012)
+    passes, _ = read_exr(entry.passes_file(1012))
+    assert np.array_equal(out.channels["depth.Z"], passes["depth.Z"])
+    assert np.array_equal(out.channels["rgba.red"], original["R"])
+
+
 def test_progress_cancel_stops_the_job_and_leaves_the_plate_untouched(script, server, tmp_path):
     group = _tiny_node()
     group.setInput(0, _long_plate(tmp_path))
@@ -162,6 +184,9 @@ def test_cancel_button_stops_the_running_job(script, server, tmp_path):
     group["options"].setValue(json.dumps({"processing_size": 28, "window": 4, "overlap": 1}))
     group["generate"].execute()
     nuke._pump(lambda: "rendering passes" in group["status"].value(), timeout=240)
+    group["generate"].execute()  # a second press while the job runs starts nothing
+    assert group["status"].value().startswith("already generating")
+    assert len(script.executed) == 1
     group["cancel"].execute()
     assert group["status"].value() == "cancelling"
     nuke._pump(lambda: group["status"].value().startswith(("done", "error", "cancelled")), timeout=120)

@@ -552,6 +552,24 @@ class _Multiply(Node):
         return _Image(channels, image.data_window, image.full_window, image.pixel_aspect)
 
 
+class _TimeOffset(Node):
+    def _make_knobs(self) -> list[Knob]:
+        return [Int_Knob("time_offset")]
+
+    def _shift(self) -> int:
+        return int(self["time_offset"].value())
+
+    def frameRange(self) -> FrameRange:
+        upstream = super().frameRange()
+        return FrameRange(upstream.first() + self._shift(), upstream.last() + self._shift())
+
+    def fileDependencies(self, start: int, end: int) -> list[list[Any]]:
+        return super().fileDependencies(start - self._shift(), end - self._shift())
+
+    def _render(self, frame: int) -> _Image:
+        return super()._render(frame - self._shift())
+
+
 class _Input(Node):
     def _make_knobs(self) -> list[Knob]:
         return [Int_Knob("number")]
@@ -654,6 +672,7 @@ _NODE_CLASSES: dict[str, type[Node]] = {
     "Input": _Input,
     "Group": Group,
     "Multiply": _Multiply,
+    "TimeOffset": _TimeOffset,
 }
 
 
