@@ -1,0 +1,1 @@
+"""Evaluation: metrics against ground truth and temporal consistency (numpy; torch for flow warping)."""
