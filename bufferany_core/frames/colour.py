@@ -58,10 +58,11 @@ def to_model_srgb(rgb: np.ndarray, *, colorspace: str | None = None, exposure: f
     if exposure:
         pixels = pixels * np.float32(2.0**exposure)
     if source != resolve_colorspace(DISPLAY_COLORSPACE) and not _config().isData(source):
-        converted = oiio.ImageBufAlgo.colorconvert(oiio.ImageBuf(pixels), source, DISPLAY_COLORSPACE)
-        if converted.has_error:
-            raise BadArgumentsError(
-                f"cannot convert from colour space {colorspace!r}: {converted.geterror()}"
-            )
-        pixels = converted.get_pixels(oiio.FLOAT)  # (H, W, 3)
-    return np.clip(pixels, 0.0, 1.0).astype(np.float32, copy=False)
+        buffer = oiio.ImageBuf(pixels)
+        converted = None
+        if oiio.ImageBufAlgo.colorconvert(buffer, buffer, source, DISPLAY_COLORSPACE):
+            converted = buffer.get_pixels(oiio.FLOAT)  # (H, W, 3), a new array
+        if converted is None:
+            raise BadArgumentsError(f"cannot convert from colour space {colorspace!r}: {buffer.geterror()}")
+        return np.clip(converted, 0.0, 1.0, out=converted)
+    return np.clip(pixels, 0.0, 1.0)

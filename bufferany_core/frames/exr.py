@@ -112,7 +112,7 @@ def _open(path: str | Path) -> Iterator[oiio.ImageInput]:
 
 
 def _part_specs(image: oiio.ImageInput) -> list[oiio.ImageSpec]:
-    specs = []
+    specs: list[oiio.ImageSpec] = []
     while image.seek_subimage(len(specs), 0):
         specs.append(image.spec())
     return specs

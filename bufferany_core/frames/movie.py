@@ -65,7 +65,7 @@ class MovieReader:
             self._next = -1  # position unknown after a failed decode: seek next time
             raise UnreadableImageError(f"cannot decode frame {frame} of movie file {self.path}")
         self._next = frame + 1
-        scale = np.float32(1.0 / np.iinfo(bgr.dtype).max)
+        scale = np.float32(1.0 / (65535 if bgr.dtype == np.uint16 else 255))
         return np.multiply(bgr[:, :, ::-1], scale, dtype=np.float32)  # (H, W, 3) RGB
 
     def close(self) -> None:
