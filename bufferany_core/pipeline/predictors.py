@@ -12,10 +12,15 @@ from bufferany_core.errors import BadArgumentsError
 from bufferany_core.models.api import PassName, PassPredictor
 from bufferany_core.models.weights import RandomWeights, parse_weights_arg
 
-DEFAULT_MODELS: dict[str, str] = {
-    "depth": "video-depth-anything-small",
-    "normal": "marigold-e2e-ft-normals",
-}
+
+def default_model(pass_name: PassName) -> str:
+    if pass_name == "depth":
+        from bufferany_core.models.depth import DEFAULT_DEPTH_MODEL
+
+        return DEFAULT_DEPTH_MODEL
+    from bufferany_core.models.normal import DEFAULT_NORMAL_MODEL
+
+    return DEFAULT_NORMAL_MODEL
 
 
 def choose_device(name: str) -> torch.device:
@@ -73,7 +78,7 @@ class PredictorCache:
         parsed = parse_weights_arg(weights)
         key = PredictorKey(
             pass_name=pass_name,
-            model=model or DEFAULT_MODELS[pass_name],
+            model=model or default_model(pass_name),
             weights=_weights_key(parsed),
             models_dir=models_dir,
             device=str(choose_device(device)),
@@ -96,10 +101,11 @@ def _load(key: PredictorKey, weights: Path | RandomWeights | None) -> PassPredic
         from bufferany_core.models.depth import load_depth_predictor as load
     else:
         from bufferany_core.models.normal import load_normal_predictor as load
+    size = {} if key.processing_size is None else {"processing_size": key.processing_size}  # else the model's own
     return load(
         key.model,
         weights=weights,
         models_dir=Path(key.models_dir) if key.models_dir else None,
         device=torch.device(key.device),
-        processing_size=key.processing_size,
+        **size,
     )

@@ -48,7 +48,7 @@ from bufferany_core.jobs import RenderJob
 from bufferany_core.models.api import PassPredictor
 from bufferany_core.pipeline import farm
 from bufferany_core.pipeline.align import fit_scale_shift, reference_range
-from bufferany_core.pipeline.predictors import DEFAULT_MODELS, PredictorCache
+from bufferany_core.pipeline.predictors import PredictorCache
 from bufferany_core.pipeline.windows import Window, WindowSchedule
 from bufferany_core.pipeline.writer import Provenance, fingerprint, is_finished, write_frame
 
@@ -354,7 +354,7 @@ def _load_predictors(job: RenderJob, cache: PredictorCache) -> dict[str, PassPre
     models = {"depth": job.depth_model, "normal": job.normal_model}
     size = job.options.get("processing_size")
     return {
-        p: cache.get(p, models[p] or DEFAULT_MODELS[p], weights=job.weights, models_dir=job.models_dir, device=job.device, processing_size=size)
+        p: cache.get(p, models[p], weights=job.weights, models_dir=job.models_dir, device=job.device, processing_size=size)
         for p in job.passes
     }
 
@@ -389,6 +389,11 @@ def run_render(
     if loaded:  # the model's own window size unless the job names one
         info = (loaded.get("depth") or loaded["normal"]).info
         plan = plan_render(job, default_window=info.default_window, default_overlap=info.default_overlap)
+    for name, predictor in loaded.items():
+        limit = getattr(predictor, "max_frames", None)
+        slots = plan.schedule.size if name == "depth" else plan.schedule.span
+        if limit is not None and max(slots, len(plan.schedule.anchor_positions)) > limit:
+            raise BadArgumentsError(f"--window {plan.schedule.size}: {predictor.info.model_id} takes at most {limit} frames at once")
     untrained = any(p.info.untrained for p in loaded.values())
     emit({"type": "started", "frames": plan.to_render, "output": plan.output.pattern, "untrained": untrained})
     for number in plan.finished:
