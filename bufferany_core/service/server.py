@@ -391,4 +391,5 @@ class Server:
             "connections": len(self.connections),
             "pipeline_loaded": predictors is not None,
             "models_loaded": [] if predictors is None else predictors.describe(),
+            "model_loads": 0 if predictors is None else predictors.loads,
         }

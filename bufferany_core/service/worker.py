@@ -118,7 +118,7 @@ class Worker(threading.Thread):
         self.emit = emit
         self.device = device
         self.jobs_run = 0
-        self._pipeline: tuple[Callable[..., Any], Any] | None = None  # (run_render, PredictorCache)
+        self._pipeline: tuple[Callable[..., Any], Any] | None = None  # (run_render, ObservedPredictorCache)
 
     def run(self) -> None:
         while (job := self.jobs.get()) is not None:
@@ -141,9 +141,10 @@ class Worker(threading.Thread):
         # Imported on the first job, not at start-up: the server answers (and clients connect) at once,
         # and torch's import cost is paid by the first render only.
         if self._pipeline is None:
-            from bufferany_core.pipeline.render import PredictorCache, run_render
+            from bufferany_core.pipeline.render import run_render
+            from bufferany_core.service.predictors import ObservedPredictorCache
 
-            self._pipeline = (run_render, PredictorCache())
+            self._pipeline = (run_render, ObservedPredictorCache())
         return self._pipeline
 
     def _execute(self, job: Job) -> dict[str, Any]:
