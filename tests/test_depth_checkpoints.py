@@ -10,6 +10,7 @@ import zlib
 import numpy as np
 import pytest
 import torch
+from depth_support import one_torch_thread  # noqa: F401  (autouse fixture)
 
 from bufferany_core.models.depth import DepthAnythingV2, build_depth_model
 from bufferany_core.models.weights import deterministic_state_dict, deterministic_tensor
@@ -132,7 +133,6 @@ def test_position_embedding_resize_follows_the_official_formula(vits_model):
     assert torch.equal(backbone.resized_pos_embed(37, 37), backbone.pos_embed)
 
 
-@pytest.mark.slow
 def test_video_depth_anything_small_matches_golden_output(golden):
     model = build_depth_model("video-depth-anything-small").eval()
     model.load_state_dict(deterministic_state_dict(model, seed=0), strict=True)

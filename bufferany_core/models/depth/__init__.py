@@ -14,6 +14,7 @@ from bufferany_core.models.depth.catalog import (
 )
 from bufferany_core.models.depth.depth_anything import SIZES, DepthAnythingV2
 from bufferany_core.models.depth.predictor import DepthPredictor, load_depth_predictor
+from bufferany_core.models.depth.temporal_io import load_temporal_depth, save_temporal_depth
 from bufferany_core.models.depth.video_depth_anything import VideoDepthAnything
 from bufferany_core.models.weights import RandomWeights
 
@@ -31,4 +32,6 @@ __all__ = [
     "build_depth_model",
     "get_entry",
     "load_depth_predictor",
+    "load_temporal_depth",
+    "save_temporal_depth",
 ]

@@ -9,9 +9,9 @@ from typing import Literal
 import torch
 from torch import nn
 
-from bufferany_core.errors import BadArgumentsError
+from bufferany_core.errors import BadArgumentsError, MissingWeightsError
 from bufferany_core.models.api import ModelInfo
-from bufferany_core.models.depth.buffer_anytime import BufferAnytimeConfig, BufferAnytimeDepth
+from bufferany_core.models.depth.buffer_anytime import BufferAnytimeDepth
 from bufferany_core.models.depth.catalog import (
     DEFAULT_DEPTH_MODEL,
     DEFAULT_OVERLAP,
@@ -21,8 +21,8 @@ from bufferany_core.models.depth.catalog import (
 )
 from bufferany_core.models.depth.depth_anything import DepthAnythingV2
 from bufferany_core.models.depth.preprocess import to_model_input, to_plate_resolution
+from bufferany_core.models.depth.temporal_io import load_temporal_depth
 from bufferany_core.models.temporal import zero_initialised_prefixes
-from bufferany_core.models.temporal_weights import load_temporal_weights
 from bufferany_core.models.weights import (
     RandomWeights,
     deterministic_state_dict,
@@ -117,8 +117,7 @@ def load_depth_predictor(
     temporal_state = None
     config = None
     if temporal_weights is not None:
-        temporal_state, raw_config = load_temporal_weights(Path(temporal_weights))
-        config = BufferAnytimeConfig.from_dict(raw_config, source=str(temporal_weights))
+        config, temporal_state = load_temporal_depth(Path(temporal_weights))
     model = build_depth_model(name, config=config)
     prior = model.prior if isinstance(model, BufferAnytimeDepth) else model
 
@@ -128,7 +127,9 @@ def load_depth_predictor(
             prior, deterministic_state_dict(prior, seed=weights.seed), name=name, source="random weights"
         )
     else:
-        path = weights if weights is not None else _registry_path(name, models_dir, allow_download)
+        path = Path(weights) if weights is not None else _registry_path(name, models_dir, allow_download)
+        if not path.is_file():
+            raise MissingWeightsError(f"weights file {path} does not exist (model {name})")
         _load_strict(prior, load_state_dict_file(Path(path)), name=name, source=str(path))
         prior_sha = sha256_of(Path(path))
     untrained = prior_sha is None
