@@ -83,6 +83,7 @@ def test_node_has_its_knobs_and_passes_the_plate_through_before_generating(scrip
     assert write["datatype"].value() == "32 bit float" and write["file_type"].value() == "exr"
     assert write["compression"].value() in ("Zip (1 scanline)", "Zip (16 scanlines)", "none")
     assert copy.input(0).Class() == "Input" and copy.input(1) is read and copy["disable"].value()
+    assert write["disable"].value()  # a farm's "render all Writes" must not re-render the cache
 
     out = nuke._image(group, FIRST + 1)
     src = nuke._image(plate, FIRST + 1)
@@ -197,6 +198,8 @@ def test_generate_without_a_server_reports_on_the_node_from_the_main_thread(scri
     group = make_node()
     assert bufferany_nuke.generate(group) is None  # returns at once; the worker connects
     assert script.executed == [("BufferAnytime1.CacheWrite", FIRST, LAST)]  # plate rendered to the cache
+    with group:
+        assert nuke.toNode(node.CACHE_WRITE)["disable"].value()  # and disabled again
     nuke._pump(lambda: "error" in group["status"].value())
     status = group["status"].value()
     assert "no bufferany-server is running" in status and "no_server.json" in status

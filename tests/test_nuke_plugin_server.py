@@ -67,10 +67,12 @@ def _jobs(server):
         return client.list_jobs()
 
 
-def _long_plate(tmp_path):
-    """40 frames in windows of 4: a job long enough to cancel half-way."""
+def _long_job(group, tmp_path):
+    """Feed `group` 40 frames, depth only, in windows of 4: a job long enough to stop half-way."""
     pattern = write_plate(tmp_path / "long", FIRST, FIRST + 39)
-    return nuke.nodes.Read(file=pattern, first=FIRST, last=FIRST + 39)
+    group.setInput(0, nuke.nodes.Read(file=pattern, first=FIRST, last=FIRST + 39))
+    group["passes"].setValue("depth")
+    group["options"].setValue(json.dumps({"processing_size": 28, "window": 4, "overlap": 1}))
 
 
 def _last_job_state(server):
@@ -162,8 +164,7 @@ def test_passes_follow_the_stream_frame_numbers_under_a_time_offset(script, serv
 
 def test_progress_cancel_stops_the_job_and_leaves_the_plate_untouched(script, server, tmp_path):
     group = _tiny_node()
-    group.setInput(0, _long_plate(tmp_path))
-    group["options"].setValue(json.dumps({"processing_size": 28, "window": 4, "overlap": 1}))
+    _long_job(group, tmp_path)
     bufferany_nuke.generate(group)
     nuke._pump(lambda: bool(script.tasks) and script.tasks[0].progress > 0, timeout=240)
     script.tasks[0]._cancel()  # the user presses cancel on the progress bar
@@ -180,8 +181,7 @@ def test_progress_cancel_stops_the_job_and_leaves_the_plate_untouched(script, se
 
 def test_cancel_button_stops_the_running_job(script, server, tmp_path):
     group = _tiny_node()
-    group.setInput(0, _long_plate(tmp_path))
-    group["options"].setValue(json.dumps({"processing_size": 28, "window": 4, "overlap": 1}))
+    _long_job(group, tmp_path)
     group["generate"].execute()
     nuke._pump(lambda: "rendering passes" in group["status"].value(), timeout=240)
     group["generate"].execute()  # a second press while the job runs starts nothing
@@ -193,3 +193,32 @@ def test_cancel_button_stops_the_running_job(script, server, tmp_path):
     assert group["status"].value().startswith("cancelled"), group["status"].value()
     assert _last_job_state(server) == "cancelled"
     assert script.violations == []
+
+
+def test_server_dying_mid_job_leaves_an_error_on_the_node(tmp_path, monkeypatch):
+    """The server process is killed while the node's job runs: the node says so, keeps passing the
+    plate through, and can Generate again."""
+    (tmp_path / "own_server").mkdir()
+    own = ServerProcess(tmp_path / "own_server", timeout=60)
+    gen = fresh_script(tmp_path, monkeypatch)
+    state = next(gen)
+    monkeypatch.setenv("BUFFERANY_SERVER_FILE", str(own.discovery))
+    try:
+        group = _tiny_node()
+        _long_job(group, tmp_path)
+        group["generate"].execute()
+        nuke._pump(lambda: "rendering passes" in group["status"].value(), timeout=240)
+        own.process.kill()
+        own.process.wait()
+        nuke._pump(lambda: group["status"].value().startswith(("done", "error", "cancelled")), timeout=60)
+        status = group["status"].value()
+        assert status.startswith("error:") and "server" in status.lower(), status
+        with group:
+            assert nuke.toNode(node.COPY)["disable"].value()
+        group["generate"].execute()  # nothing is stuck: a new Generate runs and finds no server
+        nuke._pump(lambda: "error" in group["status"].value(), timeout=60)
+        assert "no longer running" in group["status"].value(), group["status"].value()
+        assert state.violations == []
+    finally:
+        own.stop()
+        next(gen, None)

@@ -75,7 +75,11 @@ def _render_plate(group: nuke.Group, entry: cache.CacheEntry, settings: NodeSett
     write = node.internal(group, node.CACHE_WRITE)
     write["file"].setValue(entry.plate_pattern)
     _set_status(group, f"writing plate frames {settings.first}-{settings.last} to {entry.folder}")
-    nuke.execute(write, settings.first, settings.last, 1)
+    write["disable"].setValue(False)
+    try:
+        nuke.execute(write, settings.first, settings.last, 1)
+    finally:
+        write["disable"].setValue(True)  # so "render all Writes" (nuke -x, F7) never re-renders the cache
 
 
 def _set_status(group: nuke.Node, text: str) -> None:
@@ -98,6 +102,7 @@ class _Run:
         task.setMessage("connecting to the bufferany server")
         try:
             result = self._submit_and_wait(task)
+            self.entry.record(self.settings.first, self.settings.last, result)
         except (JobCancelledError, CancelledError):
             self._in_main(_finish_status, self.name, "cancelled; finished frames are kept in the cache")
             if self.synchronous:
@@ -117,7 +122,6 @@ class _Run:
             self._finished.set()
             _RUNNING.pop(self.name, None)
             task.setProgress(100)
-        self.entry.record(self.settings.first, self.settings.last, result)
         untrained = " (UNTRAINED weights: test output)" if result.get("untrained") else ""
         status = f"done: frames {self.settings.first}-{self.settings.last}{untrained}"
         self._in_main(

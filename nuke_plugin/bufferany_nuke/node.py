@@ -50,6 +50,7 @@ def build_node(name: str = "BufferAnytime1") -> nuke.Group:
             channels="rgba",
             raw=True,
             create_directories=True,
+            disable=True,  # enabled only while Generate renders the cache
         )
         write.setInput(0, plate)
         read = nuke.nodes.Read(name=PASSES_READ, raw=True, before="black", after="black")

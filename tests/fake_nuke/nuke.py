@@ -491,6 +491,8 @@ class _Write(Node):
         ]
 
     def _execute(self, frames: range) -> None:
+        if self["disable"].value():
+            raise RuntimeError(f"{self.fullName()} is disabled")
         if self["file_type"].value() != "exr":
             raise RuntimeError(f"{self.fullName()}: this fake writes EXR only")
         for frame in frames:
