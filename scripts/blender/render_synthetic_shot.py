@@ -62,6 +62,8 @@ class ShotSettings:
     focal_length_mm: float = 30.0
     sensor_width_mm: float = 36.0
     threads: int = 2
+    denoise: bool = False  # OpenImageDenoise on the plate only (smaller files); passes stay exact
+    normal_precision: conventions.NormalPrecision = conventions.NormalPrecision.FLOAT
 
     def __post_init__(self):
         for name in ("frames", "width", "height", "samples", "threads"):
@@ -87,9 +89,15 @@ def _mesh_object(name: str, build, *, smooth: bool) -> bpy.types.Object:
     mesh = bpy.data.meshes.new(name)
     bm = bmesh.new()
     build(bm)
+    # Cap rims are creases: without sharp edges the rim's vertex normals average the cap in and the
+    # smooth sides bend towards it, away from the surface the depth pass sees.
+    for edge in bm.edges:
+        if any(len(face.verts) > 4 for face in edge.link_faces):
+            edge.smooth = False
     bm.to_mesh(mesh)
     bm.free()
-    mesh.polygons.foreach_set("use_smooth", [smooth] * len(mesh.polygons))
+    # Smooth shading on curved sides only: an n-gon cap stays flat, as the real surface is.
+    mesh.polygons.foreach_set("use_smooth", [smooth and len(p.vertices) <= 4 for p in mesh.polygons])
     obj = bpy.data.objects.new(name, mesh)
     bpy.context.scene.collection.objects.link(obj)
     return obj
@@ -149,7 +157,9 @@ def build_props(rng: random.Random, count: int) -> list[bpy.types.Object]:
             elif shape == "cube":
                 bmesh.ops.create_cube(bm, size=size)
             else:
-                top = size / 2 if shape == "cylinder" else 0.0
+                # A cone ends in a small cap rather than a point: an apex vertex would average
+                # every side's normal and bend the whole smooth side towards the axis.
+                top = size / 2 if shape == "cylinder" else size / 40
                 bmesh.ops.create_cone(bm, cap_ends=True, segments=40, radius1=size / 2, radius2=top,
                                       depth=size)
 
@@ -176,7 +186,8 @@ def animate_mover(obj: bpy.types.Object, rng: random.Random, settings: ShotSetti
 
 
 def build_camera(rng: random.Random, settings: ShotSettings) -> bpy.types.Object:
-    """A camera dollying along an arc while aiming at a drifting target."""
+    """A camera dollying at constant speed between two points round the set, aiming at a drifting
+    target (so it both travels and turns)."""
     data = bpy.data.cameras.new("camera")
     data.lens = settings.focal_length_mm
     data.sensor_width = settings.sensor_width_mm
@@ -216,7 +227,8 @@ def configure_render(scene: bpy.types.Scene, settings: ShotSettings, raw_pattern
     scene.cycles.device = "CPU"
     scene.cycles.samples = settings.samples
     scene.cycles.use_adaptive_sampling = False
-    scene.cycles.use_denoising = False
+    scene.cycles.use_denoising = settings.denoise
+    scene.cycles.denoiser = "OPENIMAGEDENOISE"
     scene.cycles.max_bounces = 3
     scene.cycles.seed = settings.seed
     # Every sample at the pixel centre: depth and normal passes are exact, not filtered mixtures.
@@ -378,8 +390,9 @@ def convert_frame(raw: dict[str, np.ndarray], camera_to_world: np.ndarray, rays:
         conventions.HEADER.normal_space: conventions.NormalSpace.CAMERA.value,
         conventions.HEADER.normal_axes: conventions.NORMAL_AXES,
     })
+    normal_format = oiio.HALF if settings.normal_precision == conventions.NormalPrecision.HALF else oiio.FLOAT
     _write_exr(out / GT_DIR / name, gt, (conventions.DEPTH_CHANNEL, *conventions.NORMAL_CHANNELS),
-               (oiio.FLOAT,) * 4, gt_attributes)
+               (oiio.FLOAT, *(normal_format,) * 3), gt_attributes)
 
 
 def render_shot(out: Path, settings: ShotSettings, *, build=build_scene, log=print) -> dict:
@@ -406,6 +419,7 @@ def render_shot(out: Path, settings: ShotSettings, *, build=build_scene, log=pri
     temporary.write_text(json.dumps(record, indent=1))
     os.replace(temporary, out / CAMERAS_JSON)
     log(f"rendered {settings.frames} frames {settings.width}x{settings.height} at {settings.samples} spp "
+        f"({'denoised' if settings.denoise else 'no denoising'}) "
         f"in {render_s:.1f} s -> {out}")
     return record
 
@@ -420,11 +434,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--height", type=int, default=144)
     parser.add_argument("--samples", type=int, default=8)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--denoise", action="store_true", help="denoise the plate (OpenImageDenoise)")
+    parser.add_argument("--normal-precision", choices=[p.value for p in conventions.NormalPrecision],
+                        default=conventions.NormalPrecision.FLOAT.value)
     args = parser.parse_args(argv)
     try:
         settings = ShotSettings(seed=args.seed, frames=args.frames, first_frame=args.first_frame,
                                 width=args.width, height=args.height, samples=args.samples,
-                                threads=args.threads)
+                                threads=args.threads, denoise=args.denoise,
+                                normal_precision=conventions.NormalPrecision(args.normal_precision))
     except ValueError as error:
         parser.error(str(error))
     render_shot(args.out, settings)
