@@ -15,6 +15,7 @@ from bufferany_core.flow.masks import (
     depth_edge_mask,
     pair_validity,
 )
+from bufferany_core.flow.pairs import FramePairs, compute_frame_pairs
 from bufferany_core.flow.warp import backward_warp
 
 __all__ = [
@@ -22,10 +23,12 @@ __all__ = [
     "FLOW_NAMES",
     "DISFlow",
     "FlowEstimator",
+    "FramePairs",
     "RAFTFlow",
     "adjacent_flows",
     "backward_warp",
     "build_raft",
+    "compute_frame_pairs",
     "cycle_consistency_mask",
     "depth_edge_mask",
     "load_flow_estimator",

@@ -1,0 +1,173 @@
+"""Per-frame scale and shift that make a flickering depth clip agree with itself along the flow.
+
+Each frame k gets (a_k, b_k) so that a_k D_k + b_k matches a_{k+1} D_{k+1} at valid flow
+correspondences. All frames are solved together by iteratively reweighted least squares with
+Huber then Tukey weights (outliers: flow errors the masks missed, moving objects whose depth
+really changes), so one bad pair cannot drag the shot.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from bufferany_core.flow.pairs import FramePairs
+from bufferany_core.flow.warp import backward_warp
+
+HUBER_K = 1.345  # Huber's constant: 95% efficiency on Gaussian residuals
+TUKEY_K = 4.685  # Tukey's biweight constant: 95% efficiency on Gaussian residuals
+HUBER_ITERATIONS = 2  # convex Huber steps first, to start the redescending Tukey steps near the answer
+_MAD_TO_SIGMA = 1.4826
+
+
+# Residuals below this fraction of the data's spread count as exact: without a floor, noise-free data
+# would make sigma ~ 0 and the weights arbitrary.
+_RELATIVE_SIGMA_FLOOR = 1e-4
+
+
+def robust_weights(residuals: torch.Tensor, iteration: int, *, data: torch.Tensor) -> torch.Tensor:
+    """IRLS weights: Huber for the first `HUBER_ITERATIONS` iterations, then Tukey's biweight, which
+    gives gross outliers (a moving object's pixels, all off to one side) no weight at all, where Huber
+    would still let them pull. sigma = 1.4826 * the median absolute residual, floored at 1e-4 times
+    the standard deviation of `data` (the values being fitted)."""
+    magnitude = residuals.abs()
+    floor = _RELATIVE_SIGMA_FLOOR * float(data.std()) + 1e-300
+    sigma = (_MAD_TO_SIGMA * magnitude.median()).clamp_min(floor)
+    if iteration < HUBER_ITERATIONS:
+        return (HUBER_K * sigma / magnitude.clamp_min(1e-300)).clamp(max=1.0)
+    return (1.0 - (magnitude / (TUKEY_K * sigma)).square()).clamp_min(0.0).square()
+
+
+def correspondence_samples(
+    values: torch.Tensor, pairs: FramePairs, index: int, *, max_samples: int, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Values (u from frame k, v from frame k+1), each (n, C) float64 on the CPU, at the valid
+    correspondences of pair k = `index` of a clip (T, C, H, W), both directions pooled, at most
+    `max_samples` drawn at random (reproducibly from `generator`)."""
+    k = index
+    current, following = values[k : k + 1], values[k + 1 : k + 2]
+    ahead, inside_fw = backward_warp(following, pairs.flows_fw[k : k + 1])  # frame k+1 on k's grid
+    behind, inside_bw = backward_warp(current, pairs.flows_bw[k : k + 1])  # frame k on k+1's grid
+    mask_fw = (pairs.valid_fw[k : k + 1] & inside_fw)[:, 0]  # (1, H, W)
+    mask_bw = (pairs.valid_bw[k : k + 1] & inside_bw)[:, 0]
+    u = torch.cat([current.movedim(1, -1)[mask_fw], behind.movedim(1, -1)[mask_bw]])  # (n, C)
+    v = torch.cat([ahead.movedim(1, -1)[mask_fw], following.movedim(1, -1)[mask_bw]])
+    if u.shape[0] > max_samples:
+        pick = torch.randperm(u.shape[0], generator=generator)[:max_samples].to(u.device)
+        u, v = u[pick], v[pick]
+    return u.double().cpu(), v.double().cpu()
+
+
+def robust_affine_fit(
+    source: torch.Tensor, target: torch.Tensor, *, iterations: int = 6
+) -> tuple[float, float]:
+    """(a, b) fitting a * source + b to target (1-D float64 tensors) robustly (IRLS, `robust_weights`).
+    Too few or flat samples give (1, mean offset)."""
+    if source.numel() < 2 or float(source.std()) <= 1e-12 * max(1.0, float(source.abs().mean())):
+        return 1.0, float((target - source).mean()) if source.numel() else 0.0
+    weights = torch.ones_like(source)
+    design = torch.stack([source, torch.ones_like(source)], dim=1)  # (n, 2)
+    solution = torch.tensor([1.0, 0.0], dtype=torch.float64)
+    for iteration in range(iterations):
+        weighted = design * weights[:, None]
+        solution = torch.linalg.solve(weighted.T @ design, weighted.T @ target)
+        weights = robust_weights(design @ solution - target, iteration, data=target)
+    return float(solution[0]), float(solution[1])
+
+
+def solve_frame_affines(
+    depth: torch.Tensor,
+    pairs: FramePairs,
+    *,
+    max_samples: int = 20_000,
+    iterations: int = 6,
+    min_correspondences: int = 64,
+    seed: int = 0,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Scale and shift per frame, each (T,) float64 on the CPU, for depth (T, 1, H, W).
+
+    Pair k contributes mean_i w_i (a_k u_i + b_k - a_{k+1} v_i - b_{k+1})^2 over its sampled
+    correspondences. Correspondences alone cannot see one scale and shift common to a run of linked
+    frames (and would happily shrink every a_k to 0), so each run is constrained to mean(a) = 1 and
+    mean(b) = 0: on average, frames keep their values. Pairs with fewer than `min_correspondences`
+    valid pixels (a cut, a whip pan) do not link their frames.
+    """
+    pairs.check_clip(depth, "depth")
+    if depth.shape[1] != 1:
+        raise ValueError(f"depth must be (T, 1, H, W), got {tuple(depth.shape)}")
+    frames = depth.shape[0]
+    generator = torch.Generator().manual_seed(seed)
+    samples: list[tuple[int, torch.Tensor, torch.Tensor]] = []
+    for k in range(len(pairs)):
+        u, v = correspondence_samples(depth, pairs, k, max_samples=max_samples, generator=generator)
+        if u.shape[0] >= min_correspondences:
+            samples.append((k, u[:, 0], v[:, 0]))
+    runs = _linked_runs(frames, [k for k, _, _ in samples])
+    # Equality constraints, two per run: sum of a over the run = its length, sum of b = 0.
+    constraints = torch.zeros(2 * len(runs), 2 * frames, dtype=torch.float64)
+    targets = torch.zeros(2 * len(runs), dtype=torch.float64)
+    for r, (first, last) in enumerate(runs):
+        constraints[2 * r, 2 * first : 2 * last + 2 : 2] = 1.0
+        constraints[2 * r + 1, 2 * first + 1 : 2 * last + 2 : 2] = 1.0
+        targets[2 * r] = last - first + 1
+
+    weights = [torch.ones_like(u) for _, u, _ in samples]
+    solution = torch.tensor([1.0, 0.0] * frames, dtype=torch.float64)
+    for iteration in range(iterations):
+        system = torch.zeros(2 * frames, 2 * frames, dtype=torch.float64)
+        for (k, u, v), w in zip(samples, weights, strict=True):
+            rows = torch.stack([u, torch.ones_like(u), -v, -torch.ones_like(v)], dim=1)  # (n, 4)
+            block = (rows * (w / w.sum().clamp_min(1e-300))[:, None]).T @ rows  # (4, 4)
+            system[2 * k : 2 * k + 4, 2 * k : 2 * k + 4] += block
+        # Minimise theta^T M theta subject to C theta = c: the KKT system [[2M, C^T], [C, 0]].
+        kkt = torch.cat(
+            [
+                torch.cat([2 * system, constraints.T], dim=1),
+                torch.cat([constraints, torch.zeros(len(targets), len(targets), dtype=torch.float64)], dim=1),
+            ]
+        )
+        rhs = torch.cat([torch.zeros(2 * frames, dtype=torch.float64), targets])
+        solution = torch.linalg.lstsq(kkt, rhs[:, None], driver="gelsd").solution[: 2 * frames, 0]
+        weights = []
+        for k, u, v in samples:
+            a0, b0, a1, b1 = solution[2 * k : 2 * k + 4]
+            weights.append(robust_weights(a0 * u + b0 - a1 * v - b1, iteration, data=v))
+    scale, shift = solution[0::2].clone(), solution[1::2].clone()
+    # A non-positive scale would flip near and far: only a degenerate frame (flat depth) gets there.
+    bad = ~(scale > 0) | ~torch.isfinite(scale) | ~torch.isfinite(shift)
+    scale[bad], shift[bad] = 1.0, 0.0
+    return scale, shift
+
+
+def _linked_runs(frames: int, linked_pairs: list[int]) -> list[tuple[int, int]]:
+    """(first, last) frame of each run of frames joined by the pairs k (frame k to k+1) in `linked_pairs`."""
+    linked = set(linked_pairs)
+    runs, first = [], 0
+    for k in range(frames - 1):
+        if k not in linked:
+            runs.append((first, k))
+            first = k + 1
+    runs.append((first, frames - 1))
+    return runs
+
+
+def remove_trend(
+    scale: torch.Tensor, shift: torch.Tensor, *, sigma_frames: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Keep only the frame-to-frame part of the corrections: divide out their slow course, so that
+    slow changes the input had (a dolly moving inverse depth along) survive and only flicker is
+    removed. The slow course is a Gaussian-weighted (sigma `sigma_frames`) local linear fit, which
+    follows a steady ramp exactly, also at the ends of the shot. Returns the new (scale, shift)."""
+    if sigma_frames <= 0:
+        raise ValueError(f"sigma_frames must be > 0, got {sigma_frames}")
+    time = torch.arange(scale.numel(), dtype=torch.float64)
+    offsets = time[None, :] - time[:, None]  # (T, T): frame j relative to frame k
+    weights = torch.exp(-0.5 * (offsets / sigma_frames) ** 2)
+    design = torch.stack([torch.ones_like(offsets), offsets], dim=-1)  # (T, T, 2)
+    normal = torch.einsum("kj,kja,kjb->kab", weights, design, design)  # (T, 2, 2)
+    normal = normal + 1e-9 * torch.eye(2, dtype=torch.float64)  # a one-frame shot has no slope
+    values = torch.stack([scale, shift], dim=1)  # (T, 2)
+    moments = torch.einsum("kj,kja,jc->kac", weights, design, values)  # (T, 2, 2)
+    smooth = torch.linalg.solve(normal, moments)[:, 0]  # intercept at offset 0: (T, 2)
+    smooth_scale, smooth_shift = smooth[:, 0], smooth[:, 1]
+    # corrected = (a D + b - B) / A, with A and B the slow course of a and b
+    return scale / smooth_scale, (shift - smooth_shift) / smooth_scale
