@@ -1,0 +1,82 @@
+"""Build the normal models from a diffusers folder or from deterministic random weights."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
+
+from bufferany_core.errors import BadArgumentsError, MissingWeightsError
+from bufferany_core.models.normal.configs import (
+    DEFAULT_SCHEDULER,
+    TEXT_TOKENS,
+    UNET_CONFIGS,
+    VAE_CONFIGS,
+)
+from bufferany_core.models.normal.marigold import MarigoldNormals, clean_latent_coefficient
+from bufferany_core.models.normal.text_embedding import empty_prompt_embedding
+from bufferany_core.models.normal.video import BufferAnytimeNormals
+from bufferany_core.models.temporal import TemporalBlockConfig, zero_initialised_prefixes
+from bufferany_core.models.weights import deterministic_state_dict, deterministic_tensor
+
+
+def image_model_from_folder(folder: Path) -> MarigoldNormals:
+    """Marigold-E2E-FT normals from a diffusers folder (unet/, vae/, scheduler/, and text_encoder/ +
+    tokenizer/ or the cached empty-prompt embedding)."""
+    try:
+        unet = UNet2DConditionModel.from_pretrained(str(folder), subfolder="unet")
+        vae = AutoencoderKL.from_pretrained(str(folder), subfolder="vae")
+        scheduler_config = DDPMScheduler.load_config(str(folder), subfolder="scheduler")
+    except (OSError, ValueError) as exc:
+        raise MissingWeightsError(
+            f"{folder} is not a complete diffusers folder for Marigold normals: {exc}"
+        ) from exc
+    if unet.config.in_channels != 8 or unet.config.out_channels != 4:
+        raise BadArgumentsError(
+            f"{folder}/unet takes {unet.config.in_channels} and returns {unet.config.out_channels} channels; "
+            f"a Marigold UNet takes 8 (image + normal latents) and returns 4"
+        )
+    return _assemble(unet, vae, empty_prompt_embedding(folder), scheduler_config)
+
+
+def random_image_model(size: str, *, seed: int) -> MarigoldNormals:
+    """Deterministic untrained weights of the `size` config table (tests, demos, benchmarks)."""
+    unet = UNet2DConditionModel(**UNET_CONFIGS[size])
+    vae = AutoencoderKL(**VAE_CONFIGS[size])
+    unet.load_state_dict(deterministic_state_dict(unet, seed=seed))
+    vae.load_state_dict(deterministic_state_dict(vae, seed=seed))
+    shape = (1, TEXT_TOKENS, unet.config.cross_attention_dim)
+    text = deterministic_tensor("empty_prompt_embedding", shape, seed=seed)
+    return _assemble(unet, vae, text, DEFAULT_SCHEDULER)
+
+
+def video_model(
+    image_model: MarigoldNormals, config: TemporalBlockConfig, *, seed: int | None = None
+) -> BufferAnytimeNormals:
+    """The video model around `image_model`; `seed` fills the temporal blocks with deterministic
+    weights except their zero-initialised output projections and sinusoidal time encodings."""
+    model = BufferAnytimeNormals(image_model=image_model, temporal_config=config)
+    if seed is not None:
+        temporal = model.temporal
+        keep = zero_initialised_prefixes(temporal) + tuple(
+            k for k in temporal.state_dict() if k.endswith(".pe")
+        )
+        temporal.load_state_dict(deterministic_state_dict(temporal, seed=seed, skip_prefixes=keep))
+    return model
+
+
+def _assemble(
+    unet: UNet2DConditionModel, vae: AutoencoderKL, text: torch.Tensor, scheduler_config: dict[str, Any]
+) -> MarigoldNormals:
+    scheduler = DDPMScheduler.from_config(scheduler_config)
+    timestep = scheduler.config.num_train_timesteps - 1  # the trailing single step: t = 999
+    coefficient = clean_latent_coefficient(
+        alpha_cumprod=float(scheduler.alphas_cumprod[timestep]),
+        prediction_type=scheduler.config.prediction_type,
+    )
+    model = MarigoldNormals(
+        unet=unet, vae=vae, text_embedding=text, latent_coefficient=coefficient, timestep=timestep
+    )
+    return model.eval()
