@@ -4,6 +4,7 @@ loopback, with tiny models and random weights."""
 from __future__ import annotations
 
 import json
+import threading
 
 import numpy as np
 import pytest
@@ -83,6 +84,8 @@ def test_generate_renders_the_plate_runs_the_job_and_merges_the_passes(script, s
     group = _tiny_node()
     group["generate"].execute()  # the button: returns at once, the job runs on a worker thread
     assert script.executed == [("BufferAnytime1.CacheWrite", FIRST, LAST)]
+    assert any(t.name == "bufferany BufferAnytime1" for t in threading.enumerate())
+    assert group["status"].value().startswith("writing plate")  # the UI was never held for the job
     nuke._pump(lambda: group["status"].value().startswith(("done", "error", "cancelled")), timeout=240)
     assert group["status"].value().startswith("done"), group["status"].value()
     assert "UNTRAINED" in group["status"].value()
@@ -118,7 +121,10 @@ def test_generate_renders_the_plate_runs_the_job_and_merges_the_passes(script, s
     # Generate again: unchanged input and settings reuse the passes, no render, no job
     jobs_before = len(_jobs(server))
     group["generate"].execute()
-    assert group["status"].value().startswith("cached")
+    assert (
+        group["status"].value()
+        == f"cached: reused passes for frames {FIRST}-{LAST} (UNTRAINED weights: test output)"
+    )
     assert len(script.executed) == 1 and len(_jobs(server)) == jobs_before
 
 

@@ -44,15 +44,19 @@ class CacheEntry:
     def passes_file(self, frame: int) -> Path:
         return Path(self.passes_pattern.replace(_PADDING, f"{frame:0{OUTPUT_PADDING}d}"))
 
-    def is_complete(self, first: int, last: int) -> bool:
-        """A finished render with this key exists and none of its pass files went missing."""
+    def finished_result(self, first: int, last: int) -> dict[str, Any] | None:
+        """The recorded job result when a finished render with this key exists and none of its pass
+        files went missing, else None."""
         try:
             record = json.loads(self.marker.read_text())
         except (OSError, ValueError):
-            return False
+            return None
         if record.get("key") != self.key or record.get("frames") != [first, last]:
-            return False
-        return all(self.passes_file(frame).is_file() for frame in range(first, last + 1))
+            return None
+        if not all(self.passes_file(frame).is_file() for frame in range(first, last + 1)):
+            return None
+        result = record.get("result")
+        return result if isinstance(result, dict) else None
 
     def record(self, first: int, last: int, result: dict[str, Any]) -> None:
         """Mark the render finished (atomically: a half-written marker never counts)."""

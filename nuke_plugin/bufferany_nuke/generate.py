@@ -40,10 +40,11 @@ def generate(group: nuke.Node | None = None, *, synchronous: bool | None = None)
     try:
         settings = read_settings(group)
         entry = cache.entry_for(group, settings)
-        if entry.is_complete(settings.first, settings.last) and not settings.force:
+        cached = None if settings.force else entry.finished_result(settings.first, settings.last)
+        if cached is not None:
             node.link_passes(group, entry.passes_pattern, settings.first, settings.last)
-            _set_status(group, f"cached: reused passes for frames {settings.first}-{settings.last}")
-            return {"cached": True, "output_pattern": entry.passes_pattern}
+            _set_status(group, _done_status("cached: reused passes for", settings, cached))
+            return {**cached, "cached": True}
         _render_plate(group, entry, settings)
     except (BufferanyError, ValueError, RuntimeError, OSError) as exc:
         _set_status(group, f"error: {exc}")
@@ -122,8 +123,7 @@ class _Run:
             self._finished.set()
             _RUNNING.pop(self.name, None)
             task.setProgress(100)
-        untrained = " (UNTRAINED weights: test output)" if result.get("untrained") else ""
-        status = f"done: frames {self.settings.first}-{self.settings.last}{untrained}"
+        status = _done_status("done:", self.settings, result)
         self._in_main(
             _link, self.name, self.entry.passes_pattern, self.settings.first, self.settings.last, status
         )
@@ -192,6 +192,11 @@ def _render_job(settings: NodeSettings, entry: cache.CacheEntry) -> RenderJob:
         options=settings.options,
         overwrite=settings.force,  # a resumed render keeps the frames a cancelled one finished
     )
+
+
+def _done_status(prefix: str, settings: NodeSettings, result: dict[str, Any]) -> str:
+    untrained = " (UNTRAINED weights: test output)" if result.get("untrained") else ""
+    return f"{prefix} frames {settings.first}-{settings.last}{untrained}"
 
 
 def _lookup(name: str) -> nuke.Group | None:

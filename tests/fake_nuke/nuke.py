@@ -572,28 +572,35 @@ class _TimeOffset(Node):
         return super()._render(frame - self._shift())
 
 
-class _Input(Node):
+class _Delegating(Node):
+    """A node whose image, range and files are another node's: a Group's Output, an Input's outer input."""
+
+    def _source(self) -> Node:
+        raise NotImplementedError
+
+    def frameRange(self) -> FrameRange:
+        return self._source().frameRange()
+
+    def _upstream(self) -> list[Node]:
+        return [self._source()]
+
+    def _render(self, frame: int) -> _Image:
+        return self._source()._render(frame)
+
+
+class _Input(_Delegating):
     def _make_knobs(self) -> list[Knob]:
         return [Int_Knob("number")]
 
-    def _outer(self) -> Node:
+    def _source(self) -> Node:
         group = self.parent()
         upstream = group.input(int(self["number"].value()))
         if upstream is None:
             raise RuntimeError(f"{group.fullName()}: input {self['number'].value()} is not connected")
         return upstream
 
-    def frameRange(self) -> FrameRange:
-        return self._outer().frameRange()
 
-    def _upstream(self) -> list[Node]:
-        return [self._outer()]
-
-    def _render(self, frame: int) -> _Image:
-        return self._outer()._render(frame)
-
-
-class Group(Node):
+class Group(_Delegating):
     def __init__(self, cls: str, parent: Group | None) -> None:
         super().__init__(cls, parent)
         self._children: list[Node] = []
@@ -618,22 +625,14 @@ class Group(Node):
     def node(self, s: str) -> Node | None:
         return next((n for n in self._children if n.name() == s), None)
 
-    def _output(self) -> Node:
-        out = next((n for n in self._children if n.Class() == "Output"), None)
-        if out is None:
-            raise RuntimeError(f"{self.fullName()}: no Output node")
-        return out
-
-    def frameRange(self) -> FrameRange:
-        return self._output().frameRange()
-
-    def _upstream(self) -> list[Node]:
-        return [self._output()]
-
-    def _render(self, frame: int) -> _Image:
-        if self["disable"].value():
-            return super()._render(frame)
-        return self._output()._render(frame)
+    def _source(self) -> Node:
+        if self["disable"].value():  # a disabled Group passes its input through
+            upstream = self.input(0)
+        else:
+            upstream = next((n for n in self._children if n.Class() == "Output"), None)
+        if upstream is None:
+            raise RuntimeError(f"{self.fullName()}: no Output node or input")
+        return upstream
 
 
 class Root(Group):
