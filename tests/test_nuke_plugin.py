@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -277,3 +278,83 @@ def test_plugin_type_checks_against_the_types_nuke_stubs():
         timeout=300,
     )
     assert wrong.returncode == 1 and "toNode" in wrong.stdout and "arg-type" in wrong.stdout, wrong.stdout
+
+
+def _stub_signatures() -> dict[str, list[list[str]]]:
+    """'name' / 'Class.method' -> the parameter-name lists of its definitions (overloads) in the
+    installed types-nuke stubs; [] for a definition that takes *args/**kwargs only."""
+    import ast
+    import importlib.util
+
+    spec = importlib.util.find_spec("nuke-stubs") or importlib.util.find_spec("nuke")
+    folder = Path(spec.submodule_search_locations[0]) if spec and spec.submodule_search_locations else None
+    if folder is None or not (folder / "_nuke.pyi").is_file():
+        import site
+
+        folder = next(
+            Path(p) / "nuke-stubs" for p in site.getsitepackages() if (Path(p) / "nuke-stubs").is_dir()
+        )
+    found: dict[str, list[list[str]]] = {}
+
+    def add(key: str, fn: ast.FunctionDef) -> None:
+        names = [
+            a.arg
+            for a in fn.args.posonlyargs + fn.args.args + fn.args.kwonlyargs
+            if a.arg not in ("self", "cls")
+        ]
+        found.setdefault(key, []).append(names)
+
+    for stub in folder.glob("*.pyi"):
+        for item in ast.parse(stub.read_text()).body:
+            if isinstance(item, ast.FunctionDef):
+                add(item.name, item)
+            elif isinstance(item, ast.ClassDef):
+                found.setdefault(item.name, [])
+                for member in item.body:
+                    if isinstance(member, ast.FunctionDef):
+                        add(f"{item.name}.{member.name}", member)
+            elif isinstance(item, ast.AnnAssign) and isinstance(item.target, ast.Name):
+                found.setdefault(item.target.id, [])
+    return found
+
+
+def test_fake_nuke_follows_the_types_nuke_stubs():
+    """Every public name of the fake exists in the stubs, and every function or method the fake
+    defines takes the stubs' parameter names (a prefix of them: the fake leaves out what nobody passes)."""
+    import inspect
+
+    stubs = _stub_signatures()
+    own = [
+        n
+        for n, v in vars(nuke).items()
+        if not n.startswith("_")
+        and n != "TYPE_CHECKING"
+        and (getattr(v, "__module__", None) == "nuke" or (n.isupper() and isinstance(v, int)))
+    ]
+    assert sorted(set(own) - set(stubs)) == ["OffMainThreadError"]
+    checked = 0
+    for name in own:
+        obj = getattr(nuke, name)
+        members = (
+            [(name, obj)]
+            if inspect.isfunction(obj)
+            else [
+                (f"{name}.{m}", f)
+                for m, f in vars(obj).items()
+                if inspect.isfunction(f) and (not m.startswith("_") or m == "__getitem__")
+            ]
+            if inspect.isclass(obj)
+            else []
+        )
+        for key, fn in members:
+            if key not in stubs:
+                continue
+            params = [
+                p.name
+                for p in inspect.signature(fn).parameters.values()
+                if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD) and p.name != "self"
+            ]
+            overloads = stubs[key]
+            assert any(not o or o[: len(params)] == params for o in overloads), (key, params, overloads)
+            checked += 1
+    assert checked > 40
