@@ -284,16 +284,11 @@ def _stub_signatures() -> dict[str, list[list[str]]]:
     """'name' / 'Class.method' -> the parameter-name lists of its definitions (overloads) in the
     installed types-nuke stubs; [] for a definition that takes *args/**kwargs only."""
     import ast
-    import importlib.util
 
-    spec = importlib.util.find_spec("nuke-stubs") or importlib.util.find_spec("nuke")
-    folder = Path(spec.submodule_search_locations[0]) if spec and spec.submodule_search_locations else None
-    if folder is None or not (folder / "_nuke.pyi").is_file():
-        import site
-
-        folder = next(
-            Path(p) / "nuke-stubs" for p in site.getsitepackages() if (Path(p) / "nuke-stubs").is_dir()
-        )
+    folder = next(
+        (Path(p) / "nuke-stubs" for p in sys.path if (Path(p) / "nuke-stubs" / "_nuke.pyi").is_file()), None
+    )
+    assert folder is not None, "types-nuke is not installed (pip install -e '.[dev]')"
     found: dict[str, list[list[str]]] = {}
 
     def add(key: str, fn: ast.FunctionDef) -> None:
