@@ -146,6 +146,24 @@ def test_batch_script_renders_synchronously_and_saves_the_linked_node(script, se
     assert sorted(channels) == ["depth.Z"]
 
 
+def test_a_failing_job_shows_the_servers_message_on_the_node(script, server):
+    group = _tiny_node()
+    group["depth_model"].setValue("no-such-model")
+    group["generate"].execute()
+    nuke._pump(lambda: group["status"].value().startswith(("done", "error", "cancelled")), timeout=120)
+    status = group["status"].value()
+    assert status.startswith("error:") and "no-such-model" in status, status
+    nuke._pump(lambda: bool(script.messages))
+    assert "no-such-model" in script.messages[-1]
+    with group:
+        assert nuke.toNode(node.COPY)["disable"].value()
+    assert not entry_marker(group).exists()  # a failed job is never taken for a cached result
+
+
+def entry_marker(group):
+    return cache.entry_for(group, settings.read_settings(group)).marker
+
+
 def test_passes_follow_the_stream_frame_numbers_under_a_time_offset(script, server):
     """A TimeOffset above the node: the cache holds stream frames 1011-1014 (plate 1001-1004) and the
     passes come back on the same numbers."""

@@ -7,6 +7,7 @@ thread and errors are raised. The worker touches no node: it gets plain values r
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -122,7 +123,6 @@ class _Run:
         finally:
             self._finished.set()
             _RUNNING.pop(self.name, None)
-            task.setProgress(100)
         status = _done_status("done:", self.settings, result)
         self._in_main(
             _link, self.name, self.entry.passes_pattern, self.settings.first, self.settings.last, status
@@ -160,7 +160,11 @@ class _Run:
                     with Client.connect(**self.settings.connection.connect_kwargs()) as client:
                         client.cancel(job_id)
                 except BufferanyError as exc:
-                    self._report_error(f"error: cannot cancel job {job_id}: {exc}")
+                    text = f"error: cannot cancel job {job_id}: {exc}"
+                    if self.synchronous:  # never touch the node from this thread; batch has stderr
+                        print(f"BufferAnytime {self.name}: {text}", file=sys.stderr)
+                    else:
+                        self._report_error(text)
                 return
 
     def _report_error(self, text: str) -> None:
