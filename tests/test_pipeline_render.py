@@ -136,3 +136,19 @@ def test_real_clip_movie(tmp_path, shared_dir, predictors):
     depth = read_channels(tmp_path / "out" / "davis_buffers.0003.exr", ["depth.Z"])
     assert np.isfinite(depth).all() and depth.std() > 0
     assert info.metadata[HEADER.source] == str(clip)
+
+
+def test_contact_sheet_shows_plate_depth_and_normals(tmp_path, predictors):
+    import cv2
+
+    from bufferany_core.pipeline.contact_sheet import LABEL_HEIGHT, MIN_TILE_WIDTH, make_contact_sheet
+
+    pattern = write_plate(tmp_path / "in", range(1, 7))
+    out = str(tmp_path / "out" / "shot_buffers.####.exr")
+    run_render(RenderJob(input=pattern, output=out, **TINY), predictors=predictors)
+    sheet = make_contact_sheet(out, pattern, tmp_path / "out" / "sheet.png", count=3)
+    image = cv2.imread(str(sheet))
+    tile_h = 24 * (MIN_TILE_WIDTH // 40)
+    assert image.shape[1] == 3 * MIN_TILE_WIDTH  # plate | depth | normals
+    assert image.shape[0] == LABEL_HEIGHT + 6 + 3 * (LABEL_HEIGHT + tile_h)  # untrained banner + 3 rows
+    assert tuple(image[2, 2]) == (0, 0, 200)  # the banner is red
