@@ -195,7 +195,12 @@ def job_from_wire(data: dict[str, Any]) -> RenderJob:
 
 def job_to_wire(job: RenderJob | dict[str, Any], *, cwd: str | None = None) -> dict[str, Any]:
     """A job as the client sends it: validated locally, file paths made absolute against `cwd`."""
-    data = job_from_wire(job.to_dict() if isinstance(job, RenderJob) else dict(job)).to_dict()
+    fields = (
+        job.to_dict()
+        if isinstance(job, RenderJob)
+        else {k: list(v) if isinstance(v, tuple) else v for k, v in job.items()}
+    )
+    data = job_from_wire(fields).to_dict()
     base = cwd or os.getcwd()
     for name in PATH_FIELDS:
         if data.get(name):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -42,9 +43,11 @@ class ServerProcess:
             "cpu",
             *args,
         ]
+        # One torch thread: test machines are small and shared, and oversubscribed threads cost 10x.
+        env = dict(os.environ, OMP_NUM_THREADS="1")
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(
-                command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+                command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env
             )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

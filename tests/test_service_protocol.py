@@ -109,3 +109,6 @@ def test_client_side_job_paths_become_absolute_and_random_weights_stay():
         == "/s/w/x.safetensors"
     )
     assert RenderJob.from_dict(wire).passes == ("depth", "normal")
+    assert protocol.job_to_wire({"input": "/a.exr", "passes": ("depth",)})["passes"] == [
+        "depth"
+    ]  # Python tuples are fine
