@@ -173,6 +173,9 @@ def test_cache_key_follows_settings_and_upstream_but_not_layer_names(script, tmp
     assert key() == base
     group["normal_layer"].setValue("Nw")
     assert key() == base  # layer names only rename channels in the stream
+    read.setXYpos(300, -120)
+    read.setSelected(False)
+    assert key() == base  # nor does moving or selecting a node upstream change a pixel
 
     group["stabilize"].setValue(True)
     stabilised = key()

@@ -81,8 +81,42 @@ def entry_for(group: nuke.Group, settings: NodeSettings) -> CacheEntry:
     return CacheEntry(folder=settings.cache_root / f"{group.name()}_{key[:16]}", key=key)
 
 
+# Knobs that change how a node looks in the DAG, never its pixels: moving or selecting a node
+# upstream must not throw the cache away.
+_LOOKS_ONLY = frozenset(
+    (
+        "name",
+        "xpos",
+        "ypos",
+        "selected",
+        "label",
+        "note_font",
+        "note_font_size",
+        "note_font_color",
+        "tile_color",
+        "gl_color",
+        "hide_input",
+        "postage_stamp",
+        "postage_stamp_frame",
+        "dope_sheet",
+        "bookmark",
+        "icon",
+        "indicators",
+        "autolabel",
+        "help",
+        "onCreate",
+        "onDestroy",
+        "knobChanged",
+        "updateUI",
+        "cached",
+        "panel",
+        "process_mask",
+    )
+)
+
+
 def _upstream_knobs(start: nuke.Node) -> list[list[str]]:
-    """Class and non-default knobs of `start` and every node above it, in a fixed walk order."""
+    """Class and knob values of `start` and every node above it, in a fixed walk order."""
     seen: set[str] = set()
     order: list[list[str]] = []
     stack = [start]
@@ -92,7 +126,9 @@ def _upstream_knobs(start: nuke.Node) -> list[list[str]]:
         if name in seen:
             continue
         seen.add(name)
-        order.append([node.Class(), node.writeKnobs(nuke.WRITE_NON_DEFAULT_ONLY | nuke.TO_SCRIPT)])
+        knobs = node.knobs()
+        values = [f"{name} {knobs[name].toScript()}" for name in sorted(knobs) if name not in _LOOKS_ONLY]
+        order.append([node.Class(), *values])
         stack.extend(reversed(node.dependencies(nuke.INPUTS | nuke.HIDDEN_INPUTS)))
     return order
 

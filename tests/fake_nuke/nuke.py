@@ -30,8 +30,6 @@ INVISIBLE = 0x400
 STARTLINE = 0x1000
 INPUTS = 0x1
 HIDDEN_INPUTS = 0x2
-WRITE_NON_DEFAULT_ONLY = 0x10
-TO_SCRIPT = 0x1
 
 
 class OffMainThreadError(RuntimeError):
@@ -177,7 +175,8 @@ class Knob:
     def tooltip(self) -> str:
         return self._tooltip
 
-    def toScript(self, *args: Any, **kwargs: Any) -> str:
+    def toScript(self, quote: bool = False, context: Any = None) -> str:
+        _main_only(f"{self._name}.toScript()")
         return str(self._value)
 
 
@@ -321,10 +320,12 @@ class Node:
         self._class, self._parent = cls, parent
         self._knobs: dict[str, Knob] = {}
         self._inputs: list[Node | None] = []
-        self._selected = False
         for knob in (
             String_Knob("name"),
             Disable_Knob("disable"),
+            Boolean_Knob("selected"),
+            Int_Knob("xpos"),
+            Int_Knob("ypos"),
             String_Knob("knobChanged"),
             *self._make_knobs(),
         ):
@@ -395,18 +396,14 @@ class Node:
         return [n for n in self._inputs if n is not None]
 
     def setSelected(self, selected: bool) -> None:
-        self._selected = selected
+        self["selected"].setValue(selected)
 
     def isSelected(self) -> bool:
-        return self._selected
+        return bool(self["selected"].value())
 
-    def writeKnobs(self, flags: int = 0) -> str:
-        _main_only("writeKnobs()")
-        return " ".join(
-            f"{k.name()} {{{k._value}}}"
-            for k in self._knobs.values()
-            if k.name() != "name" and (not flags & WRITE_NON_DEFAULT_ONLY or k._value != k._initial)
-        )
+    def setXYpos(self, x: int, y: int) -> None:
+        self["xpos"].setValue(x)
+        self["ypos"].setValue(y)
 
     def frameRange(self) -> FrameRange:
         _main_only("frameRange()")
