@@ -79,6 +79,7 @@ def test_node_has_its_knobs_and_passes_the_plate_through_before_generating(scrip
     assert group["use_input_range"].value() is True and group["stabilize"].value() is False
     for button in ("generate", "cancel"):
         assert "bufferany_nuke" in group[button].command()
+    assert make_node().name() == "BufferAnytime2"
     with group:
         write, read, copy = (nuke.toNode(n) for n in (node.CACHE_WRITE, node.PASSES_READ, node.COPY))
     assert write["datatype"].value() == "32 bit float" and write["file_type"].value() == "exr"
@@ -235,6 +236,7 @@ def test_batch_script_exits_with_the_error_code_naming_the_node(script, tmp_path
     assert "Buffers: no bufferany-server is running" in capsys.readouterr().err
     assert script.saved == []  # nothing rendered, nothing saved
 
+    nuke._reset(gui=False)  # each run is a fresh `nuke -t`
     assert batch.main([str(shot), "Nope"]) == ExitCode.BAD_ARGUMENTS
     assert "no BufferAnytime node named 'Nope'" in capsys.readouterr().err
     empty = tmp_path / "empty.py"

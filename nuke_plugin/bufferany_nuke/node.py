@@ -31,7 +31,8 @@ _KNOB_CHANGED = "import bufferany_nuke; bufferany_nuke.knob_changed(nuke.thisNod
 def create_node() -> nuke.Group:
     """Menu entry: a BufferAnytime node fed by the selected node."""
     selected = nuke.selectedNodes()
-    group = build_node()
+    number = next(i for i in range(1, 100_000) if nuke.toNode(f"BufferAnytime{i}") is None)
+    group = build_node(f"BufferAnytime{number}")
     if selected:
         group.setInput(0, selected[-1])
     return group

@@ -684,9 +684,10 @@ class _Constructor:
         made = _NODE_CLASSES.get(self._cls, Node)(self._cls, parent)
         taken = {n.name() for n in parent._children}
         name = knobs.pop("name", None)
-        if name is None or name in taken:
-            base = name.rstrip("0123456789") if name else self._cls
-            name = next(f"{base}{i}" for i in range(1, 10_000) if f"{base}{i}" not in taken)
+        if name in taken:  # the strict reading: a script must not count on Nuke renaming for it
+            raise ValueError(f"nodes.{self._cls}: the name {name} is already in use")
+        if name is None:
+            name = next(f"{self._cls}{i}" for i in range(1, 10_000) if f"{self._cls}{i}" not in taken)
         made._knobs["name"].setValue(name)
         for key, value in knobs.items():
             made[key].setValue(value)
@@ -798,12 +799,6 @@ def message(prompt: str) -> None:
     _state.messages.append(prompt)
 
 
-def ask(prompt: str) -> bool:
-    _main_only("ask()")
-    _state.messages.append(prompt)
-    return _state.ask_answer
-
-
 class ProgressTask:
     """Safe from any thread, as in Nuke. Tests press its cancel button with `_cancel()`."""
 
@@ -863,7 +858,6 @@ class _State:
         self.written: list[str] = []
         self.menus: dict[str, Menu] = {}
         self.saved: list[tuple[str, dict[str, dict[str, Any]]]] = []
-        self.ask_answer = True
 
 
 def _reset(first: int = 1, last: int = 100, fmt: Format | None = None, gui: bool = True) -> _State:
