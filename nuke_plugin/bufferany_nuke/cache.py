@@ -62,9 +62,13 @@ class CacheEntry:
         """Mark the render finished (atomically: a half-written marker never counts)."""
         text = json.dumps({"key": self.key, "frames": [first, last], "result": result}, indent=1)
         handle, temporary = tempfile.mkstemp(dir=self.folder, prefix=".marker-")
-        with os.fdopen(handle, "w") as stream:
-            stream.write(text)
-        os.replace(temporary, self.marker)
+        try:
+            with os.fdopen(handle, "w") as stream:
+                stream.write(text)
+            os.replace(temporary, self.marker)
+        except BaseException:
+            os.unlink(temporary)
+            raise
 
 
 def entry_for(group: nuke.Group, settings: NodeSettings) -> CacheEntry:
@@ -84,34 +88,9 @@ def entry_for(group: nuke.Group, settings: NodeSettings) -> CacheEntry:
 # Knobs that change how a node looks in the DAG, never its pixels: moving or selecting a node
 # upstream must not throw the cache away.
 _LOOKS_ONLY = frozenset(
-    (
-        "name",
-        "xpos",
-        "ypos",
-        "selected",
-        "label",
-        "note_font",
-        "note_font_size",
-        "note_font_color",
-        "tile_color",
-        "gl_color",
-        "hide_input",
-        "postage_stamp",
-        "postage_stamp_frame",
-        "dope_sheet",
-        "bookmark",
-        "icon",
-        "indicators",
-        "autolabel",
-        "help",
-        "onCreate",
-        "onDestroy",
-        "knobChanged",
-        "updateUI",
-        "cached",
-        "panel",
-        "process_mask",
-    )
+    "name xpos ypos selected label note_font note_font_size note_font_color tile_color gl_color hide_input "
+    "postage_stamp postage_stamp_frame dope_sheet bookmark icon indicators autolabel help onCreate onDestroy "
+    "knobChanged updateUI cached panel".split()
 )
 
 
@@ -127,7 +106,7 @@ def _upstream_knobs(start: nuke.Node) -> list[list[str]]:
             continue
         seen.add(name)
         knobs = node.knobs()
-        values = [f"{name} {knobs[name].toScript()}" for name in sorted(knobs) if name not in _LOOKS_ONLY]
+        values = [f"{knob} {knobs[knob].toScript()}" for knob in sorted(knobs) if knob not in _LOOKS_ONLY]
         order.append([node.Class(), *values])
         stack.extend(reversed(node.dependencies(nuke.INPUTS | nuke.HIDDEN_INPUTS)))
     return order
