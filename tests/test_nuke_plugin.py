@@ -3,6 +3,7 @@ batch errors, host safety and the type check against the `types-nuke` stubs."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -49,16 +50,21 @@ import bufferany_core, nuke
 print(bufferany_core.__file__)
 print(nuke.menu("Nodes").items["BufferAnytime"].items["BufferAnytime"])
 print(sorted(m for m in ("numpy", "torch", "OpenImageIO") if m in sys.modules))
+import json
+print(json.dumps(sorted(m for m in sys.modules if m.startswith("bufferany_core"))))
 """
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "BUFFERANY_CORE_PATH")}
     result = subprocess.run(
         [sys.executable, "-S", "-c", code], capture_output=True, text=True, cwd=tmp_path, env=env, timeout=60
     )
     assert result.returncode == 0, result.stderr
-    core_file, command, heavy = result.stdout.splitlines()
+    core_file, command, heavy, core_modules = result.stdout.splitlines()
     assert core_file == str(REPO / "bufferany_core" / "__init__.py")
     assert "bufferany_nuke.create_node()" in command
     assert heavy == "[]"
+    # the host side of the core only: the client (and its wire modules), conventions, errors, jobs
+    allowed = {"", ".client", ".protocol", ".discovery", ".conventions", ".errors", ".jobs"}
+    assert {m.removeprefix("bufferany_core") for m in json.loads(core_modules)} <= allowed, core_modules
 
     bad = dict(env, BUFFERANY_CORE_PATH=str(tmp_path / "nowhere"))
     result = subprocess.run(
