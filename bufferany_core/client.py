@@ -45,6 +45,12 @@ __all__ = [
 
 SERVER_COMMAND_ENV = "BUFFERANY_SERVER_CMD"
 SERVER_LOG_NAME = "server.log"  # beside the discovery file, for servers the client starts
+# A started server outlives the host's session (and its Ctrl-C) like any background service.
+_DETACHED: dict[str, Any] = (
+    {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP | subprocess.DETACHED_PROCESS}
+    if sys.platform == "win32"
+    else {"start_new_session": True}
+)
 
 
 class ServerNotFoundError(ServiceError):
@@ -103,6 +109,9 @@ class _Channel:
         except OSError as exc:
             raise ServerNotFoundError(f"cannot connect to bufferany-server at {host}:{port}: {exc}") from None
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.sock.setsockopt(
+            socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1
+        )  # event streams wait without a timeout
         self.address = f"{host}:{port}"
         hello = {
             "type": "hello",
@@ -232,12 +241,7 @@ class Client:
         with open(log_path, "ab") as log:
             try:
                 process = subprocess.Popen(
-                    command,
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=log,
-                    start_new_session=True,
-                    close_fds=True,
+                    command, stdin=subprocess.DEVNULL, stdout=log, stderr=log, close_fds=True, **_DETACHED
                 )
             except OSError as exc:
                 raise ServerNotFoundError(f"cannot start the server with {command}: {exc}") from None

@@ -206,9 +206,14 @@ def job_to_wire(job: RenderJob | dict[str, Any], *, cwd: str | None = None) -> d
         if data.get(name):
             data[name] = os.path.normpath(os.path.join(base, os.path.expanduser(data[name])))
     weights = data.get("weights")
-    if weights and not (weights == "random" or weights.startswith("random:")):
+    if weights and not is_random_weights(weights):
         data["weights"] = os.path.normpath(os.path.join(base, os.path.expanduser(weights)))
     return data
+
+
+def is_random_weights(weights: str) -> bool:
+    """`random[:SEED]` names generated weights, not a file (models.weights.parse_weights_arg)."""
+    return weights == "random" or weights.startswith("random:")
 
 
 def error_message(

@@ -112,3 +112,19 @@ def test_client_side_job_paths_become_absolute_and_random_weights_stay():
     assert protocol.job_to_wire({"input": "/a.exr", "passes": ("depth",)})["passes"] == [
         "depth"
     ]  # Python tuples are fine
+
+
+def test_server_sends_events_that_are_not_plain_json_without_dropping_them():
+    from pathlib import Path
+
+    from bufferany_core.service.server import _encode
+
+    event = {
+        "type": "event",
+        "job_id": "j",
+        "event": {"type": "frame_done", "frame": 1, "path": Path("/o/a.0001.exr")},
+    }
+    assert protocol.decode(_encode(event)[4:])["event"]["path"] == "/o/a.0001.exr"
+    broken = {"type": "event", "job_id": "j", "event": {"type": "progress", "percent": float("nan")}}
+    note = protocol.decode(_encode(broken)[4:])["event"]
+    assert note["type"] == "progress" and "could not be encoded" in note["message"]

@@ -178,6 +178,12 @@ def test_bad_jobs_are_rejected_with_the_cli_exit_code(server, tmp_path):
     reply = receive(sock)
     assert reply["code"] == "rejected" and reply["exit_code"] == ExitCode.BAD_ARGUMENTS
     assert "must be an absolute path" in reply["message"]
+    send(sock, {"type": "submit", "id": 2, "job": {"input": str(plate), "weights": "w.safetensors"}})
+    reply = receive(sock)
+    assert (
+        reply["exit_code"] == ExitCode.BAD_ARGUMENTS
+        and "'weights' must be an absolute path" in reply["message"]
+    )
 
 
 def test_sigterm_stops_cleanly_and_removes_the_discovery_file(server):

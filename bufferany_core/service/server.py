@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
+import json
 import logging
 import os
 import queue
@@ -43,6 +44,27 @@ def _within(path: str, root: str) -> bool:
     return os.path.commonpath([path, root]) == root
 
 
+def _encode(message: dict[str, Any]) -> bytes:
+    """Encode a reply or event; a pipeline event that is not plain JSON (a Path, a numpy float) is
+    sent with such values as strings, and one that still cannot travel is replaced by a note saying why."""
+    try:
+        return protocol.encode(message)
+    except (TypeError, ValueError, ProtocolError) as first:
+        try:
+            return protocol.encode(json.loads(json.dumps(message, default=str)))
+        except (TypeError, ValueError, ProtocolError) as exc:
+            log.warning("cannot send a %s message: %s (first: %s)", message.get("type"), exc, first)
+            if message.get("type") == "event":
+                kind = message["event"].get("type")
+                note = {"type": kind, "message": f"this {kind} event could not be encoded: {exc}"}
+                return protocol.encode({**message, "event": note})
+            return protocol.encode(
+                error_message(
+                    f"the reply could not be encoded: {exc}", code="internal", request=message.get("id")
+                )
+            )
+
+
 class Connection:
     """One client socket. Writes never block the loop: a client that stops reading is dropped."""
 
@@ -52,14 +74,11 @@ class Connection:
         self.closed = False
 
     def send(self, message: dict[str, Any]) -> None:
+        self.send_bytes(_encode(message))
+
+    def send_bytes(self, data: bytes) -> None:
         if self.closed:
             return
-        try:
-            data = protocol.encode(message)
-        except (
-            ProtocolError
-        ) as exc:  # e.g. an oversized pipeline event: say so instead of dropping it silently
-            data = protocol.encode(error_message(str(exc), code=exc.code, request=message.get("id")))
         self.writer.write(data)
         if self.writer.transport.get_write_buffer_size() > MAX_SEND_BUFFER:
             log.warning("dropping client %s: it stopped reading its events", self.client)
@@ -178,6 +197,8 @@ class Server:
 
     def _publish(self, job: Job, event: dict[str, Any]) -> None:
         """Record an event in the job's history and send it to every subscriber (loop thread only)."""
+        if job.id not in self.jobs:  # already forgotten (only ended jobs are)
+            return
         kind = event.get("type")
         if kind == "progress":
             job.progress = float(event.get("percent", job.progress))
@@ -188,9 +209,9 @@ class Server:
             history[-1] = event  # late subscribers need the latest progress, not every step
         else:
             history.append(event)
-        message = {"type": "event", "job_id": job.id, "event": event}
+        data = _encode({"type": "event", "job_id": job.id, "event": event})  # once for every subscriber
         for connection in list(self.subscribers.get(job.id, ())):
-            connection.send(message)
+            connection.send_bytes(data)
         if kind in protocol.TERMINAL_EVENTS:
             self.subscribers.pop(job.id, None)
             self._forget_old_jobs()
@@ -363,6 +384,11 @@ class Server:
             value = getattr(spec, name)
             if value is not None and not os.path.isabs(value):
                 raise BadArgumentsError(f"job field {name!r} must be an absolute path, got {value!r}")
+        weights = spec.weights
+        if weights and not protocol.is_random_weights(weights) and not os.path.isabs(weights):
+            raise BadArgumentsError(
+                f"job field 'weights' must be an absolute path or random[:SEED], got {weights!r}"
+            )
         input_dir = os.path.dirname(os.path.realpath(spec.input))
         output_dir = os.path.dirname(os.path.realpath(spec.output)) if spec.output else input_dir
         roots = [input_dir, *self.allowed_roots]
