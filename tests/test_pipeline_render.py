@@ -58,7 +58,7 @@ def test_both_passes_keep_the_plates_geometry_and_say_where_they_came_from(tmp_p
     out = tmp_path / "in" / "plate_buffers.0014.exr"
     info = read_info(out)
     assert info.data_window == (4, 2, 40, 24) and info.display_window == (0, 0, 48, 28) and info.pixel_aspect == 2.0
-    formats = dict(zip(info.channels, info.channel_formats))
+    formats = dict(zip(info.channels, info.channel_formats, strict=True))
     assert formats[conventions.DEPTH_CHANNEL] == "float"
     assert all(formats[c] == "half" for c in conventions.NORMAL_CHANNELS)
     assert info.metadata["camera"] == "A001" and info.metadata["lens_mm"] == 35.0
@@ -152,3 +152,27 @@ def test_contact_sheet_shows_plate_depth_and_normals(tmp_path, predictors):
     assert image.shape[1] == 3 * MIN_TILE_WIDTH  # plate | depth | normals
     assert image.shape[0] == LABEL_HEIGHT + 6 + 3 * (LABEL_HEIGHT + tile_h)  # untrained banner + 3 rows
     assert tuple(image[2, 2]) == (0, 0, 200)  # the banner is red
+
+
+@pytest.mark.slow
+def test_stabilised_chunk_warms_up_on_the_frames_before_it(tmp_path, predictors):
+    pattern = write_plate(tmp_path / "in", range(1, 13))
+    stab = dict(passes=("depth", "normal"), stabilize=True, **TINY)
+    run_render(RenderJob(input=pattern, output=str(tmp_path / "whole.####.exr"), **stab), predictors=predictors)
+    chunk = run_render(
+        RenderJob(input=pattern, output=str(tmp_path / "chunk.####.exr"), frames="8-12", shot_range="1-12", **stab),
+        predictors=predictors,
+    )
+    assert chunk.frames_written == [8, 9, 10, 11, 12]  # frames 1-7 ran through the stabiliser, unwritten
+    assert not (tmp_path / "chunk.0007.exr").exists()
+    for n in (8, 12):
+        whole = read_channels(tmp_path / f"whole.{n:04d}.exr", ["depth.Z", *conventions.NORMAL_CHANNELS])
+        part = read_channels(tmp_path / f"chunk.{n:04d}.exr", ["depth.Z", *conventions.NORMAL_CHANNELS])
+        np.testing.assert_array_equal(whole, part)  # the warm-up reached the shot's first frame
+    info = read_info(tmp_path / "whole.0005.exr")
+    assert info.metadata[HEADER.stabilized] == 1
+    plain = run_render(RenderJob(input=pattern, output=str(tmp_path / "plain.####.exr"), passes=("depth", "normal"), **TINY),
+                       predictors=predictors)
+    assert plain.frames_written
+    assert not np.array_equal(read_channels(tmp_path / "plain.0005.exr", ["depth.Z"]),
+                              read_channels(tmp_path / "whole.0005.exr", ["depth.Z"]))

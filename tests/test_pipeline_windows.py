@@ -19,7 +19,7 @@ def test_vda_defaults_give_evenly_spread_windows_covering_the_shot():
     assert [(w.start, w.stop) for w in s.windows] == [(0, 30), (18, 48), (35, 65), (52, 82), (70, 100)]
     covered = sorted({p for w in s.windows for p in w.positions})
     assert covered == list(range(100))
-    for a, b in zip(s.windows, s.windows[1:]):
+    for a, b in zip(s.windows, s.windows[1:], strict=False):
         assert a.stop - b.start >= 10
 
 

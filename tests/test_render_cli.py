@@ -50,11 +50,11 @@ def whole_shot(tmp_path_factory):
 def test_whole_run_reports_progress_per_frame_and_says_untrained_loudly(whole_shot):
     _, out, run = whole_shot
     lines = run.stdout.splitlines()
-    assert [l for l in lines if l.startswith("Frame ")] == [
+    assert [line for line in lines if line.startswith("Frame ")] == [
         f"Frame {n} written: {out.replace('####', f'{n:04d}')}" for n in SHOT
     ]
-    progress = [int(l.split()[1].rstrip("%")) for l in lines if l.startswith("Progress: ")]
-    alf = [int(l.split()[1].rstrip("%")) for l in lines if l.startswith("ALF_PROGRESS ")]
+    progress = [int(line.split()[1].rstrip("%")) for line in lines if line.startswith("Progress: ")]
+    alf = [int(line.split()[1].rstrip("%")) for line in lines if line.startswith("ALF_PROGRESS ")]
     assert progress == alf and len(progress) == len(SHOT) and progress[-1] == 100
     assert "UNTRAINED WEIGHTS" in run.stderr
 

@@ -31,7 +31,7 @@ def fit_scale_shift(
     pairs (every `stride`-th pixel in each image axis). A flat source gets scale 1 and the mean offset."""
     if len(source) != len(target) or not source:
         raise ValueError(f"need matching non-empty lists of images, got {len(source)} and {len(target)}")
-    for s, t in zip(source, target):
+    for s, t in zip(source, target, strict=True):
         if np.shape(s) != np.shape(t):
             raise ValueError(f"source and target shapes differ: {np.shape(s)} vs {np.shape(t)}")
     x = _samples(source, stride)

@@ -18,7 +18,12 @@ import numpy as np
 
 from bufferany_core import conventions
 from bufferany_core.conventions import HEADER
-from bufferany_core.errors import BadArgumentsError, BufferanyError, InputNotFoundError, OutputNotWritableError
+from bufferany_core.errors import (
+    BadArgumentsError,
+    BufferanyError,
+    InputNotFoundError,
+    OutputNotWritableError,
+)
 from bufferany_core.frames import FrameSequence, read_channels, read_frames, read_info
 
 LABEL_HEIGHT = 18

@@ -157,7 +157,7 @@ def write_deadline_job(
         "StartupDirectory": "",
     }
     paths = folder / "job_info.job", folder / "plugin_info.job"
-    for path, table in zip(paths, (job_info, plugin_info)):
+    for path, table in zip(paths, (job_info, plugin_info), strict=True):
         try:
             path.write_text("".join(f"{k}={v}\n" for k, v in table.items()), encoding="utf-8")
         except OSError as exc:

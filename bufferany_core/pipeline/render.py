@@ -34,6 +34,7 @@ from bufferany_core.errors import (
     PartialFailureError,
     UnreadableImageError,
 )
+from bufferany_core.flow.backends import load_flow_estimator
 from bufferany_core.frames import (
     FrameSequence,
     default_colorspace,
@@ -47,16 +48,20 @@ from bufferany_core.frames import (
 from bufferany_core.jobs import RenderJob
 from bufferany_core.models.api import PassPredictor
 from bufferany_core.pipeline import farm
-from bufferany_core.pipeline.align import fit_scale_shift, reference_range
+from bufferany_core.pipeline.align import fit_scale_shift, reference_range, renormalise
 from bufferany_core.pipeline.predictors import PredictorCache
 from bufferany_core.pipeline.windows import Window, WindowSchedule
 from bufferany_core.pipeline.writer import Provenance, fingerprint, is_finished, write_frame
+from bufferany_core.stabilize import StreamingStabilizer
 
 DEFAULT_WINDOW = 32  # Video Depth Anything's scheme
 DEFAULT_OVERLAP = 10
 KEY_FRAMES = 2  # anchors each depth window sees before its own frames
 ANCHOR_FRAMES = 8  # shot-wide anchors, predicted together first
-ALIGN_STRIDE = 4  # least squares on every 4th pixel in each axis: plenty of samples, 16x cheaper
+ALIGN_STRIDE = 4
+# The stabiliser is causal: a chunk or a resumed render first runs it over this many frames before
+# its first one (decay 0.8^16 < 3%), so its state nearly matches one run of the whole shot.
+STABILIZE_WARMUP = 16  # least squares on every 4th pixel in each axis: plenty of samples, 16x cheaper
 
 Events = Callable[[dict], None]
 
@@ -96,9 +101,22 @@ class RenderPlan:
         return self.output.hash_pattern
 
     @property
-    def windows(self) -> list[Window]:
+    def positions(self) -> list[int]:
+        """Shot positions to compute: the frames to render and, with the stabiliser, the warm-up
+        frames before each run of them (computed and pushed through the stabiliser, not written)."""
         index = {frame: pos for pos, frame in enumerate(self.shot)}
-        return self.schedule.windows_for([index[f] for f in self.to_render])
+        wanted = sorted(index[f] for f in self.to_render)
+        if not self.job.stabilize:
+            return wanted
+        extended = set(wanted)
+        for p in wanted:
+            if p - 1 not in extended:
+                extended.update(range(max(0, p - STABILIZE_WARMUP), p))
+        return sorted(extended)
+
+    @property
+    def windows(self) -> list[Window]:
+        return self.schedule.windows_for(self.positions)
 
     @property
     def anchor_frames(self) -> list[int]:
@@ -253,9 +271,17 @@ class _ShotRenderer:
         self.shot = plan.shot
         self.cache = _FrameCache(plan.sequence, self.job.input_colorspace)
         position = {frame: p for p, frame in enumerate(plan.shot)}
-        self.wanted = {position[f] for f in plan.to_render}
+        self.to_write = {position[f] for f in plan.to_render}
+        self.wanted = set(plan.positions)
+        self.stabilizer_at: int | None = None  # the position the stabiliser expects next
+        self.stabilizer: StreamingStabilizer | None = None
         self.sums: dict[int, dict[str, np.ndarray]] = {}  # position -> pass -> weighted sum
         self.written: list[int] = []
+        if self.job.stabilize:
+            self.flow_device = next(iter(predictors.values())).device
+            self.flow = load_flow_estimator(
+                "auto", models_dir=Path(self.job.models_dir) if self.job.models_dir else None, device=self.flow_device
+            )
         infos = {p: pr.info for p, pr in predictors.items()}
         self.provenance = Provenance(
             passes=tuple(self.job.passes),
@@ -315,7 +341,7 @@ class _ShotRenderer:
         plates = list(read_frames(self.plan.sequence, [self.shot[p] for p in positions], colorspace=self.job.input_colorspace))
         raw = _predict(self.predictors["depth"], plates, f"anchor frames {format_frame_spec([self.shot[p] for p in positions])}")[:, 0]
         offset, scale = reference_range(list(raw), stride=ALIGN_STRIDE)
-        return {p: (plate, (r - offset) * scale) for p, plate, r in zip(positions, plates, raw)}
+        return {p: (plate, (r - offset) * scale) for p, plate, r in zip(positions, plates, raw, strict=True)}
 
     def _accumulate(self, window: Window, pass_name: str, values: np.ndarray) -> None:
         for p in window.positions:
@@ -334,20 +360,46 @@ class _ShotRenderer:
             number = self.shot[p]
             sums = self.sums.pop(p)
             plate = self.cache.get([number])[0]
+            depth, normals = sums.get("depth"), sums.get("normal")
+            if normals is not None:
+                normals = renormalise(normals, axis=0)
+            if self.job.stabilize:
+                depth, normals = self._stabilize(p, plate, depth, normals)
+            if p not in self.to_write:
+                continue
             path = self.plan.output.path(number)
             colorspace = self.job.input_colorspace or default_colorspace(plate.info)
             write_frame(
                 path,
                 like=plate.info,
                 provenance=replace(self.provenance, input_colorspace=colorspace),
-                depth=sums.get("depth"),
-                normals=sums.get("normal"),
+                depth=depth,
+                normals=normals,
                 plate=_plate_rgba(plate) if self.job.include_plate else None,
             )
             self.written.append(number)
             self.emit({"type": "frame_done", "frame": number, "path": str(path)})
             total = len(self.plan.to_render)
             self.emit({"type": "progress", "percent": 100.0 * len(self.written) / total, "done": len(self.written), "total": total})
+
+    def _stabilize(self, position: int, plate, depth: np.ndarray | None, normals: np.ndarray | None):
+        """Push one final frame through the streaming stabiliser (a fresh one after a gap)."""
+        if self.stabilizer is None or self.stabilizer_at != position:
+            self.stabilizer = StreamingStabilizer(self.flow)
+        self.stabilizer_at = position + 1
+        device = self.flow_device
+
+        def tensor(array: np.ndarray | None) -> torch.Tensor | None:
+            return None if array is None else torch.from_numpy(np.asarray(array, np.float32)).to(device)
+
+        rgb = torch.from_numpy(np.asarray(plate.rgb, np.float32)).permute(2, 0, 1).to(device)  # (3, H, W)
+        out_depth, out_normals = self.stabilizer.push(
+            rgb, depth=None if depth is None else tensor(depth)[None], normals=tensor(normals)
+        )
+        return (
+            None if out_depth is None else out_depth[0].double().cpu().numpy(),
+            None if out_normals is None else out_normals.double().cpu().numpy(),
+        )
 
 
 def _load_predictors(job: RenderJob, cache: PredictorCache) -> dict[str, PassPredictor]:
@@ -402,8 +454,6 @@ def run_render(
     if not plan.to_render:
         emit({"type": "progress", "percent": 100.0, "done": 0, "total": 0})
         return result
-    if job.stabilize:
-        emit({"type": "log", "level": "warning", "message": "--stabilize: the stabiliser stage is not available yet; passes are written unstabilised"})
     renderer = _ShotRenderer(plan, loaded, emit, should_cancel)
     try:
         renderer.run()

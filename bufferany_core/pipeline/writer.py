@@ -93,7 +93,7 @@ def write_frame(
         channels[conventions.DEPTH_CHANNEL] = depth.astype(np.float32)
     if normals is not None:
         unit = renormalise(normals, axis=0)
-        for name, component in zip(conventions.NORMAL_CHANNELS, unit):
+        for name, component in zip(conventions.NORMAL_CHANNELS, unit, strict=True):
             channels[name] = component.astype(np.float32)
         if conventions.DEFAULT_NORMAL_PRECISION == conventions.NormalPrecision.HALF:
             half += list(conventions.NORMAL_CHANNELS)
