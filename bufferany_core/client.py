@@ -28,7 +28,7 @@ from typing import Any
 
 from bufferany_core import discovery as _discovery
 from bufferany_core import protocol
-from bufferany_core.errors import ServiceError
+from bufferany_core.errors import ExitCode, ServiceError
 from bufferany_core.jobs import RenderJob
 from bufferany_core.protocol import ProtocolError
 
@@ -46,11 +46,18 @@ __all__ = [
 SERVER_COMMAND_ENV = "BUFFERANY_SERVER_CMD"
 SERVER_LOG_NAME = "server.log"  # beside the discovery file, for servers the client starts
 # A started server outlives the host's session (and its Ctrl-C) like any background service.
-_DETACHED: dict[str, Any] = (
-    {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP | subprocess.DETACHED_PROCESS}
-    if sys.platform == "win32"
-    else {"start_new_session": True}
-)
+_DETACHED: dict[str, Any]
+if sys.platform == "win32":
+    _DETACHED = {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP | subprocess.DETACHED_PROCESS}
+else:
+    _DETACHED = {"start_new_session": True}
+
+
+def _exit_code(value: int) -> ExitCode:
+    try:
+        return ExitCode(value)
+    except ValueError:  # a newer server's code
+        return ExitCode.INTERNAL
 
 
 class ServerNotFoundError(ServiceError):
@@ -69,7 +76,7 @@ class RequestRejectedError(ServiceError):
         super().__init__(message)
         self.code = code
         if exit_code is not None:
-            self.exit_code = exit_code
+            self.exit_code = _exit_code(exit_code)
 
 
 class JobFailedError(ServiceError):
@@ -77,7 +84,7 @@ class JobFailedError(ServiceError):
 
     def __init__(self, message: str, *, exit_code: int, job_id: str):
         super().__init__(message)
-        self.exit_code = exit_code
+        self.exit_code = _exit_code(exit_code)
         self.job_id = job_id
 
 

@@ -120,13 +120,12 @@ class Server:
         self.queue: queue.Queue[Job | None] = queue.Queue()
         self.worker = Worker(self.queue, emit=self._emit_from_worker, device=device)
         self.started_at = time.time()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stop: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None  # set by run(); the worker posts events to it
+        self._stop = asyncio.Event()
 
     # --- life cycle ---------------------------------------------------------------------------------
     async def run(self) -> None:
         self._loop = asyncio.get_running_loop()
-        self._stop = asyncio.Event()
         listener = await asyncio.start_server(
             self._serve_connection, self.host, self.port, limit=protocol.MAX_MESSAGE_BYTES
         )
@@ -165,16 +164,15 @@ class Server:
         log.info("stopped")
 
     def request_stop(self) -> None:
-        if self._stop is not None:
-            self._stop.set()
+        self._stop.set()
 
     def _install_signal_handlers(self) -> None:
-        assert self._loop is not None
+        loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             try:
-                self._loop.add_signal_handler(signum, self.request_stop)
+                loop.add_signal_handler(signum, self.request_stop)
             except (NotImplementedError, RuntimeError):  # Windows event loops
-                signal.signal(signum, lambda *_: self._loop.call_soon_threadsafe(self.request_stop))
+                signal.signal(signum, lambda *_: loop.call_soon_threadsafe(self.request_stop))
 
     async def _drain_jobs(self) -> None:
         """Cancel what waits, ask the running job to stop at its next window, let the worker end."""
@@ -315,7 +313,10 @@ class Server:
             except BufferanyError as exc:  # a job the server will not run: the same exit code as the CLI's
                 await connection.reply(
                     error_message(
-                        str(exc), code="rejected", request=message["id"], exit_code=int(exc.exit_code)
+                        str(exc),
+                        code="rejected",
+                        request=protocol.request_id(message or {}),
+                        exit_code=int(exc.exit_code),
                     )
                 )
                 continue
@@ -332,13 +333,13 @@ class Server:
         if kind == "hello":
             raise ProtocolError("already authenticated: send 'hello' once per connection")
         if kind == "submit":
-            job = self._submit(protocol.job_from_wire(message["job"]), client=connection.client)
-            return {"type": "result", "id": request, "job_id": job.id, "state": job.state}
+            submitted = self._submit(protocol.job_from_wire(message["job"]), client=connection.client)
+            return {"type": "result", "id": request, "job_id": submitted.id, "state": submitted.state}
         if kind == "list_jobs":
             return {"type": "result", "id": request, "jobs": [job.record() for job in self.jobs.values()]}
         if kind == "shutdown":
             log.info("shutdown requested by client %s", connection.client)
-            self._loop.call_soon(self.request_stop)
+            self.request_stop()  # the reply still goes out: the loop stops serving only after this step
             return {"type": "result", "id": request, "stopping": True}
         if kind == "status" and "job_id" not in message:
             return {"type": "result", "id": request, "server": self.status()}
