@@ -131,16 +131,14 @@ def test_thousands_of_malformed_messages_are_answered_and_the_server_still_serve
     assert answered >= 1000, f"only {answered} malformed messages answered in the time budget"
 
     # Framing errors the byte stream cannot recover from: an error, then the server hangs up.
-    for header in (
-        struct.pack(">I", protocol.MAX_MESSAGE_BYTES + 1),
-        struct.pack(">I", 0xFFFFFFFF),
-        b"\0\0\0\0",
-    ):
-        bad = raw_socket(server)
-        bad.sendall(header)
-        assert receive(bad)["code"] in ("too_large", "bad_frame")
+    oversized = [rng.randint(protocol.MAX_MESSAGE_BYTES + 1, 0xFFFFFFFF) for _ in range(300)]
+    for length in [protocol.MAX_MESSAGE_BYTES + 1, 0xFFFFFFFF, 0, *oversized]:
+        bad = raw_socket(server, hello=rng.random() < 0.5)
+        bad.sendall(struct.pack(">I", length) + rng.randbytes(rng.randint(0, 100)))
+        assert receive(bad)["code"] == ("bad_frame" if length == 0 else "too_large")
         assert closed_by_server(bad)
-    for _ in range(200):  # truncated messages, before and after hello, then the client vanishes
+        bad.close()
+    for _ in range(300):  # truncated messages, before and after hello, then the client vanishes
         cut = raw_socket(server, hello=rng.random() < 0.5)
         cut.sendall(struct.pack(">I", 500) + rng.randbytes(rng.randint(0, 499)))
         cut.close()
@@ -154,6 +152,28 @@ def test_thousands_of_malformed_messages_are_answered_and_the_server_still_serve
     with Client.connect(server.discovery) as client:
         assert client.status()["pid"] == server.process.pid
     assert server.process.poll() is None
+
+
+def test_connections_over_the_limit_are_told_the_server_is_busy(server):
+    from bufferany_core.service.server import MAX_CONNECTIONS
+
+    held = [raw_socket(server) for _ in range(MAX_CONNECTIONS)]
+    extra = raw_socket(server, hello=False)
+    reply = receive(extra)
+    assert reply["code"] == "busy" and f"limit {MAX_CONNECTIONS}" in reply["message"]
+    assert closed_by_server(extra)
+    for sock in held:
+        sock.close()
+    deadline = time.monotonic() + 10
+    while True:  # the server notices the closed sockets on its next read
+        try:
+            with Client.connect(server.discovery) as client:
+                if client.status()["connections"] == 1:
+                    break
+        except ServerNotFoundError:
+            pass
+        assert time.monotonic() < deadline, "the server did not free its connection slots"
+        time.sleep(0.05)
 
 
 def test_bad_jobs_are_rejected_with_the_cli_exit_code(server, tmp_path):
