@@ -83,6 +83,11 @@ def test_a_failing_job_reports_why_and_the_next_job_runs(server, client):
     corrupt_plate = _plate(server, "corrupt", range(1, 7))
     (server.folder / "corrupt" / "corrupt.0003.exr").write_bytes(b"not an exr at all")
     corrupt = client.submit({"input": corrupt_plate, **TINY})
+    huge = {
+        **TINY,
+        "options": {**TINY["options"], "processing_size": 300_000},
+    }  # terabytes: the allocator refuses
+    out_of_memory = client.submit({"input": corrupt_plate, **huge, "frames": "1-2"})
     good = client.submit({"input": _plate(server, "good", range(1, 7)), **TINY})
 
     with pytest.raises(JobFailedError, match="gone") as info:
@@ -92,6 +97,9 @@ def test_a_failing_job_reports_why_and_the_next_job_runs(server, client):
         client.wait(corrupt)
     assert info.value.exit_code == ExitCode.UNREADABLE_IMAGE
     assert "Traceback" not in str(info.value)
+    with pytest.raises(JobFailedError, match="out of memory on device 'cpu'") as info:
+        client.wait(out_of_memory)
+    assert info.value.exit_code == ExitCode.OUT_OF_MEMORY
     assert client.wait(good)["frames_written"] == list(range(1, 7))
     assert client.status(failing)["state"] == "failed" and client.status(good)["state"] == "finished"
 

@@ -85,11 +85,13 @@ class Job:
 
 
 def _is_out_of_memory(exc: BaseException) -> bool:
-    # torch.cuda.OutOfMemoryError (and the MPS/CPU allocator's RuntimeErrors), without importing torch
+    # torch.OutOfMemoryError (CUDA), and the CPU allocator's RuntimeError, without importing torch
+    text = str(exc)
     return (
         isinstance(exc, MemoryError)
         or type(exc).__name__ == "OutOfMemoryError"
-        or "out of memory" in str(exc)
+        or "out of memory" in text
+        or "can't allocate memory" in text
     )
 
 
@@ -166,7 +168,11 @@ class Worker(threading.Thread):
         except Exception as exc:
             if _is_out_of_memory(exc):
                 _release_gpu_memory()
-                message = f"out of memory on device {spec.device!r}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+                detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                message = (
+                    f"out of memory on device {spec.device!r} rendering {spec.input}: {detail}; "
+                    f"try a smaller window or processing size, or another device"
+                )
                 return {"type": "failed", "error": _short(message), "exit_code": int(ExitCode.OUT_OF_MEMORY)}
             log.exception("job %s: internal error", job.id)
             return {
