@@ -105,6 +105,8 @@ def test_dry_run_lists_frames_and_renders_nothing(tmp_path):
         (["{pattern}", "--window", "8", "--overlap", "5"], ExitCode.BAD_ARGUMENTS, "--overlap 5"),
         (["{pattern}", "--passes", "depth,albedo"], ExitCode.BAD_ARGUMENTS, "albedo"),
         (["{pattern}", "-o", "{plate}/out.####.mov"], ExitCode.BAD_ARGUMENTS, "movie"),
+        (["{pattern}", "-o", "{pattern}"], ExitCode.BAD_ARGUMENTS, "would overwrite the input"),
+        (["{pattern}", "--weights", "/w.pth"], ExitCode.BAD_ARGUMENTS, "one pass"),
     ],
 )
 def test_bad_arguments_exit_with_their_code(tmp_path, capsys, args, code, says):

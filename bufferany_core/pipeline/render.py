@@ -153,7 +153,7 @@ def plan_render(
     output = FrameSequence.for_output(job.output) if job.output else output_sequence_for(sequence)
     if output.is_movie or Path(output.hash_pattern).suffix.lower() != ".exr":
         raise BadArgumentsError(f"output {output.hash_pattern} must be an EXR sequence (.exr)")
-    if not sequence.is_movie and any(Path(sequence.path(f)) == Path(output.path(f)) for f in requested[:1]):
+    if not sequence.is_movie and sequence.path(requested[0]) == output.path(requested[0]):
         raise BadArgumentsError(f"output {output.hash_pattern} would overwrite the input {sequence.hash_pattern}")
     window = _option_int(job, "window", default_window)
     overlap = _option_int(job, "overlap", default_overlap)
