@@ -69,10 +69,10 @@ class TemporalSelfAttention(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: (N, T, C)
         n, t, c = x.shape
         x = self.pos_encoder(x)
-        q, k, v = (
-            proj(x).view(n, t, self.num_heads, c // self.num_heads).transpose(1, 2)
-            for proj in (self.to_q, self.to_k, self.to_v)
-        )  # (N, heads, T, C/heads)
+        # One matmul for the three projections (kept as separate weights for the official keys).
+        qkv_weight = torch.cat([self.to_q.weight, self.to_k.weight, self.to_v.weight])
+        qkv = F.linear(x, qkv_weight).view(n, t, 3, self.num_heads, c // self.num_heads)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (N, heads, T, C/heads)
         out = F.scaled_dot_product_attention(q, k, v)
         return self.to_out[0](out.transpose(1, 2).reshape(n, t, c))
 
@@ -173,8 +173,10 @@ class TemporalBlock(nn.Module):
             raise ValueError(f"expected (B*T, C, H, W) with T={num_frames} frames, got {tuple(x.shape)}")
         bt, c, h, w = x.shape
         b = bt // num_frames
-        tokens = self.norm(x).permute(0, 2, 3, 1).reshape(b, num_frames, h * w, c)
-        tokens = tokens.transpose(1, 2).reshape(b * h * w, num_frames, c)  # (B*H*W, T, C)
+        # (B*T, C, H, W) -> (B*H*W, T, C): one sequence over time per pixel, in a single copy.
+        tokens = (
+            self.norm(x).view(b, num_frames, c, h, w).permute(0, 3, 4, 1, 2).reshape(b * h * w, num_frames, c)
+        )
         tokens = self.proj_in(tokens)
         for layer in self.transformer_blocks:
             tokens = layer(tokens)

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Literal
 
 from torch import nn
 
 from bufferany_core.errors import BadArgumentsError
 from bufferany_core.models.depth.buffer_anytime import BufferAnytimeConfig, BufferAnytimeDepth
-from bufferany_core.models.depth.depth_anything import DepthAnythingV2, get_size
-from bufferany_core.models.depth.video_depth_anything import VDA_TEMPORAL, VideoDepthAnything
+from bufferany_core.models.depth.depth_anything import DepthAnythingV2
+from bufferany_core.models.depth.video_depth_anything import VideoDepthAnything
 from bufferany_core.models.weights import WeightSpec, register
 
 Family = Literal["image", "video-depth-anything", "buffer-anytime"]
@@ -95,13 +95,4 @@ def build_depth_model(name: str, *, config: BufferAnytimeConfig | None = None) -
                 f"{name}: temporal config is for prior size {config.prior_size!r}, not {entry.size!r}"
             )
         return BufferAnytimeDepth.from_config(config)
-    s = get_size(entry.size)
-    return VideoDepthAnything(
-        embed_dim=s.embed_dim,
-        depth=s.depth,
-        num_heads=s.num_heads,
-        tap_layers=s.tap_layers,
-        features=s.features,
-        out_channels=s.out_channels,
-        temporal=replace(VDA_TEMPORAL, norm_groups=s.temporal_norm_groups),
-    )
+    return VideoDepthAnything.from_size(entry.size)

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from bufferany_core.models.depth.backbone import PATCH_SIZE, DinoV2Backbone
-from bufferany_core.models.depth.dpt import DPTHead, TemporalHook
+from bufferany_core.models.depth.dpt import DPTHead
 
 
 @dataclass(frozen=True)
@@ -20,6 +20,17 @@ class DepthAnythingSize:
     features: int  # DPT fusion width
     out_channels: tuple[int, int, int, int]  # DPT reassembly widths, fine to coarse
     temporal_norm_groups: int  # GroupNorm groups of temporal blocks on this head's features
+
+    def model_kwargs(self) -> dict:
+        """The constructor arguments of the models built on this size."""
+        return {
+            "embed_dim": self.embed_dim,
+            "depth": self.depth,
+            "num_heads": self.num_heads,
+            "tap_layers": self.tap_layers,
+            "features": self.features,
+            "out_channels": self.out_channels,
+        }
 
 
 SIZES: dict[str, DepthAnythingSize] = {
@@ -59,31 +70,15 @@ class DepthAnythingV2(nn.Module):
 
     @classmethod
     def from_size(cls, size: str) -> DepthAnythingV2:
-        s = get_size(size)
-        return cls(
-            embed_dim=s.embed_dim,
-            depth=s.depth,
-            num_heads=s.num_heads,
-            tap_layers=s.tap_layers,
-            features=s.features,
-            out_channels=s.out_channels,
-        )
+        return cls(**get_size(size).model_kwargs())
 
     def encode(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Patch tokens of the 4 tapped blocks, each (B, H/14 * W/14, C)."""
         return [tokens for tokens, _cls in self.pretrained(x)]
 
-    def decode(
-        self,
-        tokens: list[torch.Tensor],
-        height: int,
-        width: int,
-        *,
-        temporal_hook: TemporalHook | None = None,
-    ) -> torch.Tensor:
+    def decode(self, tokens: list[torch.Tensor], height: int, width: int) -> torch.Tensor:
         """Head on encoded tokens -> (B, H, W)."""
-        out = self.depth_head(tokens, height // PATCH_SIZE, width // PATCH_SIZE, temporal_hook=temporal_hook)
-        return out.squeeze(1)
+        return self.depth_head(tokens, height // PATCH_SIZE, width // PATCH_SIZE).squeeze(1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.decode(self.encode(x), x.shape[-2], x.shape[-1])

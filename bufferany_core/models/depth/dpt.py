@@ -11,6 +11,7 @@ Video models insert temporal blocks at named points of the head through `tempora
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 
 import torch
 import torch.nn.functional as F
@@ -116,5 +117,11 @@ class DPTHead(nn.Module):
             out, (patch_h * PATCH_SIZE, patch_w * PATCH_SIZE), mode="bilinear", align_corners=True
         )
         # The last convs run in float32 under autocast: small disparities lose precision in half floats.
-        with torch.autocast(device_type=out.device.type, enabled=False):
+        device_type = out.device.type
+        fp32 = (
+            torch.autocast(device_type, enabled=False)
+            if torch.amp.is_autocast_available(device_type)
+            else nullcontext()
+        )
+        with fp32:
             return s.output_conv2(out.float())

@@ -4,11 +4,13 @@ trained by its authors. Loads `video_depth_anything_vits.pth` with `strict=True`
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 import torch
 from torch import nn
 
 from bufferany_core.models.depth.backbone import PATCH_SIZE, DinoV2Backbone
+from bufferany_core.models.depth.depth_anything import get_size
 from bufferany_core.models.depth.dpt import DPTHead
 from bufferany_core.models.temporal import TemporalBlock, TemporalBlockConfig
 
@@ -74,6 +76,11 @@ class VideoDepthAnything(nn.Module):
         self.head = DPTHeadTemporal(
             in_channels=embed_dim, features=features, out_channels=out_channels, temporal=temporal
         )
+
+    @classmethod
+    def from_size(cls, size: str) -> VideoDepthAnything:
+        s = get_size(size)
+        return cls(**s.model_kwargs(), temporal=replace(VDA_TEMPORAL, norm_groups=s.temporal_norm_groups))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim != 5:

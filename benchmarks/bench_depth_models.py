@@ -1,0 +1,143 @@
+"""Per-frame time and peak memory of the Buffer Anytime video depth model against its image prior
+(Depth Anything V2) and Video Depth Anything, measured in the same run on the same machine.
+
+The baseline is the image model run on the same T frames as one batch: what the video model adds
+on top of it is the cost of its temporal blocks (target: at most 15% more time per frame). The
+image model frame by frame (how the pipeline runs image models) is printed as well.
+
+Each variant runs in its own process so that its peak memory is its own (CUDA: peak allocated;
+CPU: peak resident set size, weights included).
+
+    python benchmarks/bench_depth_models.py                      # CPU: small input, says so
+    python benchmarks/bench_depth_models.py --device cuda        # 32 frames at 518x924 (16:9 plate)
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import platform
+import resource
+import time
+
+VARIANTS = ("image-batched", "image-per-frame", "buffer-anytime", "video-depth-anything")
+
+
+def _run_variant(variant: str, args: argparse.Namespace, queue) -> None:
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from bufferany_core.models.depth import build_depth_model
+    from bufferany_core.models.temporal import zero_initialised_prefixes
+    from bufferany_core.models.weights import deterministic_state_dict
+
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    name = {
+        "image-batched": f"depth-anything-v2-{args.size}",
+        "image-per-frame": f"depth-anything-v2-{args.size}",
+        "buffer-anytime": f"buffer-anytime-depth-{args.size}",
+        "video-depth-anything": f"video-depth-anything-{args.size}",
+    }[variant]
+    model = build_depth_model(name)
+    model.load_state_dict(deterministic_state_dict(model, skip_prefixes=zero_initialised_prefixes(model)))
+    model = model.eval().requires_grad_(False).to(device)
+    x = torch.randn(1, args.frames, 3, args.height, args.width, device=device)
+    dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(args.precision)
+
+    def step() -> None:
+        with torch.inference_mode(), torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+            if variant == "image-batched":
+                model(x[0])
+            elif variant == "image-per-frame":
+                for frame in x[0]:
+                    model(frame.unsqueeze(0))
+            else:
+                model(x)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
+    for _ in range(args.warmup):
+        step()
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    times = []
+    for _ in range(args.repeats):
+        start = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - start)
+    if device.type == "cuda":
+        peak = torch.cuda.max_memory_allocated() / 2**20
+    else:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    with FlopCounterMode(display=False) as counter:  # machine-independent: what the time should follow
+        step()
+    queue.put((variant, min(times) / args.frames, peak, counter.get_total_flops() / args.frames))
+
+
+def _machine(device: str) -> str:
+    import torch
+
+    cpu = f"{platform.processor() or platform.machine()}, {mp.cpu_count()} CPU cores"
+    if device.startswith("cuda"):
+        return f"{torch.cuda.get_device_name(0)} ({cpu}), torch {torch.__version__}"
+    return f"CPU only: {cpu}, torch {torch.__version__}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--size", default=None, help="tiny, small, base or large (CPU default: small)")
+    parser.add_argument("--frames", type=int, default=None, help="window length (CUDA 32, CPU 8)")
+    parser.add_argument("--height", type=int, default=None, help="model input height, multiple of 14")
+    parser.add_argument("--width", type=int, default=None, help="model input width, multiple of 14")
+    parser.add_argument("--precision", choices=("fp32", "fp16", "bf16"), default="fp32")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=2, help="CPU threads per process")
+    args = parser.parse_args()
+    cuda = args.device.startswith("cuda")
+    args.size = args.size or "small"
+    args.frames = args.frames or (32 if cuda else 8)
+    args.height = args.height or (518 if cuda else 140)
+    args.width = args.width or (924 if cuda else 252)
+    if args.height % 14 or args.width % 14:
+        parser.error("--height and --width must be multiples of 14")
+
+    print(f"machine: {_machine(args.device)}")
+    print(
+        f"models: {args.size}, window of {args.frames} frames at {args.height}x{args.width}, {args.precision}"
+    )
+    if not cuda:
+        print("note: CPU run at a reduced input size (the models run at 518 px and up on a GPU)")
+    ctx = mp.get_context("spawn")
+    results = {}
+    variants = [v for v in VARIANTS if v != "video-depth-anything" or args.size in ("small", "tiny")]
+    for variant in variants:
+        queue = ctx.Queue()
+        proc = ctx.Process(target=_run_variant, args=(variant, args, queue))
+        proc.start()
+        name, *figures = queue.get()
+        proc.join()
+        results[name] = figures
+
+    base_time, base_mem, base_flops = results["image-batched"]
+    print(
+        f"{'variant':<22}{'ms/frame':>10}{'x time':>9}{'peak MiB':>10}{'x mem':>8}{'GFLOP/frame':>13}{'x FLOP':>8}"
+    )
+    for variant, (per_frame, peak, flops) in results.items():
+        print(
+            f"{variant:<22}{per_frame * 1e3:>10.2f}{per_frame / base_time:>9.3f}{peak:>10.0f}{peak / base_mem:>8.3f}"
+            f"{flops / 1e9:>13.2f}{flops / base_flops:>8.3f}"
+        )
+    time_overhead = results["buffer-anytime"][0] / base_time - 1
+    flop_overhead = results["buffer-anytime"][2] / base_flops - 1
+    verdict = "within" if time_overhead <= 0.15 else "ABOVE"
+    print(
+        f"temporal blocks: {time_overhead:+.1%} time per frame ({verdict} the 15% target), "
+        f"{flop_overhead:+.1%} FLOPs per frame, over the image model"
+    )
+
+
+if __name__ == "__main__":
+    main()
