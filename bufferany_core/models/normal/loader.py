@@ -79,7 +79,8 @@ def load_normal_predictor(
             untrained = True
         else:
             apply_temporal_state(model, state, points, temporal_weights)
-            hashes = hashes and [*hashes, sha256_of(temporal_weights)]
+            if hashes is not None:  # provenance of trained blocks on real (not random) prior weights
+                hashes.append(sha256_of(temporal_weights))
 
     info = ModelInfo(
         pass_name="normal",

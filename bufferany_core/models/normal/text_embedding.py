@@ -67,9 +67,7 @@ def compute_empty_prompt_embedding(folder: Path) -> torch.Tensor:
             f"(pip install transformers); later runs use the cached {CACHE_NAME}"
         ) from exc
     tokenizer = CLIPTokenizer.from_pretrained(str(tokenizer_dir))
-    tokens = tokenizer(
-        "", padding=PADDING, truncation=True, max_length=tokenizer.model_max_length, return_tensors="pt"
-    ).input_ids
+    tokens = tokenizer("", padding=PADDING, return_tensors="pt").input_ids  # (1, 2): start, end
     encoder = CLIPTextModel.from_pretrained(str(encoder_dir)).eval()
     with torch.no_grad():
         embedding = encoder(tokens)[0]  # last hidden state, (1, tokens, dim)
