@@ -1,0 +1,122 @@
+"""bufferany-train, depth: a few steps lower the loss, resuming continues the same trajectory, the
+result loads into the depth predictor, bad configs fail clearly. Tiny model, CPU, real EXR clips."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from bufferany_training.config import load_config
+from bufferany_training.data import ClipDataset, collate_clips, discover_clips
+from bufferany_training.depth_task import DepthTask
+from bufferany_training.trainer import train
+from safetensors.torch import load_file
+from training_clips import write_moving_clip
+
+from bufferany_core.errors import BadArgumentsError
+from bufferany_core.models.depth import load_depth_predictor
+from bufferany_core.models.weights import RandomWeights
+
+TINY = {
+    "model.name": "buffer-anytime-depth-tiny",
+    "model.weights": "random:0",
+    "model.train_head": False,
+    "data.frames": 4,
+    "data.size": [28, 42],
+    "data.workers": 0,
+    "run.progress": False,
+    "run.gradient_checkpointing": False,
+}
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("clips")
+    write_moving_clip(root / "a", frames=6, size=(42, 63), seed=0)
+    write_moving_clip(root / "b", frames=5, size=(42, 63), seed=3)
+    return root
+
+
+def test_a_few_steps_lower_the_loss_on_a_flickering_clip(clips):
+    config = load_config(
+        Path("depth.toml"), [], {**TINY, "data.scale": [1.0, 1.0], "data.flip": False, "data.strides": [1]}
+    )
+    dataset = ClipDataset(discover_clips(clips), config.data, seed=0, with_flows=True)
+    batch = collate_clips([dataset[0]])  # one fixed clip: only the model changes between steps
+    torch.manual_seed(0)
+    task = DepthTask(config)
+    task.train_mode()
+    optimizer = torch.optim.AdamW(task.trainable_parameters(), lr=1e-4)
+    totals = []
+    for _ in range(8):
+        metrics = task.step(task.objective, batch, amp=contextlib.nullcontext, log=True)
+        optimizer.step()
+        optimizer.zero_grad()
+        totals.append(float(metrics["loss/total"]))
+    # At step 0 the video model is its image prior: all loss is flicker (L_reg is 0).
+    assert float(metrics["temporal/warp_error_prior"]) > 0.1
+    assert totals[0] == pytest.approx(float(metrics["temporal/warp_error_prior"]), rel=1e-5)
+    assert min(totals[-3:]) < 0.97 * totals[0], totals
+
+
+def _train(clips: Path, out: Path, iterations: int, **extra):
+    config = load_config(Path("depth.toml"), [], {**TINY, "optim.iterations": iterations, "run.checkpoint_every": 2, **extra})
+    return train(config, data=clips, out=out, say=lambda _: None)
+
+
+def test_resume_continues_the_same_trajectory(clips, tmp_path):
+    straight = load_file(str(_train(clips, tmp_path / "straight", 4)))
+    _train(clips, tmp_path / "resumed", 2)
+    state = json.loads((tmp_path / "resumed" / "checkpoints" / "step_00000002" / "state.json").read_text())
+    assert state["step"] == 2
+    resumed = load_file(str(_train(clips, tmp_path / "resumed", 4)))
+    assert straight.keys() == resumed.keys()
+    for key in straight:
+        torch.testing.assert_close(resumed[key], straight[key], rtol=0, atol=1e-6, msg=key)
+    moved = [k for k in straight if "proj_out" in k and straight[k].abs().max() > 0]
+    assert moved, "training did not change the zero-initialised output projections"
+    assert sorted(p.name for p in (tmp_path / "resumed" / "checkpoints").glob("step_*")) == [
+        "step_00000002",
+        "step_00000004",
+    ]
+
+
+def test_the_trained_weights_load_into_the_depth_predictor(clips, tmp_path):
+    weights = _train(clips, tmp_path / "run", 2)
+    predictor = load_depth_predictor(
+        "buffer-anytime-depth-tiny", weights=RandomWeights(0), temporal_weights=weights, processing_size=28
+    )
+    saved = load_file(str(weights))
+    for key, value in predictor.model.temporal_state_dict().items():
+        torch.testing.assert_close(value, saved[key], rtol=0, atol=0)
+    prior = load_depth_predictor("depth-anything-v2-tiny", weights=RandomWeights(0), processing_size=28)
+    frames = torch.rand(4, 3, 28, 42)
+    assert not torch.allclose(predictor.predict(frames), prior.predict(frames))
+    assert predictor.info.untrained  # the prior's weights are random, whatever training did
+
+
+def test_cli_rejects_an_unknown_config_key(tmp_path, clips):
+    config = tmp_path / "bad.toml"
+    config.write_text('task = "depth"\n[optim]\nlearning_rate = 1e-4\n')
+    result = subprocess.run(
+        [sys.executable, "-m", "bufferany_training.cli", "--config", str(config), "--data", str(clips), "--out", str(tmp_path / "r")],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 2
+    assert "optim.learning_rate" in result.stderr and str(config) in result.stderr
+    assert not (tmp_path / "r").exists()
+
+
+def test_overrides_keep_types_and_name_bad_fields():
+    config = load_config(Path("depth.toml"), ["optim.lr=3e-5", "data.size=[112, 196]", "model.weights=random:4"])
+    assert config.optim.lr == 3e-5 and config.data.size == (112, 196) and config.model.weights == "random:4"
+    assert config.optim.iterations == 20_000 and config.data.frames == 110 and config.loss.w_reg == 1.0
+    with pytest.raises(BadArgumentsError, match="data.size"):
+        load_config(Path("depth.toml"), ["data.size=[100, 196]"])
+    with pytest.raises(BadArgumentsError, match="optim.lr"):
+        load_config(Path("depth.toml"), ['optim.lr="fast"'])

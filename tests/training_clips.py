@@ -1,0 +1,43 @@
+"""Synthetic unlabeled clips for the training tests: a textured background panning under a camera
+and a textured square moving the other way (occlusions), as scene-linear EXR sequences."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from frames_util import write_image
+
+
+def texture(height: int, width: int, *, seed: int) -> np.ndarray:
+    """Smooth random colour texture (H, W, 3) in [0, 1], with detail at several scales for the flow."""
+    rng = np.random.default_rng(seed)
+    out = np.zeros((height, width, 3))
+    for cells in (4, 9, 23):
+        coarse = rng.random((cells, cells, 3))
+        ys = np.linspace(0, cells - 1, height)
+        xs = np.linspace(0, cells - 1, width)
+        y0, x0 = np.floor(ys).astype(int), np.floor(xs).astype(int)
+        y1, x1 = np.minimum(y0 + 1, cells - 1), np.minimum(x0 + 1, cells - 1)
+        fy, fx = (ys - y0)[:, None, None], (xs - x0)[None, :, None]
+        top = coarse[y0][:, x0] * (1 - fx) + coarse[y0][:, x1] * fx
+        bottom = coarse[y1][:, x0] * (1 - fx) + coarse[y1][:, x1] * fx
+        out += top * (1 - fy) + bottom * fy
+    return out / 3.0
+
+
+def write_moving_clip(
+    folder: Path, *, frames: int = 8, size: tuple[int, int] = (56, 84), speed: int = 2, seed: int = 0
+) -> Path:
+    """`folder/shot.####.exr`, frames 1001...; returns the folder. size = (height, width)."""
+    height, width = size
+    folder.mkdir(parents=True, exist_ok=True)
+    background = texture(height, width + speed * frames, seed=seed)
+    square = texture(height // 2, width // 3, seed=seed + 1)
+    for k in range(frames):
+        srgb = background[:, speed * k : speed * k + width].copy()
+        top, left = height // 4, width // 6 + 2 * speed * k
+        srgb[top : top + square.shape[0], left : left + square.shape[1]] = square[:, : max(0, width - left)]
+        linear = np.power(srgb, 2.2).astype(np.float32)  # the plate is scene-linear
+        write_image(folder / f"shot.{1001 + k:04d}.exr", linear, fmt="half")
+    return folder
