@@ -1,0 +1,146 @@
+"""The "Buffer Anytime" compositor node group, on both compositor APIs.
+
+Blender's compositor cannot run Python per pixel, so the group wraps an Image node reading the
+generated multilayer EXR sequence and exposes its passes as group outputs `Image`, `Depth` and
+`Normal`. Blender 5.0 keeps the scene's compositor in `scene.compositing_node_group` (a node group
+whose Group Output is the final image; no Composite node); 4.2 to 4.5 use `scene.use_nodes` and
+`scene.node_tree`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+import bpy
+
+from .core import conventions
+
+GROUP_NAME = "Buffer Anytime"
+IMAGE_NODE_NAME = "Buffer Anytime Passes"
+SCENE_TREE_NAME = "Compositor"  # Blender 5.0: the tree made for a scene that had none
+# (group output, socket type, the Image node's output feeding it: EXR layer name, or None for RGBA)
+OUTPUTS = (
+    ("Image", "NodeSocketColor", None),
+    ("Depth", "NodeSocketFloat", conventions.DEPTH_LAYER),
+    ("Normal", "NodeSocketVector", conventions.NORMAL_LAYER),
+)
+_PRINTF = re.compile(r"%0?(\d*)d")
+_HASHES = re.compile(r"#+")
+
+
+def uses_scene_node_tree() -> bool:
+    """True on Blender 4.2 to 4.5 (`scene.node_tree`), False on 5.0 and later."""
+    return "node_tree" in bpy.types.Scene.bl_rna.properties
+
+
+def frame_path(pattern: str, frame: int) -> str:
+    """One file of a sequence pattern written as `%04d` (the server's results) or `####`."""
+    if _PRINTF.search(pattern):
+        return _PRINTF.sub(lambda m: f"{frame:0{m[1] or 1}d}", pattern, count=1)
+    if _HASHES.search(pattern):
+        return _HASHES.sub(lambda m: f"{frame:0{len(m[0])}d}", pattern, count=1)
+    raise ValueError(f"output pattern {pattern!r} has no frame number token (%04d or ####)")
+
+
+def load_sequence(first_file: str) -> bpy.types.Image:
+    """The image datablock reading the sequence that starts with `first_file` (reused and reloaded
+    if one already reads it), as non-colour data: depth and normals must reach nodes untouched."""
+    wanted = os.path.normpath(first_file)
+    for image in bpy.data.images:
+        if image.source in ("FILE", "SEQUENCE") and os.path.normpath(bpy.path.abspath(image.filepath)) == wanted:
+            image.reload()
+            break
+    else:
+        image = bpy.data.images.load(first_file, check_existing=False)
+    image.source = "SEQUENCE"
+    image.colorspace_settings.is_data = True
+    return image
+
+
+def _group_tree() -> bpy.types.NodeTree:
+    for tree in bpy.data.node_groups:
+        if tree.name == GROUP_NAME and tree.bl_idname == "CompositorNodeTree":
+            return tree
+    return bpy.data.node_groups.new(GROUP_NAME, "CompositorNodeTree")
+
+
+def _ensure_outputs(group: bpy.types.NodeTree) -> None:
+    existing = {
+        item.name
+        for item in group.interface.items_tree
+        if item.item_type == "SOCKET" and item.in_out == "OUTPUT"
+    }
+    for name, socket_type, _ in OUTPUTS:
+        if name not in existing:
+            group.interface.new_socket(name, in_out="OUTPUT", socket_type=socket_type)
+
+
+def build_node_group(image: bpy.types.Image, first: int, last: int) -> bpy.types.NodeTree:
+    """Add (or update) the node group: outputs Image, Depth and Normal from `image`, a multilayer
+    EXR sequence holding frames `first`..`last`, shown at the scene frames of the same numbers.
+    Outputs whose pass the files lack stay unlinked (black)."""
+    if last < first:
+        raise ValueError(f"frame range {first}-{last} is empty")
+    group = _group_tree()
+    _ensure_outputs(group)
+    node = group.nodes.get(IMAGE_NODE_NAME)
+    if node is None:
+        node = group.nodes.new("CompositorNodeImage")
+        node.name = node.label = IMAGE_NODE_NAME
+        node.location = (-300.0, 0.0)
+    output = next((n for n in group.nodes if n.bl_idname == "NodeGroupOutput"), None)
+    if output is None:
+        output = group.nodes.new("NodeGroupOutput")
+        output.location = (100.0, 0.0)
+    node.image = image
+    # Blender numbers a sequence's first file 1: files first..last show at scene frames first..last
+    # with start `first` and offset `first - 1`.
+    node.frame_start = first
+    node.frame_duration = last - first + 1
+    node.frame_offset = first - 1
+    node.use_auto_refresh = True
+    for link in list(group.links):
+        if link.to_node == output:
+            group.links.remove(link)
+    for name, _, layer in OUTPUTS:
+        if layer is None:
+            source = next((s for s in node.outputs if s.type == "RGBA" and s.enabled), None)
+        else:
+            source = node.outputs.get(layer)
+        if source is not None and source.enabled:
+            group.links.new(source, output.inputs[name])
+    return group
+
+
+def scene_compositor(scene: bpy.types.Scene) -> bpy.types.NodeTree:
+    """The scene's compositor node tree, created like Blender's own default (render layers to the
+    final output) when the scene has none, so that turning it on changes no render."""
+    if uses_scene_node_tree():
+        scene.use_nodes = True
+        return scene.node_tree
+    tree = scene.compositing_node_group
+    if tree is None:
+        tree = bpy.data.node_groups.new(SCENE_TREE_NAME, "CompositorNodeTree")
+        tree.interface.new_socket("Image", in_out="OUTPUT", socket_type="NodeSocketColor")
+        layers = tree.nodes.new("CompositorNodeRLayers")
+        output = tree.nodes.new("NodeGroupOutput")
+        layers.location, output.location = (-300.0, 0.0), (200.0, 0.0)
+        tree.links.new(layers.outputs["Image"], output.inputs["Image"])
+        scene.compositing_node_group = tree
+    return tree
+
+
+def add_group_node(scene: bpy.types.Scene, group: bpy.types.NodeTree) -> bpy.types.Node:
+    """The group's node in the scene's compositor: the existing one (its links kept), else a new one
+    below the other nodes, left unconnected for the user to wire."""
+    tree = scene_compositor(scene)
+    for node in tree.nodes:
+        if node.bl_idname == "CompositorNodeGroup" and node.node_tree == group:
+            return node
+    bottom = min((n.location.y - n.dimensions.y for n in tree.nodes), default=0.0)
+    left = min((n.location.x for n in tree.nodes), default=0.0)
+    node = tree.nodes.new("CompositorNodeGroup")
+    node.node_tree = group
+    node.location = (left, bottom - 100.0)
+    return node

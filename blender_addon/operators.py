@@ -1,0 +1,125 @@
+"""Generate (modal with a timer in the UI, blocking in background mode) and Cancel."""
+
+from __future__ import annotations
+
+import time
+
+import bpy
+
+from . import preferences, sources
+from .generation import Generation
+
+POLL_SECONDS = 0.1
+_active: Generation | None = None  # the run in progress (one at a time per Blender session)
+
+
+def active() -> Generation | None:
+    return _active
+
+
+def _show(context, generation: Generation | None) -> None:
+    status = context.window_manager.bufferany_status
+    status.running = generation is not None and not generation.finished
+    if generation is not None:
+        status.progress = generation.progress
+        status.message = generation.message
+        status.job_id = (generation.session.job_id or "") if generation.session else ""
+    for window in context.window_manager.windows:
+        for area in window.screen.areas:
+            if area.type in ("NODE_EDITOR", "PROPERTIES"):
+                area.tag_redraw()
+
+
+class BUFFERANY_OT_generate(bpy.types.Operator):
+    """Generate depth and normal passes for the chosen frames and add the "Buffer Anytime" node group"""
+
+    bl_idname = "bufferany.generate"
+    bl_label = "Generate Depth and Normals"
+    bl_options = {"REGISTER"}
+
+    _timer = None
+
+    @classmethod
+    def poll(cls, context):
+        return _active is None and context.scene is not None
+
+    def _start(self, context) -> Generation | None:
+        global _active
+        try:
+            connect = preferences.connect_arguments(preferences.get(context))
+            _active = Generation(context.scene, connect)
+        except (sources.SourceError, ValueError) as exc:
+            self.report({"ERROR"}, f"Buffer Anytime: {exc}")
+            return None
+        _show(context, _active)
+        return _active
+
+    def _finish(self, context, generation: Generation) -> set[str]:
+        global _active
+        _active = None
+        _show(context, generation)
+        kind, text = generation.report
+        self.report({kind}, text)
+        return {"FINISHED"} if generation.outcome == "FINISHED" else {"CANCELLED"}
+
+    def execute(self, context):
+        """Blocking: for scripts and background mode, where no timer events arrive."""
+        generation = self._start(context)
+        if generation is None:
+            return {"CANCELLED"}
+        try:
+            while not generation.step():
+                time.sleep(POLL_SECONDS)
+        except BaseException:
+            generation.cancel()
+            global _active
+            _active = None
+            raise
+        return self._finish(context, generation)
+
+    def invoke(self, context, event):
+        generation = self._start(context)
+        if generation is None:
+            return {"CANCELLED"}
+        wm = context.window_manager
+        self._timer = wm.event_timer_add(POLL_SECONDS, window=context.window)
+        wm.modal_handler_add(self)
+        return {"RUNNING_MODAL"}
+
+    def modal(self, context, event):
+        generation = _active
+        if event.type == "ESC" and event.value == "PRESS":
+            generation.cancel()
+        if event.type != "TIMER":
+            return {"PASS_THROUGH"}
+        try:
+            done = generation.step()
+        except Exception as exc:  # bpy errors while rendering the scene or building the nodes
+            generation.cancel()
+            generation.outcome, generation.report = "FAILED", ("ERROR", f"Buffer Anytime: {exc}")
+            done = True
+        _show(context, generation)
+        if not done:
+            return {"PASS_THROUGH"}
+        context.window_manager.event_timer_remove(self._timer)
+        return self._finish(context, generation)
+
+
+class BUFFERANY_OT_cancel(bpy.types.Operator):
+    """Stop the running generation (frames already written stay valid)"""
+
+    bl_idname = "bufferany.cancel"
+    bl_label = "Cancel"
+
+    @classmethod
+    def poll(cls, context):
+        return _active is not None
+
+    def execute(self, context):
+        _active.cancel()
+        _active.message = "cancelling"
+        _show(context, _active)
+        return {"FINISHED"}
+
+
+CLASSES = (BUFFERANY_OT_generate, BUFFERANY_OT_cancel)

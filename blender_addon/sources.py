@@ -1,0 +1,103 @@
+"""Where a job's frames come from: a file the user picked, or the scene rendered to a cache folder."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import bpy
+
+
+class SourceError(ValueError):
+    """The settings do not name usable frames; the message says which setting to change."""
+
+
+def absolute(path: str, setting: str) -> str:
+    """`path` with Blender's `//` resolved; the server needs absolute paths."""
+    resolved = bpy.path.abspath(path)
+    if not resolved:
+        raise SourceError(f"set '{setting}'")
+    if resolved.startswith("//"):
+        raise SourceError(f"'{setting}' is relative to the .blend file: save the file first, or give an absolute path")
+    return os.path.normpath(resolved)
+
+
+def frame_spec(scene: bpy.types.Scene, settings) -> str | None:
+    """The job's `frames` field; None for the whole source."""
+    if settings.source == "SCENE" or settings.frame_range == "SCENE":
+        first, last = scene.frame_start, scene.frame_end
+    elif settings.frame_range == "CUSTOM":
+        first, last = settings.frame_start, settings.frame_end
+    else:
+        return None
+    if last < first:
+        raise SourceError(f"the frame range {first}-{last} is empty")
+    return f"{first}-{last}"
+
+
+class SceneRender:
+    """Renders the scene's frames, one per `step()`, to `<folder>/<scene>.####.exr`: linear RGBA
+    half-float EXR, the compositor and sequencer off (the compositor may already read this add-on's
+    own passes). The scene's render settings are restored by `close()`."""
+
+    def __init__(self, scene: bpy.types.Scene, first: int, last: int, folder: str):
+        self.scene_name = scene.name
+        self.frames = list(range(first, last + 1))
+        self.folder = Path(folder)
+        stem = bpy.path.clean_name(scene.name)
+        self.pattern = str(self.folder / f"{stem}.####.exr")
+        self._paths = {frame: str(self.folder / f"{stem}.{frame:04d}.exr") for frame in self.frames}
+        self._next = 0
+        self._saved: list[tuple[object, str, object]] | None = None
+
+    @property
+    def done(self) -> int:
+        return self._next
+
+    def _override(self, scene: bpy.types.Scene) -> None:
+        render, image = scene.render, scene.render.image_settings
+        changes = [(render, "use_compositing", False), (render, "use_sequencer", False)]
+        if "media_type" in image.bl_rna.properties:  # Blender 5.0: choose the kind before the format
+            changes.append((image, "media_type", "IMAGE"))
+        changes += [
+            (image, "file_format", "OPEN_EXR"),
+            (image, "color_mode", "RGBA"),
+            (image, "color_depth", "16"),
+            (image, "exr_codec", "ZIP"),
+            (render, "filepath", render.filepath),
+        ]
+        self._saved = [(owner, name, getattr(owner, name)) for owner, name, _ in changes]
+        self._saved.append((scene, "frame_current", scene.frame_current))
+        for owner, name, value in changes:
+            setattr(owner, name, value)
+
+    def step(self) -> bool:
+        """Render the next frame; True once every frame is on disk."""
+        if self._next >= len(self.frames):
+            return True
+        scene = bpy.data.scenes[self.scene_name]
+        if self._saved is None:
+            if scene.camera is None:
+                raise SourceError(f"scene '{scene.name}' has no camera to render with")
+            self.folder.mkdir(parents=True, exist_ok=True)
+            self._override(scene)
+        frame = self.frames[self._next]
+        scene.frame_set(frame)
+        scene.render.filepath = self._paths[frame]
+        bpy.ops.render.render(write_still=True, scene=scene.name)
+        if not os.path.isfile(self._paths[frame]):
+            raise SourceError(f"rendering frame {frame} of scene '{scene.name}' wrote no {self._paths[frame]}")
+        self._next += 1
+        return self._next >= len(self.frames)
+
+    def close(self) -> None:
+        """Put the scene's settings back, in the order they were saved: the media type and the file
+        format before the depth and codec, whose choices depend on the format."""
+        if self._saved is None:
+            return
+        for owner, name, value in self._saved:
+            if name == "frame_current":
+                owner.frame_set(value)
+            else:
+                setattr(owner, name, value)
+        self._saved = None
