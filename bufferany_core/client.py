@@ -116,10 +116,10 @@ class _Channel:
         except OSError as exc:
             raise ServerNotFoundError(f"cannot connect to bufferany-server at {host}:{port}: {exc}") from None
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.sock.setsockopt(
-            socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1
-        )  # event streams wait without a timeout
+        # Event streams wait without a timeout: let the OS notice a peer that vanished.
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
         self.address = f"{host}:{port}"
+        self.timeout = timeout
         hello = {
             "type": "hello",
             "id": 0,
@@ -142,10 +142,7 @@ class _Channel:
                 f"lost the connection to bufferany-server at {self.address}: {exc}"
             ) from None
 
-    def receive(self, *, timeout: float | None = -1.0) -> dict[str, Any]:
-        """The next message. `timeout` None waits for ever; the default keeps the socket's own."""
-        if timeout is None or timeout >= 0:
-            self.sock.settimeout(timeout)
+    def receive(self) -> dict[str, Any]:
         length = protocol.body_length(self._exactly(protocol.HEADER.size))
         return protocol.decode(self._exactly(length))
 
@@ -155,7 +152,10 @@ class _Channel:
             try:
                 chunk = self.sock.recv(min(missing, 1 << 20))
             except TimeoutError:
-                raise ServiceError(f"bufferany-server at {self.address} did not answer in time") from None
+                self.close()  # a late reply would pass for the next request's: this channel is done
+                raise ServiceError(
+                    f"bufferany-server at {self.address} did not answer within {self.timeout} s"
+                ) from None
             except OSError as exc:
                 raise ServerNotFoundError(
                     f"lost the connection to bufferany-server at {self.address}: {exc}"
@@ -294,8 +294,9 @@ class Client:
         try:
             channel.send({"type": "subscribe", "id": 1, "job_id": job_id})
             _raise_for(channel.receive())
+            channel.sock.settimeout(None)  # a queued job may wait long for its turn
             while True:
-                message = channel.receive(timeout=None)  # a queued job may wait long for its turn
+                message = channel.receive()
                 _raise_for(message)
                 if message.get("type") != "event" or message.get("job_id") != job_id:
                     continue

@@ -6,6 +6,7 @@ import json
 import os
 import random
 import signal
+import socket
 import stat
 import struct
 import time
@@ -28,7 +29,7 @@ from bufferany_core.client import (
     RequestRejectedError,
     ServerNotFoundError,
 )
-from bufferany_core.errors import BadArgumentsError, ExitCode
+from bufferany_core.errors import BadArgumentsError, ExitCode, ServiceError
 
 
 @pytest.fixture
@@ -260,3 +261,10 @@ def test_client_starts_a_server_on_demand_and_shutdown_removes_it(tmp_path):
         Client.connect(
             tmp_path / "other.json", start_server=True, server_command=[*server_command(), "--no-such-flag"]
         )
+
+
+def test_a_silent_peer_times_out_with_a_clear_error():
+    with socket.create_server(("127.0.0.1", 0)) as listener:  # accepts, never answers
+        port = listener.getsockname()[1]
+        with pytest.raises(ServiceError, match="did not answer within 0.5 s"):
+            Client.connect(host="127.0.0.1", port=port, token="t", timeout=0.5)
