@@ -320,6 +320,16 @@ class Server:
                     )
                 )
                 continue
+            except Exception as exc:  # a server bug: still answer, and keep serving
+                log.exception("internal error answering a %s request", message and message.get("type"))
+                await connection.reply(
+                    error_message(
+                        f"internal error: {type(exc).__name__}: {exc}",
+                        code="internal",
+                        request=protocol.request_id(message or {}),
+                    )
+                )
+                continue
             # Reply, replay and subscription happen in one loop step, so no live event slips in between.
             connection.send(reply)
             if reply.get("subscribed"):
