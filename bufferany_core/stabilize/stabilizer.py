@@ -105,13 +105,7 @@ def stabilize_depth(
     view = (-1, 1, 1, 1)
     aligned = depth * scale.to(depth).view(view) + shift.to(depth).view(view)
     filtered = bidirectional_filter(
-        aligned,
-        pairs.flows_fw,
-        pairs.flows_bw,
-        pairs.valid_fw,
-        pairs.valid_bw,
-        decay=settings.decay,
-        range_sigma=_range_sigma(aligned, pairs, settings),
+        aligned, pairs, decay=settings.decay, range_sigma=_range_sigma(aligned, pairs, settings)
     )
     return StabilizedDepth(filtered, scale, shift)
 
@@ -131,13 +125,7 @@ def stabilize_normals(
     if len(pairs) == 0:
         return normals.clone()
     filtered = bidirectional_filter(
-        normals,
-        pairs.flows_fw,
-        pairs.flows_bw,
-        pairs.valid_fw,
-        pairs.valid_bw,
-        decay=settings.decay,
-        range_sigma=_range_sigma(normals, pairs, settings),
+        normals, pairs, decay=settings.decay, range_sigma=_range_sigma(normals, pairs, settings)
     )
     return torch.nn.functional.normalize(filtered, dim=1, eps=1e-12)
 

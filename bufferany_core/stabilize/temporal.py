@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
+from bufferany_core.flow.pairs import FramePairs
 from bufferany_core.flow.warp import backward_warp
 
 
@@ -79,23 +80,19 @@ def filter_pass(
 
 
 def bidirectional_filter(
-    values: torch.Tensor,
-    flows_fw: torch.Tensor,
-    flows_bw: torch.Tensor,
-    valid_fw: torch.Tensor,
-    valid_bw: torch.Tensor,
-    *,
-    decay: float,
-    range_sigma: float,
+    values: torch.Tensor, pairs: FramePairs, *, decay: float, range_sigma: float
 ) -> torch.Tensor:
-    """Forward and backward `filter_pass`, merged: (S_f + S_b - v) / (N_f + N_b - 1) counts frame k
-    itself once. `values` (T, C, H, W); flows and masks as in `FramePairs`."""
+    """Forward and backward `filter_pass` over a clip (T, C, H, W), merged: (S_f + S_b - v) / (N_f + N_b - 1)
+    counts frame k itself once."""
     if not 0 <= decay < 1:
         raise ValueError(f"decay must be in [0, 1), got {decay}")
     if range_sigma <= 0:
         raise ValueError(f"range_sigma must be > 0, got {range_sigma}")
-    total_f, weight_f = filter_pass(values, flows_bw, valid_bw, decay=decay, range_sigma=range_sigma)
+    pairs.check_clip(values, "values")
+    total_f, weight_f = filter_pass(
+        values, pairs.flows_bw, pairs.valid_bw, decay=decay, range_sigma=range_sigma
+    )
     total_b, weight_b = filter_pass(
-        values.flip(0), flows_fw.flip(0), valid_fw.flip(0), decay=decay, range_sigma=range_sigma
+        values.flip(0), pairs.flows_fw.flip(0), pairs.valid_fw.flip(0), decay=decay, range_sigma=range_sigma
     )
     return (total_f + total_b.flip(0) - values) / (weight_f + weight_b.flip(0) - 1.0)
