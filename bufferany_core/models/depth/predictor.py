@@ -114,25 +114,15 @@ def load_depth_predictor(
     if temporal_weights is not None and entry.family != "buffer-anytime":
         raise BadArgumentsError(f"{name} has no temporal weights to load (only buffer-anytime models do)")
 
-    temporal_state = None
-    config = None
-    if temporal_weights is not None:
-        config, temporal_state = load_temporal_depth(Path(temporal_weights))
+    config, temporal_state = (
+        (None, None) if temporal_weights is None else load_temporal_depth(Path(temporal_weights))
+    )
     model = build_depth_model(name, config=config)
     prior = model.prior if isinstance(model, BufferAnytimeDepth) else model
-
-    if isinstance(weights, RandomWeights):
-        prior_sha = None
-        _load_strict(
-            prior, deterministic_state_dict(prior, seed=weights.seed), name=name, source="random weights"
-        )
-    else:
-        path = Path(weights) if weights is not None else _registry_path(name, models_dir, allow_download)
-        if not path.is_file():
-            raise MissingWeightsError(f"weights file {path} does not exist (model {name})")
-        _load_strict(prior, load_state_dict_file(Path(path)), name=name, source=str(path))
-        prior_sha = sha256_of(Path(path))
-    untrained = prior_sha is None
+    weights_sha256 = _load_prior(
+        prior, weights, name=name, models_dir=models_dir, allow_download=allow_download
+    )
+    untrained = weights_sha256 is None
 
     if isinstance(model, BufferAnytimeDepth):
         model.load_prior_state_dict(prior.state_dict())  # keeps a trainable head copy in step
@@ -141,29 +131,51 @@ def load_depth_predictor(
                 model.load_temporal_state_dict(temporal_state)
             except ValueError as exc:
                 raise BadArgumentsError(f"temporal weights {temporal_weights}: {exc}") from None
-            if prior_sha is not None:
-                prior_sha = f"{prior_sha}+{sha256_of(Path(temporal_weights))}"
+            if weights_sha256 is not None:
+                weights_sha256 = f"{weights_sha256}+{sha256_of(Path(temporal_weights))}"
         else:
             untrained = True
             if isinstance(weights, RandomWeights):
-                blocks = model.temporal_blocks
-                random_blocks = deterministic_state_dict(
-                    blocks, seed=weights.seed, skip_prefixes=zero_initialised_prefixes(blocks)
-                )
-                state = model.temporal_state_dict()
-                state.update({f"temporal_blocks.{k}": v for k, v in random_blocks.items()})
-                model.load_temporal_state_dict(state)
+                _randomise_temporal_blocks(model, seed=weights.seed)
 
     model.requires_grad_(False).eval().to(device)
     info = ModelInfo(
         pass_name="depth",
         model_id=name,
-        weights_sha256=prior_sha,
+        weights_sha256=weights_sha256,
         untrained=untrained,
         default_window=DEFAULT_WINDOW,
         default_overlap=DEFAULT_OVERLAP,
     )
     return DepthPredictor(model=model, info=info, device=device, processing_size=size, precision=precision)
+
+
+def _load_prior(
+    prior: nn.Module,
+    weights: Path | RandomWeights | None,
+    *,
+    name: str,
+    models_dir: Path | None,
+    allow_download: bool,
+) -> str | None:
+    """Load the official (or random) weights into `prior`; returns the file's sha256, None for random."""
+    if isinstance(weights, RandomWeights):
+        _load_strict(
+            prior, deterministic_state_dict(prior, seed=weights.seed), name=name, source="random weights"
+        )
+        return None
+    path = Path(weights) if weights is not None else _registry_path(name, models_dir, allow_download)
+    if not path.is_file():
+        raise MissingWeightsError(f"weights file {path} does not exist (model {name})")
+    _load_strict(prior, load_state_dict_file(path), name=name, source=str(path))
+    return sha256_of(path)
+
+
+def _randomise_temporal_blocks(model: BufferAnytimeDepth, *, seed: int) -> None:
+    """Deterministic random temporal blocks whose output projections stay zero (still the prior)."""
+    blocks = model.temporal_blocks
+    state = deterministic_state_dict(blocks, seed=seed, skip_prefixes=zero_initialised_prefixes(blocks))
+    blocks.load_state_dict(state, strict=True)
 
 
 def _registry_path(name: str, models_dir: Path | None, allow_download: bool) -> Path:
