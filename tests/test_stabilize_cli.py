@@ -186,3 +186,13 @@ def test_missing_pass_frame_and_wrong_size_and_nan(tmp_path, shot_files, capsys)
         assert rc == code, name
         assert text in capsys.readouterr().err
     assert not list((tmp_path / "gap").glob("*.exr"))
+
+
+def test_raft_without_weights_exits_with_missing_weights(shot_files, tmp_path, capsys, monkeypatch):
+    folder, _, _ = shot_files
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setenv("BUFFERANY_MODELS", str(tmp_path / "models"))
+    args = _args(folder, tmp_path, "--depth", str(folder / "cattery.####.exr"), "--depth-channel", "Y", "--flow", "raft-small")
+    assert main(args) == ExitCode.MISSING_WEIGHTS
+    assert "raft_small_C_T_V2-01064c6d.pth" in capsys.readouterr().err
