@@ -103,11 +103,15 @@ def resolve(
     hub_path = _from_hub(spec, local_only=not allow_download)
     if hub_path is not None:
         return hub_path
-    where = f"{folders[0]}/" if folders else f"a folder named by ${MODELS_ENV} (or --models-dir)"
+    where = (
+        f"{folders[0]}/{spec.local_name}"
+        if folders
+        else f"${MODELS_ENV}/{spec.local_name} (or in the folder given by --models-dir)"
+    )
     what = f"file {spec.filename!r}" if spec.kind == "file" else "the diffusers folder"
     raise MissingWeightsError(
         f"weights for {spec.name} not found offline: put {what} from the Hugging Face repository "
-        f"{spec.repo_id} at {where}{spec.local_name} (licence {spec.licence}), "
+        f"{spec.repo_id} at {where} (licence {spec.licence}), "
         f"or pass an explicit weights path, or `--weights random` for an untrained test run"
     )
 
