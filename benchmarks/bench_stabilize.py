@@ -28,17 +28,17 @@ import numpy as np
 import torch
 from harness import machine
 
+from bufferany_core.evaluation.synthetic import load_synthetic_shot
 from bufferany_core.flow import load_flow_estimator
-from bufferany_core.frames import FrameSequence, read_channels, read_frames
+from bufferany_core.frames import FrameSequence, read_frames
 from bufferany_core.stabilize import StabilizeSettings, StreamingStabilizer, stabilize_clip
-from bufferany_core.stabilize.evaluation import (
-    abs_rel,
+from bufferany_core.stabilize.synthetic import (
     add_depth_flicker,
     add_normal_flicker,
-    normal_angle_error,
+    depth_scores,
+    normal_angle,
     normal_temporal_error,
     procedural_shot,
-    temporal_error,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -48,16 +48,18 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def load_sample_shot(frames: int) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-    plate_seq = SAMPLE_SHOT / "plate" / "shot.####.exr"
-    if not (SAMPLE_SHOT / "plate").is_dir():
+    if not (SAMPLE_SHOT / "cameras.json").is_file():
         return None
-    sequence = FrameSequence.from_input(plate_seq)
-    numbers = sequence.frames[:frames]
-    plate = np.stack([f.rgb for f in read_frames(sequence, numbers)]).transpose(0, 3, 1, 2)
-    gt_paths = [SAMPLE_SHOT / "gt" / f"shot.{n:04d}.exr" for n in numbers]
-    depth = np.stack([read_channels(p, ["depth.Z"]) for p in gt_paths]).transpose(0, 3, 1, 2)
-    normals = np.stack([read_channels(p, ["N.X", "N.Y", "N.Z"]) for p in gt_paths]).transpose(0, 3, 1, 2)
-    return plate, (1.0 / depth).astype(np.float32), normals
+    shot = load_synthetic_shot(SAMPLE_SHOT)
+    numbers = shot.frames[:frames]
+    plate = np.stack([f.rgb for f in read_frames(FrameSequence.from_input(shot.plate_pattern), numbers)])
+    inverse = 1.0 / shot.depth[: len(numbers), None]
+    normals = shot.normals[: len(numbers)].transpose(0, 3, 1, 2)
+    return (
+        plate.transpose(0, 3, 1, 2),
+        inverse.astype(np.float32),
+        np.ascontiguousarray(normals, dtype=np.float32),
+    )
 
 
 def naive_temporal_mean(clip: np.ndarray, radius: int = 2) -> np.ndarray:
@@ -69,7 +71,7 @@ def naive_temporal_mean(clip: np.ndarray, radius: int = 2) -> np.ndarray:
 def depth_row(
     name: str, prediction: np.ndarray, truth: np.ndarray, baseline: tuple[float, float], seconds: float | None
 ) -> None:
-    te, ar = temporal_error(prediction, truth), abs_rel(prediction, truth)
+    te, ar = depth_scores(prediction, truth)
     timing = f"{seconds / truth.shape[0] * 1000:7.0f} ms/frame" if seconds is not None else " " * 16
     print(
         f"  {name:<28} TE {te:.4f} ({te / baseline[0]:5.2f}x)  AbsRel {ar:.4f} ({ar / baseline[1]:5.2f}x)  {timing}"
@@ -83,7 +85,7 @@ def run_synthetic(
     print(f"\n{name}: {frames} frames {width}x{height}, flow {estimator.name}")
     flicker = add_depth_flicker(inverse, seed=1)
     noisy_normals = add_normal_flicker(normals, seed=2)
-    baseline = (temporal_error(flicker, inverse), abs_rel(flicker, inverse))
+    baseline = depth_scores(flicker, inverse)
     depth_row("flickered input (baseline)", flicker, inverse, baseline, None)
     depth_row("naive 5-frame mean, no flow", naive_temporal_mean(flicker), inverse, baseline, None)
     plate_t = torch.from_numpy(plate).to(settings_device)
@@ -124,11 +126,11 @@ def run_synthetic(
         baseline,
         time.perf_counter() - start,
     )
-    n_te, n_ang = normal_temporal_error(noisy_normals, normals), normal_angle_error(noisy_normals, normals)
+    n_te, n_ang = normal_temporal_error(noisy_normals, normals), normal_angle(noisy_normals, normals)
     out = stable_normals.cpu().numpy()
     print(
         f"  normals: TE {n_te:.4f} -> {normal_temporal_error(out, normals):.4f} ({normal_temporal_error(out, normals) / n_te:.2f}x), "
-        f"mean angle error {n_ang:.2f} -> {normal_angle_error(out, normals):.2f} deg"
+        f"mean angle error {n_ang:.2f} -> {normal_angle(out, normals):.2f} deg"
     )
 
 
@@ -159,7 +161,7 @@ def run_real(path: Path, frames: int, width: int, estimator, settings) -> None:
     print(
         f"\n{path.name}: {len(numbers)} frames at {plate.shape[3]}x{plate.shape[2]}, pseudo-depth = blurred luma (NOT depth)"
     )
-    baseline = (temporal_error(flicker, truth), abs_rel(flicker, truth))
+    baseline = depth_scores(flicker, truth)
     depth_row("flickered pseudo-depth", flicker, truth, baseline, None)
     depth_row("naive 5-frame mean, no flow", naive_temporal_mean(flicker), truth, baseline, None)
     depth_row("stabilised", result, truth, baseline, seconds)

@@ -13,11 +13,11 @@ from bufferany_core.conventions import DEPTH_CHANNEL, HEADER, NORMAL_CHANNELS
 from bufferany_core.errors import ExitCode
 from bufferany_core.frames import DISPLAY_COLORSPACE, read_channels, read_info
 from bufferany_core.stabilize.cli import main
-from bufferany_core.stabilize.evaluation import (
+from bufferany_core.stabilize.synthetic import (
     add_depth_flicker,
     add_normal_flicker,
+    depth_scores,
     procedural_shot,
-    temporal_error,
 )
 
 FRAMES = range(1001, 1011)
@@ -85,7 +85,7 @@ def test_cli_stabilises_depth_and_normals_keeping_the_plate_geometry(shot_files,
     assert info.metadata[HEADER.passes] == "depth,normal" and info.metadata[HEADER.frame_range] == "1001-1010"
 
     stable = _read_pass(output, [DEPTH_CHANNEL])
-    assert temporal_error(stable, shot.inverse_depth) < 0.5 * temporal_error(depth, shot.inverse_depth)
+    assert depth_scores(stable, shot.inverse_depth)[0] < 0.5 * depth_scores(depth, shot.inverse_depth)[0]
     normals = _read_pass(output, list(NORMAL_CHANNELS))
     assert np.allclose(np.linalg.norm(normals, axis=1), 1.0, atol=2e-3)  # half precision
 
@@ -193,6 +193,15 @@ def test_raft_without_weights_exits_with_missing_weights(shot_files, tmp_path, c
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
     monkeypatch.setenv("BUFFERANY_MODELS", str(tmp_path / "models"))
-    args = _args(folder, tmp_path, "--depth", str(folder / "cattery.####.exr"), "--depth-channel", "Y", "--flow", "raft-small")
+    args = _args(
+        folder,
+        tmp_path,
+        "--depth",
+        str(folder / "cattery.####.exr"),
+        "--depth-channel",
+        "Y",
+        "--flow",
+        "raft-small",
+    )
     assert main(args) == ExitCode.MISSING_WEIGHTS
     assert "raft_small_C_T_V2-01064c6d.pth" in capsys.readouterr().err

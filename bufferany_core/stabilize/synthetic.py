@@ -1,4 +1,4 @@
-"""Procedural shots with exact depth and normals, flicker injection and metrics, to check the stabiliser.
+"""Procedural shots with exact depth and normals and injected flicker, to check the stabiliser.
 
 `procedural_shot` ray-casts textured planes (a tilted back wall and fronto-parallel cards, one of
 them sliding) through a trucking, dollying and panning pinhole camera, so depth and normals are
@@ -11,6 +11,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
+from bufferany_core.evaluation.metrics import (
+    align_depth,
+    depth_accuracy,
+    normal_accuracy,
+    temporal_gradient_error,
+)
 
 
 @dataclass(frozen=True)
@@ -167,37 +174,20 @@ def add_normal_flicker(
     return (out / np.linalg.norm(out, axis=1, keepdims=True)).astype(np.float32)
 
 
-def fit_shot_affine(prediction: np.ndarray, truth: np.ndarray) -> np.ndarray:
-    """`prediction` mapped onto `truth` by ONE least-squares scale and shift for the whole clip."""
-    p, t = prediction.astype(np.float64).ravel(), truth.astype(np.float64).ravel()
-    design = np.stack([p, np.ones_like(p)], axis=1)
-    (scale, shift), *_ = np.linalg.lstsq(design, t, rcond=None)
-    return scale * prediction.astype(np.float64) + shift
+def depth_scores(inverse_prediction: np.ndarray, inverse_truth: np.ndarray) -> tuple[float, float]:
+    """(temporal gradient error, AbsRel) of a relative inverse depth clip (T, 1, H, W) against the
+    true inverse depth, with `bufferany_core.evaluation.metrics` (one scale and shift per shot)."""
+    truth = 1.0 / inverse_truth[:, 0].astype(np.float64)
+    aligned, _, _ = align_depth(inverse_prediction[:, 0], truth)
+    return temporal_gradient_error(aligned, truth), depth_accuracy(inverse_prediction[:, 0], truth)["abs_rel"]
 
 
-def temporal_error(prediction: np.ndarray, truth: np.ndarray) -> float:
-    """Mean |(P_{k+1} - P_k) - (G_{k+1} - G_k)| per pixel, relative to mean |G|, after one shot-wide
-    scale and shift: how much the pass changes over time where the truth does not (flicker), and
-    fails to change where it does (lag, smearing). 0 for a perfect clip."""
-    aligned = fit_shot_affine(prediction, truth)
-    truth = truth.astype(np.float64)
-    return float(np.abs(np.diff(aligned, axis=0) - np.diff(truth, axis=0)).mean() / np.abs(truth).mean())
-
-
-def abs_rel(inverse_prediction: np.ndarray, inverse_truth: np.ndarray) -> float:
-    """AbsRel of depth, mean |z - z*| / z*, after one shot-wide scale and shift in inverse depth."""
-    aligned = fit_shot_affine(inverse_prediction, inverse_truth)
-    depth = 1.0 / np.maximum(aligned, 1e-6 * float(np.abs(inverse_truth).max()))
-    truth = 1.0 / inverse_truth.astype(np.float64)
-    return float(np.mean(np.abs(depth - truth) / truth))
+def normal_angle(prediction: np.ndarray, truth: np.ndarray) -> float:
+    """Mean angular error in degrees of normals (T, 3, H, W) (`bufferany_core.evaluation.metrics`)."""
+    return normal_accuracy(prediction.transpose(0, 2, 3, 1), truth.transpose(0, 2, 3, 1))["mean_angle"]
 
 
 def normal_temporal_error(prediction: np.ndarray, truth: np.ndarray) -> float:
-    """Mean |(N_{k+1} - N_k) - (N*_{k+1} - N*_k)| per pixel and channel for unit normals (no fit)."""
+    """Mean |(N_{k+1} - N_k) - (N*_{k+1} - N*_k)| per pixel and channel of unit normals (T, 3, H, W):
+    the normals' counterpart of the temporal gradient error (no fit needed)."""
     return float(np.abs(np.diff(prediction, axis=0) - np.diff(truth, axis=0)).mean())
-
-
-def normal_angle_error(prediction: np.ndarray, truth: np.ndarray) -> float:
-    """Mean angle in degrees between predicted and true normals."""
-    cosine = np.clip((prediction * truth).sum(axis=1), -1.0, 1.0)
-    return float(np.degrees(np.arccos(cosine)).mean())
