@@ -135,6 +135,18 @@ def test_frame_subset_and_windows(shot_files, tmp_path):
             "three",
         ),
         (
+            (
+                "--depth",
+                "{folder}/cattery.####.exr",
+                "--depth-channel",
+                "Y",
+                "-o",
+                "{folder}/cattery.####.exr",
+            ),
+            ExitCode.BAD_ARGUMENTS,
+            "is the --depth input",
+        ),
+        (
             ("--depth", "{folder}/cattery.####.exr", "--depth-channel", "Y", "--decay", "1.5"),
             ExitCode.BAD_ARGUMENTS,
             "decay",

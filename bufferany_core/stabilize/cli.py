@@ -168,8 +168,6 @@ def run(ns: argparse.Namespace) -> int:
         window_ranges(2, window=ns.window, overlap=ns.overlap)
     except ValueError as exc:
         raise BadArgumentsError(str(exc)) from None
-    if settings.cycle_tolerance < 0:
-        raise BadArgumentsError(f"--cycle-tolerance must be >= 0, got {settings.cycle_tolerance}")
     inputs = resolve_inputs(ns)
     device = choose_device(ns.device)
     estimator = load_flow_estimator(
@@ -179,6 +177,11 @@ def run(ns: argparse.Namespace) -> int:
         device=device,
     )
     output = FrameSequence.for_output(ns.output)
+    for name, sequence in (("--plate", inputs.plate), ("--depth", inputs.depth), ("--normal", inputs.normal)):
+        if sequence is not None and sequence.hash_pattern == output.hash_pattern:
+            raise BadArgumentsError(
+                f"output {output.hash_pattern} is the {name} input: write to another sequence"
+            )
     try:
         output.folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

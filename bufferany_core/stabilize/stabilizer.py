@@ -58,6 +58,10 @@ class StabilizeSettings:
             raise ValueError(f"range_factor must be > 0, got {self.range_factor}")
         if self.trend_frames is not None and self.trend_frames <= 0:
             raise ValueError(f"trend_frames must be > 0 or None, got {self.trend_frames}")
+        if self.cycle_tolerance < 0:
+            raise ValueError(f"cycle_tolerance must be >= 0, got {self.cycle_tolerance}")
+        if self.align_samples < 1 or self.align_iterations < 1:
+            raise ValueError("align_samples and align_iterations must be >= 1")
 
 
 @dataclass(frozen=True)
