@@ -303,39 +303,34 @@ class Server:
             try:
                 message = await self._read(reader)
                 protocol.validate_request(message)
-                reply = self._dispatch(message, connection)
             except ProtocolError as exc:
                 request = protocol.request_id(message) if message is not None else None
                 await connection.reply(error_message(str(exc), code=exc.code, request=request))
                 if exc.code in FATAL_CODES:
                     return
                 continue
-            except BufferanyError as exc:  # a job the server will not run: the same exit code as the CLI's
-                await connection.reply(
-                    error_message(
-                        str(exc),
-                        code="rejected",
-                        request=protocol.request_id(message or {}),
-                        exit_code=int(exc.exit_code),
-                    )
-                )
-                continue
-            except Exception as exc:  # a server bug: still answer, and keep serving
-                log.exception("internal error answering a %s request", message and message.get("type"))
-                await connection.reply(
-                    error_message(
-                        f"internal error: {type(exc).__name__}: {exc}",
-                        code="internal",
-                        request=protocol.request_id(message or {}),
-                    )
-                )
-                continue
+            reply = self._answer(message, connection)
             # Reply, replay and subscription happen in one loop step, so no live event slips in between.
             connection.send(reply)
             if reply.get("subscribed"):
                 self._replay(reply["job"]["job_id"], connection)
             if not connection.closed:
                 await connection.writer.drain()
+
+    def _answer(self, message: dict[str, Any], connection: Connection) -> dict[str, Any]:
+        """The reply to a well-formed request: its result, or an error saying why not."""
+        request = message["id"]
+        try:
+            return self._dispatch(message, connection)
+        except ProtocolError as exc:
+            return error_message(str(exc), code=exc.code, request=request)
+        except BufferanyError as exc:  # a job the server will not run: the same exit code as the CLI's
+            return error_message(str(exc), code="rejected", request=request, exit_code=int(exc.exit_code))
+        except Exception as exc:  # a server bug: still answer, and keep serving
+            log.exception("internal error answering a %s request", message["type"])
+            return error_message(
+                f"internal error: {type(exc).__name__}: {exc}", code="internal", request=request
+            )
 
     # --- requests -----------------------------------------------------------------------------------
     def _dispatch(self, message: dict[str, Any], connection: Connection) -> dict[str, Any]:
