@@ -9,6 +9,7 @@ import signal
 import socket
 import stat
 import struct
+import subprocess
 import time
 
 import pytest
@@ -269,3 +270,17 @@ def test_a_silent_peer_times_out_with_a_clear_error():
         port = listener.getsockname()[1]
         with pytest.raises(ServiceError, match="did not answer within 0.5 s"):
             Client.connect(host="127.0.0.1", port=port, token="t", timeout=0.5)
+
+
+def test_a_port_in_use_is_a_service_error(tmp_path):
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        run = subprocess.run(
+            [*server_command(), "--port", str(port), "--discovery", str(tmp_path / "s.json")],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert run.returncode == ExitCode.SERVICE
+    assert f"cannot listen on 127.0.0.1:{port}" in run.stderr
+    assert not (tmp_path / "s.json").exists()
