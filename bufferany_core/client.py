@@ -220,7 +220,12 @@ class Client:
 
     @classmethod
     def _from_discovery(cls, path: Path, *, timeout: float) -> Client:
-        info = _discovery.read(path)
+        try:
+            info = _discovery.read(path)
+        except (
+            ServiceError
+        ) as exc:  # unusable file: no server can be found through it (a new one replaces it)
+            raise ServerNotFoundError(str(exc)) from None
         if info is None:
             raise ServerNotFoundError(
                 f"no bufferany-server is running: discovery file {path} does not exist "

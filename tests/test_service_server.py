@@ -248,6 +248,10 @@ def test_a_second_server_does_not_take_over_a_live_ones_discovery_file(server, t
 
 def test_client_starts_a_server_on_demand_and_shutdown_removes_it(tmp_path):
     path = tmp_path / "state" / "server.json"
+    path.parent.mkdir()
+    path.write_text("{not json")  # left behind by a crash mid-write of some other tool
+    with pytest.raises(ServerNotFoundError, match="not valid JSON"):
+        Client.connect(path)
     command = [*server_command(), "--port", "0", "--device", "cpu"]
     with Client.connect(path, start_server=True, server_command=command, timeout=30) as client:
         pid = client.status()["pid"]
