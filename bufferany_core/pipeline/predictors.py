@@ -97,15 +97,18 @@ class PredictorCache:
 
 
 def _load(key: PredictorKey, weights: Path | RandomWeights | None) -> PassPredictor:
+    models_dir = Path(key.models_dir) if key.models_dir else None
+    device = torch.device(key.device)
     if key.pass_name == "depth":
-        from bufferany_core.models.depth import load_depth_predictor as load
-    else:
-        from bufferany_core.models.normal import load_normal_predictor as load
-    size = {} if key.processing_size is None else {"processing_size": key.processing_size}  # else the model's own
-    return load(
-        key.model,
-        weights=weights,
-        models_dir=Path(key.models_dir) if key.models_dir else None,
-        device=torch.device(key.device),
-        **size,
+        from bufferany_core.models.depth import load_depth_predictor
+
+        return load_depth_predictor(
+            key.model, weights=weights, models_dir=models_dir, device=device, processing_size=key.processing_size
+        )
+    from bufferany_core.models.normal import load_normal_predictor
+
+    if key.processing_size is None:  # the normal model's own working size
+        return load_normal_predictor(key.model, weights=weights, models_dir=models_dir, device=device)
+    return load_normal_predictor(
+        key.model, weights=weights, models_dir=models_dir, device=device, processing_size=key.processing_size
     )

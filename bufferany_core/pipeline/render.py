@@ -19,6 +19,7 @@ import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import torch
@@ -46,7 +47,7 @@ from bufferany_core.frames import (
     validate_sequence,
 )
 from bufferany_core.jobs import RenderJob
-from bufferany_core.models.api import PassPredictor
+from bufferany_core.models.api import PassName, PassPredictor
 from bufferany_core.pipeline import farm
 from bufferany_core.pipeline.align import fit_scale_shift, reference_range, renormalise
 from bufferany_core.pipeline.predictors import PredictorCache
@@ -306,7 +307,7 @@ class _ShotRenderer:
     def run(self) -> list[int]:
         windows = self.plan.windows
         anchors = self._anchor_reference() if "depth" in self.predictors else {}
-        previous: tuple[Window, np.ndarray, float, float] | None = None  # window, raw depth, keys-only fit
+        previous: tuple[Window, np.ndarray, tuple[float, float]] | None = None  # window, raw depth, keys-only fit
         for window in windows:
             self._check_cancel()
             frames = [self.shot[p] for p in window.positions]
@@ -394,7 +395,7 @@ class _ShotRenderer:
 
         rgb = torch.from_numpy(np.asarray(plate.rgb, np.float32)).permute(2, 0, 1).to(device)  # (3, H, W)
         out_depth, out_normals = self.stabilizer.push(
-            rgb, depth=None if depth is None else tensor(depth)[None], normals=tensor(normals)
+            rgb, depth=tensor(None if depth is None else depth[None]), normals=tensor(normals)
         )
         return (
             None if out_depth is None else out_depth[0].double().cpu().numpy(),
@@ -406,7 +407,7 @@ def _load_predictors(job: RenderJob, cache: PredictorCache) -> dict[str, PassPre
     models = {"depth": job.depth_model, "normal": job.normal_model}
     size = job.options.get("processing_size")
     return {
-        p: cache.get(p, models[p], weights=job.weights, models_dir=job.models_dir, device=job.device, processing_size=size)
+        p: cache.get(cast(PassName, p), models[p], weights=job.weights, models_dir=job.models_dir, device=job.device, processing_size=size)
         for p in job.passes
     }
 
