@@ -259,21 +259,27 @@ class Client:
                 raise ServerNotFoundError(f"cannot start the server with {command}: {exc}") from None
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if process.poll() is not None:
+            exited = process.poll()
+            if exited is not None and exited != ExitCode.SERVICE:
                 raise ServerNotFoundError(
-                    f"the server started with {command} exited with code {process.returncode}; "
+                    f"the server started with {command} exited with code {exited}; "
                     f"its log {log_path} ends with:\n{_tail(log_path)}"
                 )
             try:
                 info = _discovery.read(path)
             except ServiceError:
                 info = None  # being replaced right now
-            if info is not None and info["pid"] == process.pid:
-                return cls(info["host"], info["port"], info["token"], timeout=timeout)
+            # Ours once it publishes; or, when ours exited because another server holds this discovery
+            # file (two hosts starting one at once), that one.
+            if info is not None and (info["pid"] == process.pid or exited is not None):
+                try:
+                    return cls(info["host"], info["port"], info["token"], timeout=timeout)
+                except ServerNotFoundError:
+                    pass  # a stale file the winner has not replaced yet
             time.sleep(0.05)
         raise ServerNotFoundError(
-            f"the server started with {command} did not publish {path} within {timeout:.0f} s "
-            f"(see {log_path})"
+            f"the server started with {command} did not publish {path} within {timeout:.0f} s; "
+            f"its log {log_path} ends with:\n{_tail(log_path)}"
         )
 
     # --- requests -----------------------------------------------------------------------------------

@@ -76,6 +76,42 @@ def remove_if_owned(path: Path, pid: int) -> None:
         path.unlink(missing_ok=True)
 
 
+class ServerLock:
+    """An exclusive lock beside the discovery file, held by a server for its whole life.
+
+    A second server for the same discovery file cannot start, even when both start at the same
+    moment (two hosts starting one on demand); the OS releases the lock however the holder ends,
+    kill -9 included, so a stale lock never blocks a restart. The lock file itself stays.
+    """
+
+    def __init__(self, discovery_path: Path):
+        self.path = discovery_path.with_name(discovery_path.name + ".lock")
+        self._fd: int | None = None
+
+    def acquire(self) -> bool:
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            if sys.platform == "win32":
+                import msvcrt
+
+                msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+            else:
+                import fcntl
+
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            return False
+        self._fd = fd
+        return True
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing drops the lock
+            self._fd = None
+
+
 def pid_alive(pid: int) -> bool | None:
     """Whether a process with this id exists; None where that cannot be told cheaply (Windows)."""
     if sys.platform == "win32":  # os.kill(pid, 0) would send CTRL_C_EVENT there

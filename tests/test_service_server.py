@@ -10,6 +10,7 @@ import socket
 import stat
 import struct
 import subprocess
+import threading
 import time
 
 import pytest
@@ -23,7 +24,7 @@ from service_support import (
     server_command,
 )
 
-from bufferany_core import protocol
+from bufferany_core import discovery, protocol
 from bufferany_core.client import (
     AuthenticationError,
     Client,
@@ -288,3 +289,31 @@ def test_a_port_in_use_is_a_service_error(tmp_path):
     assert run.returncode == ExitCode.SERVICE
     assert f"cannot listen on 127.0.0.1:{port}" in run.stderr
     assert not (tmp_path / "s.json").exists()
+
+
+def test_two_hosts_starting_a_server_at_once_share_one(tmp_path):
+    path = tmp_path / "server.json"
+    command = [*server_command(), "--port", "0", "--device", "cpu"]
+    pids, errors = [], []
+
+    def host() -> None:
+        try:
+            with Client.connect(path, start_server=True, server_command=command, timeout=60) as client:
+                pids.append(client.status()["pid"])
+        except Exception as exc:  # reported below: a thread must not swallow it
+            errors.append(exc)
+
+    threads = [threading.Thread(target=host) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=90)
+    assert errors == [] and len(pids) == 3 and len(set(pids)) == 1, (errors, pids)
+    with Client.connect(path) as client:
+        client.shutdown()
+    lock = discovery.ServerLock(path)
+    deadline = time.monotonic() + 30
+    while not lock.acquire():  # free once the one server has exited: no orphan holds it
+        assert time.monotonic() < deadline, "a server still holds the discovery lock"
+        time.sleep(0.05)
+    lock.release()

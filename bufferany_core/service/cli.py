@@ -9,8 +9,7 @@ import logging
 import sys
 
 from bufferany_core import discovery
-from bufferany_core.client import Client, ServerNotFoundError
-from bufferany_core.errors import ExitCode, ServiceError
+from bufferany_core.errors import ExitCode
 from bufferany_core.service.server import Server
 
 log = logging.getLogger("bufferany.server")
@@ -48,16 +47,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _already_running(path) -> str | None:
-    """A description of a live server already published at `path`, or None (no file, or a stale one)."""
-    try:
-        with Client.connect(path, timeout=2.0) as client:
-            info = client.status()
-        return f"pid {info['pid']} on {info['host']}:{info['port']}"
-    except ServerNotFoundError:
-        return None
-
-
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
@@ -73,14 +62,11 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError:
         log.warning("listening on host name %s, not a loopback address", args.host)
     path = discovery.resolve_path(args.discovery)
-    try:
-        running = _already_running(path)
-    except ServiceError as exc:
-        running = None
-        log.warning("ignoring the unusable discovery file: %s", exc)
-    if running is not None:
+    lock = discovery.ServerLock(path)
+    if not lock.acquire():
         print(
-            f"bufferany-server: a server is already running ({running}), published in {path}", file=sys.stderr
+            f"bufferany-server: a server is already running for {path} (it holds {lock.path})",
+            file=sys.stderr,
         )
         return int(ExitCode.SERVICE)
     server = Server(
@@ -91,4 +77,6 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:
         print(f"bufferany-server: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
         return int(ExitCode.SERVICE)
+    finally:
+        lock.release()
     return 0
