@@ -1,4 +1,4 @@
-"""Temporal flicker of each pass under a threshold (farm side: numpy, OpenImageIO).
+"""Temporal flicker of each pass under a threshold (numpy, OpenImageIO: imported when they run).
 
 The score is defined in `bufferany_core.publish.checks.Flicker`; `flickerThreshold` (instance or
 context) is a number for every pass or {"depth": x, "normal": y}; defaults 0.05 each.
@@ -7,9 +7,8 @@ context) is a number for every pass or {"depth": x, "normal": y}; defaults 0.05 
 import pyblish.api
 
 from bufferany_core import conventions
-from bufferany_core.publish import checks
 from bufferany_core.publish import instances as keys
-from bufferany_core.publish.actions import RerenderFailedFrames
+from bufferany_core.publish.actions import RerenderStabilized
 
 _CHANNELS = {"depth": ((conventions.DEPTH_CHANNEL,), True), "normal": (conventions.NORMAL_CHANNELS, False)}
 
@@ -20,9 +19,10 @@ class ValidateBufferanyFlicker(pyblish.api.InstancePlugin):
     order = pyblish.api.ValidatorOrder + 0.2
     families = [keys.FAMILY]
     label = "bufferany: temporal flicker"
-    actions = [RerenderFailedFrames]
+    actions = [RerenderStabilized]
 
     def process(self, instance):
+        checks = keys.farm_checks()
         thresholds = checks.flicker_thresholds(keys.setting(instance, keys.FLICKER_THRESHOLD))
         files = checks.pass_files(instance)
         problems, scores = [], {}

@@ -1,10 +1,8 @@
 """Validators that read only the passes files' headers: frames present, channels and types,
-lossless compression, provenance (farm side: OpenImageIO)."""
+lossless compression, provenance. They import numpy/OpenImageIO when they run (farm side)."""
 
 import pyblish.api
 
-from bufferany_core.frames import format_frame_spec, read_info
-from bufferany_core.publish import checks
 from bufferany_core.publish import instances as keys
 from bufferany_core.publish.actions import RenderMissingFrames, RerenderFailedFrames, RewriteLossless
 
@@ -18,14 +16,10 @@ class ValidateBufferanyFrames(pyblish.api.InstancePlugin):
     actions = [RenderMissingFrames]
 
     def process(self, instance):
-        frames = keys.frame_range(instance)
-        missing = keys.missing_frames(instance)
-        instance.data.setdefault(keys.FAILED_FRAMES, {})[type(self).__name__] = missing
-        if missing:
-            raise checks.PublishValidationError(
-                f"{instance.name}: {len(missing)} of {len(frames)} frame(s) of {instance.data[keys.OUTPUT]} "
-                f"missing: {format_frame_spec(missing)}"
-            )
+        checks = keys.farm_checks()
+        problem = checks.missing_frames_problem(instance)
+        if problem:
+            raise checks.PublishValidationError(problem)
 
 
 class ValidateBufferanyChannels(pyblish.api.InstancePlugin):
@@ -37,9 +31,10 @@ class ValidateBufferanyChannels(pyblish.api.InstancePlugin):
     actions = [RerenderFailedFrames]
 
     def process(self, instance):
+        checks = keys.farm_checks()
         passes = instance.data[keys.PASSES]
         problems = checks.problems_per_frame(
-            instance, lambda item: checks.channel_problems(read_info(item.path), passes)
+            instance, lambda item: checks.channel_problems(item.info, passes)
         )
         checks.fail_if(
             problems, what="channels missing or of the wrong type", instance=instance, plugin=type(self)
@@ -55,6 +50,7 @@ class ValidateBufferanyCompression(pyblish.api.InstancePlugin):
     actions = [RewriteLossless]
 
     def process(self, instance):
+        checks = keys.farm_checks()
         problems = checks.problems_per_frame(
             instance, lambda item: checks.compression_problems(checks.compression_of(item.path))
         )
@@ -71,11 +67,11 @@ class ValidateBufferanyProvenance(pyblish.api.InstancePlugin):
     actions = [RerenderFailedFrames]
 
     def process(self, instance):
+        checks = keys.farm_checks()
         passes = instance.data[keys.PASSES]
         allow = bool(keys.setting(instance, keys.ALLOW_UNTRAINED, False))
         problems = checks.problems_per_frame(
-            instance,
-            lambda item: checks.provenance_problems(read_info(item.path), passes, allow_untrained=allow),
+            instance, lambda item: checks.provenance_problems(item.info, passes, allow_untrained=allow)
         )
         checks.fail_if(
             problems, what="provenance header missing or untrained", instance=instance, plugin=type(self)

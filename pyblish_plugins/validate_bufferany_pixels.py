@@ -1,8 +1,7 @@
-"""Validators that read the passes' pixels: finite values, unit normals (farm side: numpy, OpenImageIO)."""
+"""Validators that read the passes' pixels: finite values, unit normals (numpy, OpenImageIO: imported when they run)."""
 
 import pyblish.api
 
-from bufferany_core.publish import checks
 from bufferany_core.publish import instances as keys
 from bufferany_core.publish.actions import RerenderFailedFrames
 
@@ -16,6 +15,7 @@ class ValidateBufferanyFinite(pyblish.api.InstancePlugin):
     actions = [RerenderFailedFrames]
 
     def process(self, instance):
+        checks = keys.farm_checks()
         names = list(checks.expected_channels(instance.data[keys.PASSES]))
         problems = checks.problems_per_frame(
             instance, lambda item: checks.non_finite_problems(item.path, names)
@@ -32,6 +32,7 @@ class ValidateBufferanyUnitNormals(pyblish.api.InstancePlugin):
     actions = [RerenderFailedFrames]
 
     def process(self, instance):
+        checks = keys.farm_checks()
         if "normal" not in instance.data[keys.PASSES]:
             return
         tolerance = float(keys.setting(instance, keys.NORMAL_TOLERANCE, checks.DEFAULT_NORMAL_TOLERANCE))

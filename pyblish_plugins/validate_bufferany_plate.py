@@ -1,9 +1,7 @@
-"""The passes keep the plate's geometry: data window, display window, pixel aspect (farm side: OIIO)."""
+"""The passes keep the plate's geometry: data window, display window, pixel aspect (OpenImageIO: imported when it runs)."""
 
 import pyblish.api
 
-from bufferany_core.frames import read_info
-from bufferany_core.publish import checks
 from bufferany_core.publish import instances as keys
 from bufferany_core.publish.actions import RerenderFailedFrames
 
@@ -17,12 +15,11 @@ class ValidateBufferanyMatchesPlate(pyblish.api.InstancePlugin):
     actions = [RerenderFailedFrames]
 
     def process(self, instance):
+        checks = keys.farm_checks()
         plate = checks.PlateHeaders(instance.data[keys.PLATE])
 
         def check(item):
-            return checks.geometry_problems(
-                read_info(item.path), plate.info(item.frame), plate.path(item.frame)
-            )
+            return checks.geometry_problems(item.info, plate.info(item.frame), plate.path(item.frame))
 
         problems = checks.problems_per_frame(instance, check)
         checks.fail_if(problems, what="geometry differs from the plate", instance=instance, plugin=type(self))

@@ -58,6 +58,20 @@ class RerenderFailedFrames(pyblish.api.Action):
                 render_frames(instance, frames, overwrite=True, log=self.log)
 
 
+class RerenderStabilized(pyblish.api.Action):
+    """Render the whole range again with the optical-flow stabiliser as a final stage."""
+
+    label = "Re-render with the stabiliser"
+    on = "failed"
+    icon = "film"
+
+    def process(self, context: Any, plugin: type) -> None:
+        for instance in failed_instances(context, plugin):
+            self.log.info(f"{instance.name}: re-rendering every frame with the stabiliser")
+            frames = keys.frame_range(instance)
+            render_frames(instance, frames, overwrite=True, changes={"stabilize": True}, log=self.log)
+
+
 class RewriteLossless(pyblish.api.Action):
     """Rewrite lossy-compressed passes files with lossless ZIP compression (the lossy error stays in
     the pixels: re-render for exact values)."""

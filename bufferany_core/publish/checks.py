@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,14 @@ import OpenImageIO as oiio
 from bufferany_core import conventions
 from bufferany_core.conventions import HEADER
 from bufferany_core.errors import BufferanyError, UnreadableImageError
-from bufferany_core.frames import FrameSequence, ImageInfo, MovieReader, read_channels, read_info
+from bufferany_core.frames import (
+    FrameSequence,
+    ImageInfo,
+    MovieReader,
+    format_frame_spec,
+    read_channels,
+    read_info,
+)
 from bufferany_core.publish import instances as keys
 
 # Channel types the conventions allow, per pass.
@@ -33,10 +41,14 @@ class PublishValidationError(BufferanyError):
     """A validator's failure: what is wrong, and in which file and frame."""
 
 
-@dataclass(frozen=True)
+@dataclass
 class PassFile:
     frame: int
     path: Path
+
+    @cached_property
+    def info(self) -> ImageInfo:
+        return read_info(self.path)
 
 
 def pass_files(instance: Any) -> list[PassFile]:
@@ -72,6 +84,18 @@ def problems_per_frame(instance: Any, check: Callable[[PassFile], list[str]]) ->
             found = [str(error)]
         problems += [Problem(f"{item.path.name} (frame {item.frame}): {text}", item.frame) for text in found]
     return problems
+
+
+def missing_frames_problem(instance: Any) -> str | None:
+    """Which frames of the range have no passes file, compactly (`1003-1004,1007`); None if none."""
+    missing = keys.missing_frames(instance)
+    if not missing:
+        return None
+    total = len(keys.frame_range(instance))
+    return (
+        f"{instance.name}: {len(missing)} of {total} frame(s) of {instance.data[keys.OUTPUT]} "
+        f"missing: {format_frame_spec(missing)}"
+    )
 
 
 def fail_if(problems: Sequence[Problem], *, what: str, instance: Any, plugin: type) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from bufferany_core.errors import BadArgumentsError
@@ -68,3 +69,16 @@ def missing_frames(instance: Any) -> list[int]:
     """Frames of the instance's range whose passes file does not exist."""
     pattern = instance.data[OUTPUT]
     return [frame for frame in frame_range(instance) if not frame_path(pattern, frame).is_file()]
+
+
+def farm_checks() -> ModuleType:
+    """`bufferany_core.publish.checks`, imported when a validator runs: hosts without numpy and
+    OpenImageIO get a failed validation that says so, never a publish that skipped its checks."""
+    try:
+        from bufferany_core.publish import checks  # noqa: PLC0415
+    except ImportError as error:
+        raise ImportError(
+            f"the bufferany validators need numpy and OpenImageIO ({error}); publish from the bufferany "
+            "environment (e.g. a farm job running pyblish there)"
+        ) from error
+    return checks

@@ -21,10 +21,13 @@ DEFAULT_COMMAND = ("bufferany-render",)
 _STDERR_LINES = 20
 
 
-def job_for(instance: Any, frames: list[int], *, overwrite: bool = False) -> RenderJob:
-    """The RenderJob that renders `frames` of `instance` into its output sequence."""
+def job_for(
+    instance: Any, frames: list[int], *, overwrite: bool = False, changes: dict[str, Any] | None = None
+) -> RenderJob:
+    """The RenderJob that renders `frames` of `instance` into its output sequence (`changes`: job
+    fields set on top of the instance's `renderJob`)."""
     shot = keys.frame_range(instance)
-    extra = dict(keys.setting(instance, keys.RENDER_JOB) or {})
+    extra = {**(keys.setting(instance, keys.RENDER_JOB) or {}), **(changes or {})}
     reserved = {"input", "output", "frames", "shot_range", "passes", "overwrite"} & set(extra)
     if reserved:
         raise BadArgumentsError(
@@ -43,7 +46,12 @@ def job_for(instance: Any, frames: list[int], *, overwrite: bool = False) -> Ren
 
 
 def render_frames(
-    instance: Any, frames: list[int], *, overwrite: bool = False, log: Any = None
+    instance: Any,
+    frames: list[int],
+    *,
+    overwrite: bool = False,
+    changes: dict[str, Any] | None = None,
+    log: Any = None,
 ) -> dict[str, Any]:
     """Render `frames` of `instance` with its `render` method; returns the job's result (a dict).
 
@@ -55,8 +63,8 @@ def render_frames(
             f"instance {instance.name!r}: render must be one of {', '.join(METHODS)}, not {method!r}"
         )
     if method == "nuke":
-        return _render_in_nuke(instance)
-    job = job_for(instance, frames, overwrite=overwrite)
+        return _render_in_nuke(instance, overwrite=overwrite, changes=changes or {})
+    job = job_for(instance, frames, overwrite=overwrite, changes=changes)
     if method == "service":
         with Client.connect(
             keys.setting(instance, keys.DISCOVERY),
@@ -91,8 +99,9 @@ def _render_with_cli(instance: Any, job: RenderJob, log: Any) -> dict[str, Any]:
     }
 
 
-def _render_in_nuke(instance: Any) -> dict[str, Any]:
-    """The BufferAnytime node renders its own plate cache and passes (the Generate button, synchronous)."""
+def _render_in_nuke(instance: Any, *, overwrite: bool, changes: dict[str, Any]) -> dict[str, Any]:
+    """The BufferAnytime node renders its own plate cache and passes (its Generate, synchronously):
+    the whole range, `overwrite` through its `force` knob, `changes` on its knobs of the same name."""
     import bufferany_nuke  # noqa: PLC0415
     import nuke  # noqa: PLC0415  (only inside Nuke)
 
@@ -101,7 +110,17 @@ def _render_in_nuke(instance: Any) -> dict[str, Any]:
         raise BadArgumentsError(
             f"instance {instance.name!r}: node {instance.data['nukeNode']} no longer exists"
         )
-    return bufferany_nuke.generate(group, synchronous=True) or {}
+    unknown = [name for name in changes if group.knob(name) is None]
+    if unknown:
+        raise BadArgumentsError(f"{group.fullName()}: no knob {', '.join(unknown)} to change for the render")
+    for name, value in changes.items():
+        group[name].setValue(value)
+    force = group["force"].value()
+    group["force"].setValue(force or overwrite)
+    try:
+        return bufferany_nuke.generate(group, synchronous=True) or {}
+    finally:
+        group["force"].setValue(force)
 
 
 def error_for_exit_code(code: int) -> type[BufferanyError]:
