@@ -1,8 +1,9 @@
 """Render the passes an instance lacks, before validation (host side: standard library + client).
 
-Runs right after collection (order CollectorOrder + 0.49) rather than at ExtractorOrder: pyblish stops
-before extraction once a validator failed, so passes rendered at ExtractorOrder would never be
-validated. Only instances whose `render` setting is "cli", "service" or "nuke" are rendered.
+Runs after collection and before the validators (order ValidatorOrder - 0.49): pyblish stops before
+the extractor stage once a validator failed, so passes rendered at ExtractorOrder would never be
+validated; and a collect-only pass (a pyblish UI listing instances) must not start renders. Only
+instances whose `render` setting is "cli", "service" or "nuke" are rendered.
 """
 
 import pyblish.api
@@ -14,7 +15,7 @@ from bufferany_core.publish.render import render_frames
 class ExtractBufferanyMissingPasses(pyblish.api.InstancePlugin):
     """Render missing frames of the passes through `bufferany-render` or the bufferany server."""
 
-    order = pyblish.api.CollectorOrder + 0.49
+    order = pyblish.api.ValidatorOrder - 0.49
     families = [keys.FAMILY]
     label = "bufferany: render missing passes"
 
