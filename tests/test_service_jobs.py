@@ -104,6 +104,18 @@ def test_a_failing_job_reports_why_and_the_next_job_runs(server, client):
     assert client.status(failing)["state"] == "failed" and client.status(good)["state"] == "finished"
 
 
+def test_old_ended_jobs_keep_only_their_ending(server, client):
+    from bufferany_core.service.server import FULL_HISTORY_JOBS
+
+    missing = {"input": str(server.folder / "void" / "none.####.exr"), **TINY}
+    ids = [client.submit(missing) for _ in range(FULL_HISTORY_JOBS + 5)]
+    with pytest.raises(JobFailedError):
+        client.wait(ids[-1])
+    assert [e["type"] for e in client.events(ids[-1])] == ["queued", "failed"]
+    assert [e["type"] for e in client.events(ids[0])] == ["failed"]
+    assert client.status(ids[0])["exit_code"] == ExitCode.INPUT_NOT_FOUND
+
+
 def test_two_clients_queue_jobs_that_run_one_after_the_other(server, client):
     first_plate, second_plate = _plate(server, "first"), _plate(server, "second", range(1, 7))
     with Client.connect(server.discovery) as other:

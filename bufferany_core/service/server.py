@@ -35,7 +35,8 @@ HELLO_TIMEOUT_S = 10.0  # an unauthenticated connection must say hello within th
 MAX_CONNECTIONS = 64
 MAX_SEND_BUFFER = 8 << 20  # a subscriber this far behind is dropped, never waited for
 MAX_HISTORY = 10_000  # events kept per job, replayed to late subscribers
-MAX_JOBS_KEPT = 1000  # finished job records kept for status/list_jobs
+MAX_JOBS_KEPT = 1000  # ended job records kept for status/list_jobs
+FULL_HISTORY_JOBS = 50  # ended jobs whose every event is kept; older ones keep their terminal event
 SHUTDOWN_GRACE_S = 30.0  # how long a running job gets to stop at a window boundary
 FATAL_CODES = ("bad_frame", "too_large")  # the byte stream cannot be trusted after these
 
@@ -215,10 +216,15 @@ class Server:
             self._forget_old_jobs()
 
     def _forget_old_jobs(self) -> None:
+        """Bound the memory a long-lived server spends on jobs that have ended."""
         ended = [job for job in self.jobs.values() if job.terminal]
         for job in ended[: max(0, len(ended) - MAX_JOBS_KEPT)]:
             del self.jobs[job.id]
             self.history.pop(job.id, None)
+        for job in ended[max(0, len(ended) - MAX_JOBS_KEPT) : max(0, len(ended) - FULL_HISTORY_JOBS)]:
+            history = self.history[job.id]
+            if len(history) > 1 and history[-1].get("type") in protocol.TERMINAL_EVENTS:
+                self.history[job.id] = deque([history[-1]], maxlen=MAX_HISTORY)
 
     def _cancel(self, job: Job, *, reason: str) -> str:
         previous = job.cancel()
