@@ -236,18 +236,18 @@ class PlateHeaders:
         self._movie_info: ImageInfo | None = None
 
     def path(self, frame: int) -> str:
-        if self.sequence.is_movie:
+        if self.sequence.movie is not None:
             return str(self.sequence.movie)
         own = self.sequence.path(frame)
         return str(own if own.is_file() else self.sequence.path(self.sequence.frames[0]))
 
     def info(self, frame: int) -> ImageInfo:
-        if self.sequence.is_movie:
-            if self._movie_info is None:
-                with MovieReader(self.sequence.movie) as reader:
-                    self._movie_info = reader.info
-            return self._movie_info
-        return read_info(self.path(frame))
+        if self.sequence.movie is None:
+            return read_info(self.path(frame))
+        if self._movie_info is None:
+            with MovieReader(self.sequence.movie) as reader:
+                self._movie_info = reader.info
+        return self._movie_info
 
 
 # --- temporal flicker ----------------------------------------------------------------------------

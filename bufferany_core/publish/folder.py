@@ -14,14 +14,13 @@ from bufferany_core import conventions
 from bufferany_core.errors import BadArgumentsError, BufferanyError, InputNotFoundError
 from bufferany_core.frames import (
     FrameSequence,
-    MovieReader,
     is_movie_path,
     output_sequence_for,
     parse_frame_spec,
 )
-from bufferany_core.frames.exr import ImageInfo, read_info
 from bufferany_core.jobs import PASSES
 from bufferany_core.publish import instances as keys
+from bufferany_core.publish.checks import PlateHeaders
 
 MANIFEST = "bufferany_publish.json"
 IMAGE_EXTENSIONS = (".exr", ".dpx", ".tif", ".tiff", ".png", ".jpg", ".jpeg")
@@ -81,7 +80,9 @@ def _shot(
     output = fields.get("output")
     output = str(folder / output) if output else output_sequence_for(sequence).hash_pattern
     frames = parse_frame_spec(fields["frames"]) if "frames" in fields else sequence.frames
-    info = _plate_info(sequence)
+    if frames != list(range(frames[0], frames[-1] + 1)):
+        raise BadArgumentsError(f"{where}: frames {fields.get('frames')!r} of {plate} must be one range, first-last")
+    info = PlateHeaders(plate_path).info(frames[0])
     stem = Path(str(sequence.movie)).stem if sequence.is_movie else sequence.head.rstrip("._-")
     name = fields.get("name") or stem or "plate"
     extra = {k: v for k, v in fields.items() if k not in ("plate", "output", "frames", "name")}
@@ -97,10 +98,3 @@ def _shot(
         "source": str(manifest or sequence.hash_pattern),
         **extra,
     }
-
-
-def _plate_info(sequence: FrameSequence) -> ImageInfo:
-    if sequence.is_movie:
-        with MovieReader(sequence.movie) as reader:
-            return reader.info
-    return read_info(sequence.path(sequence.frames[0]))

@@ -74,10 +74,10 @@ def render_frames(
             if log is not None:
                 log.info(f"{instance.name}: job {job_id} submitted for frames {job.frames}")
             return client.wait(job_id)
-    return _render_with_cli(instance, job, log)
+    return _render_with_cli(instance, job, frames, log)
 
 
-def _render_with_cli(instance: Any, job: RenderJob, log: Any) -> dict[str, Any]:
+def _render_with_cli(instance: Any, job: RenderJob, frames: list[int], log: Any) -> dict[str, Any]:
     command = [*(keys.setting(instance, keys.RENDER_COMMAND) or DEFAULT_COMMAND), *render_arguments(job)]
     if log is not None:
         log.info(f"{instance.name}: running {' '.join(command)}")
@@ -93,7 +93,7 @@ def _render_with_cli(instance: Any, job: RenderJob, log: Any) -> dict[str, Any]:
             f"{command[0]} failed (exit code {run.returncode}) rendering frames {job.frames} of {job.input}:\n{tail}"
         )
     return {
-        "frames_written": [int(f) for f in job.frames.split(",")],
+        "frames_written": list(frames),
         "output_pattern": job.output,
         "stdout": run.stdout,
     }
