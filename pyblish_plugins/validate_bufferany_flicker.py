@@ -38,8 +38,7 @@ class ValidateBufferanyFlicker(pyblish.api.InstancePlugin):
                 problems.append(
                     checks.Problem(
                         f"{name} ({', '.join(channels)}): flicker score {found.score:.3g} > threshold "
-                        f"{thresholds[name]:g} in {instance.data[keys.OUTPUT]}; worst frames: {worst}",
-                        found.worst[0][0],
+                        f"{thresholds[name]:g} in {instance.data[keys.OUTPUT]}; worst frames: {worst}"
                     )
                 )
         instance.data["flickerScores"] = scores

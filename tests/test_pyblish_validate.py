@@ -145,7 +145,11 @@ DEFECTS = {
     "untrained": (
         lambda f: [rewrite(passes_file(f, n), metadata=provenance(untrained=True)) for n in FRAMES],
         "ValidateBufferanyProvenance",
-        ["shot_buffers.1001.exr (frame 1001)", "UNTRAINED", "allowUntrained", "8 problem(s)"],
+        [
+            "shot_buffers.1001.exr ... shot_buffers.1008.exr (frames 1001-1008): rendered with UNTRAINED",
+            "allowUntrained",
+            "8 problem(s)",
+        ],
     ),
     "flicker": (
         _flicker,

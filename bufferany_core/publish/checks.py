@@ -70,8 +70,9 @@ def expected_channels(passes: Sequence[str]) -> dict[str, tuple[str, ...]]:
 
 @dataclass(frozen=True)
 class Problem:
-    text: str  # already names the file and frame
-    frame: int | None = None
+    detail: str  # what is wrong
+    frame: int | None = None  # where: the frame and its file (None: the whole sequence)
+    file: str | None = None
 
 
 def problems_per_frame(instance: Any, check: Callable[[PassFile], list[str]]) -> list[Problem]:
@@ -82,8 +83,28 @@ def problems_per_frame(instance: Any, check: Callable[[PassFile], list[str]]) ->
             found = check(item)
         except BufferanyError as error:
             found = [str(error)]
-        problems += [Problem(f"{item.path.name} (frame {item.frame}): {text}", item.frame) for text in found]
+        problems += [Problem(detail, item.frame, item.path.name) for detail in found]
     return problems
+
+
+def _lines(problems: Sequence[Problem]) -> list[str]:
+    """One line per distinct detail: `shot.1003.exr (frame 1003): ...`, or for a detail shared by
+    several frames `shot.1001.exr ... shot.1040.exr (frames 1001-1040): ...`."""
+    grouped: dict[str, list[Problem]] = {}
+    for problem in problems:
+        grouped.setdefault(problem.detail, []).append(problem)
+    lines = []
+    for detail, group in grouped.items():
+        frames = [problem.frame for problem in group if problem.frame is not None]
+        if not frames:
+            lines.append(detail)
+        elif len(group) == 1:
+            lines.append(f"{group[0].file} (frame {frames[0]}): {detail}")
+        else:
+            lines.append(
+                f"{group[0].file} ... {group[-1].file} (frames {format_frame_spec(frames)}): {detail}"
+            )
+    return lines
 
 
 def missing_frames_problem(instance: Any) -> str | None:
@@ -105,9 +126,9 @@ def fail_if(problems: Sequence[Problem], *, what: str, instance: Any, plugin: ty
     instance.data.setdefault(keys.FAILED_FRAMES, {})[plugin.__name__] = frames
     if not problems:
         return
-    lines = [problem.text for problem in problems[:_MAX_LINES]]
-    if len(problems) > _MAX_LINES:
-        lines.append(f"... and {len(problems) - _MAX_LINES} more")
+    lines = _lines(problems)
+    if len(lines) > _MAX_LINES:
+        lines[_MAX_LINES:] = [f"... and {len(lines) - _MAX_LINES} more"]
     folder = Path(instance.data[keys.OUTPUT]).parent
     raise PublishValidationError(
         f"{instance.name}: {what} ({len(problems)} problem(s) in {folder}):\n  " + "\n  ".join(lines)

@@ -81,7 +81,9 @@ def _shot(
     output = str(folder / output) if output else output_sequence_for(sequence).hash_pattern
     frames = parse_frame_spec(fields["frames"]) if "frames" in fields else sequence.frames
     if frames != list(range(frames[0], frames[-1] + 1)):
-        raise BadArgumentsError(f"{where}: frames {fields.get('frames')!r} of {plate} must be one range, first-last")
+        raise BadArgumentsError(
+            f"{where}: frames {fields.get('frames')!r} of {plate} must be one range, first-last"
+        )
     info = PlateHeaders(plate_path).info(frames[0])
     stem = Path(str(sequence.movie)).stem if sequence.is_movie else sequence.head.rstrip("._-")
     name = fields.get("name") or stem or "plate"
