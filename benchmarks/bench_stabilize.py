@@ -79,7 +79,7 @@ def depth_row(
 
 
 def run_synthetic(
-    name: str, plate: np.ndarray, inverse: np.ndarray, normals: np.ndarray, estimator, settings
+    name: str, plate: np.ndarray, inverse: np.ndarray, normals: np.ndarray, estimator, settings, device
 ) -> None:
     frames, _, height, width = plate.shape
     print(f"\n{name}: {frames} frames {width}x{height}, flow {estimator.name}")
@@ -88,12 +88,12 @@ def run_synthetic(
     baseline = depth_scores(flicker, inverse)
     depth_row("flickered input (baseline)", flicker, inverse, baseline, None)
     depth_row("naive 5-frame mean, no flow", naive_temporal_mean(flicker), inverse, baseline, None)
-    plate_t = torch.from_numpy(plate).to(settings_device)
+    plate_t = torch.from_numpy(plate).to(device)
     start = time.perf_counter()
     aligned, _ = stabilize_clip(
         plate_t,
         estimator,
-        depth=torch.from_numpy(flicker).to(settings_device),
+        depth=torch.from_numpy(flicker).to(device),
         settings=StabilizeSettings(decay=0.0),
     )
     depth_row(
@@ -107,8 +107,8 @@ def run_synthetic(
     stable, stable_normals = stabilize_clip(
         plate_t,
         estimator,
-        depth=torch.from_numpy(flicker).to(settings_device),
-        normals=torch.from_numpy(noisy_normals).to(settings_device),
+        depth=torch.from_numpy(flicker).to(device),
+        normals=torch.from_numpy(noisy_normals).to(device),
         settings=settings,
     )
     seconds = time.perf_counter() - start
@@ -116,8 +116,7 @@ def run_synthetic(
     streaming = StreamingStabilizer(estimator, settings=settings)
     start = time.perf_counter()
     streamed = [
-        streaming.push(plate_t[k], depth=torch.from_numpy(flicker[k]).to(settings_device))[0]
-        for k in range(frames)
+        streaming.push(plate_t[k], depth=torch.from_numpy(flicker[k]).to(device))[0] for k in range(frames)
     ]
     depth_row(
         "streaming (causal, depth)",
@@ -139,7 +138,7 @@ def pseudo_depth(rgb: np.ndarray) -> np.ndarray:
     return cv2.GaussianBlur(luma, (0, 0), sigmaX=3.0)[None] + 0.1
 
 
-def run_real(path: Path, frames: int, width: int, estimator, settings) -> None:
+def run_real(path: Path, frames: int, width: int, estimator, settings, device) -> None:
     sequence = FrameSequence.from_input(path)
     numbers = sequence.frames[:frames]
     plates = []
@@ -151,9 +150,9 @@ def run_real(path: Path, frames: int, width: int, estimator, settings) -> None:
     flicker = add_depth_flicker(truth, seed=3)
     start = time.perf_counter()
     stable, _ = stabilize_clip(
-        torch.from_numpy(plate).to(settings_device),
+        torch.from_numpy(plate).to(device),
         estimator,
-        depth=torch.from_numpy(flicker).to(settings_device),
+        depth=torch.from_numpy(flicker).to(device),
         settings=settings,
     )
     seconds = time.perf_counter() - start
@@ -177,11 +176,7 @@ def run_real(path: Path, frames: int, width: int, estimator, settings) -> None:
     print(f"  x-t slice of row {row} (flickered | stabilised | pseudo-truth): {out}")
 
 
-settings_device = torch.device("cpu")
-
-
 def main() -> None:
-    global settings_device
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=40)
     parser.add_argument("--real-frames", type=int, default=48)
@@ -189,22 +184,25 @@ def main() -> None:
     parser.add_argument("--flow", default="auto")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args()
-    settings_device = torch.device(args.device)
-    estimator = load_flow_estimator(args.flow, device=settings_device)
+    device = torch.device(args.device)
+    estimator = load_flow_estimator(args.flow, device=device)
     settings = StabilizeSettings()
     print(f"Machine: {machine(args.device)}")
     print(
-        "TE: mean |frame-to-frame change - true change| / mean |truth|, after one shot-wide scale+shift; ratios vs the flickered input"
+        "TE: temporal gradient error, AbsRel: shot-aligned (bufferany_core.evaluation.metrics: one scale and shift "
+        "per shot in disparity, compared as depth); ratios vs the flickered input; ms/frame on this machine"
     )
     sample = load_sample_shot(args.frames)
     if sample is None:
         print(f"\n(no Blender sample shot at {SAMPLE_SHOT}; run examples/make_sample_shot.sh)")
     else:
-        run_synthetic("Blender sample shot (examples/sample_shot)", *sample, estimator, settings)
+        run_synthetic("Blender sample shot (examples/sample_shot)", *sample, estimator, settings, device)
     shot = procedural_shot(frames=args.frames, height=120, width=160)
-    run_synthetic("Procedural numpy shot", shot.plate, shot.inverse_depth, shot.normals, estimator, settings)
+    run_synthetic(
+        "Procedural numpy shot", shot.plate, shot.inverse_depth, shot.normals, estimator, settings, device
+    )
     for clip in sorted(REAL_CLIPS.glob("*.mp4")):
-        run_real(clip, args.real_frames, args.real_width, estimator, settings)
+        run_real(clip, args.real_frames, args.real_width, estimator, settings, device)
 
 
 if __name__ == "__main__":
