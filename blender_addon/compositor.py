@@ -19,9 +19,10 @@ from .core import conventions
 GROUP_NAME = "Buffer Anytime"
 IMAGE_NODE_NAME = "Buffer Anytime Passes"
 SCENE_TREE_NAME = "Compositor"  # Blender 5.0: the tree made for a scene that had none
-# (group output, socket type, the Image node's output feeding it: EXR layer name, or None for RGBA)
+# (group output, socket type, the Image node's output feeding it: the EXR pass name; the plate's
+# unnamed RGBA layer is "Combined")
 OUTPUTS = (
-    ("Image", "NodeSocketColor", None),
+    ("Image", "NodeSocketColor", "Combined"),
     ("Depth", "NodeSocketFloat", conventions.DEPTH_LAYER),
     ("Normal", "NodeSocketVector", conventions.NORMAL_LAYER),
 )
@@ -104,10 +105,7 @@ def build_node_group(image: bpy.types.Image, first: int, last: int) -> bpy.types
         if link.to_node == output:
             group.links.remove(link)
     for name, _, layer in OUTPUTS:
-        if layer is None:
-            source = next((s for s in node.outputs if s.type == "RGBA" and s.enabled), None)
-        else:
-            source = node.outputs.get(layer)
+        source = node.outputs.get(layer)
         if source is not None and source.enabled:
             group.links.new(source, output.inputs[name])
     return group

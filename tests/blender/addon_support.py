@@ -1,0 +1,174 @@
+"""Helpers for the add-on tests: enabling it from the checkout, scenes, compositor renders, a real
+`bufferany-server` from the main environment, and EXR channels read there (OpenImageIO lives in the
+main environment, not in Blender's)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import bpy
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+MAIN_BIN = REPO / ".venv" / "bin"
+ADDON = "blender_addon"
+PLATE = REPO / "examples" / "sample_shot" / "plate"
+GT = REPO / "examples" / "sample_shot" / "gt"
+WIDTH, HEIGHT = 192, 112  # the sample shot's size
+TINY_MODELS = {
+    "depth_model": "video-depth-anything-tiny",
+    "normal_model": "buffer-anytime-normal-tiny",
+    "weights": "random",
+}
+
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+
+def main_tool(name: str) -> Path:
+    path = MAIN_BIN / name
+    if not path.exists():
+        pytest.fail(f"{path} is missing: run scripts/setup.sh (the project's main environment)")
+    return path
+
+
+def enable_addon():
+    import addon_utils
+
+    module = addon_utils.enable(ADDON, default_set=True, handle_error=_raise)
+    assert module is not None, "addon_utils.enable returned no module"
+    return module
+
+
+def disable_addon() -> None:
+    import addon_utils
+
+    addon_utils.disable(ADDON, default_set=True, handle_error=_raise)
+
+
+def _raise(exc: BaseException) -> None:
+    raise exc
+
+
+def legacy_compositor() -> bool:
+    return "node_tree" in bpy.types.Scene.bl_rna.properties
+
+
+def reset_scene(*, width: int = WIDTH, height: int = HEIGHT) -> bpy.types.Scene:
+    """The context scene, reset: no compositor, a camera, Cycles on the CPU at one sample, float EXR
+    output. Always the context scene: Blender's compositor reads image sequences at the frame of
+    the context scene, whichever scene it renders."""
+    scene = bpy.context.scene
+    if legacy_compositor():
+        if scene.node_tree is not None:
+            scene.node_tree.nodes.clear()
+        scene.use_nodes = False
+    else:
+        scene.compositing_node_group = None
+    if scene.camera is None:
+        camera = bpy.data.objects.new("test camera", bpy.data.cameras.new("test camera"))
+        scene.collection.objects.link(camera)
+        scene.camera = camera
+    scene.render.engine = "CYCLES"
+    scene.cycles.device = "CPU"
+    scene.cycles.samples = 1
+    scene.render.resolution_x, scene.render.resolution_y = width, height
+    scene.render.resolution_percentage = 100
+    scene.view_settings.view_transform = "Standard"
+    image = scene.render.image_settings
+    if "media_type" in image.bl_rna.properties:
+        image.media_type = "IMAGE"
+    image.file_format, image.color_mode, image.color_depth = "OPEN_EXR", "RGBA", "32"
+    return scene
+
+
+def final_output(scene: bpy.types.Scene) -> bpy.types.NodeSocket:
+    """The socket whose image a render saves: the Composite node's (4.x) or the compositor group's
+    output (5.0)."""
+    if legacy_compositor():
+        tree = scene.node_tree
+        node = next((n for n in tree.nodes if n.bl_idname == "CompositorNodeComposite"), None)
+        node = node or tree.nodes.new("CompositorNodeComposite")
+        return node.inputs["Image"]
+    tree = scene.compositing_node_group
+    node = next(n for n in tree.nodes if n.bl_idname == "NodeGroupOutput")
+    return node.inputs["Image"]
+
+
+def render_socket(scene: bpy.types.Scene, socket: bpy.types.NodeSocket, frame: int, path: Path) -> Path:
+    """Render `frame` with `socket` wired to the compositor's output and save it to `path`. Render
+    Layers nodes go first: the test needs the compositor's result alone, and rendering the scene
+    for them costs minutes on a machine without a GPU."""
+    target = final_output(scene)
+    tree = socket.id_data
+    for node in [n for n in tree.nodes if n.bl_idname == "CompositorNodeRLayers"]:
+        tree.nodes.remove(node)
+    tree.links.new(socket, target)
+    scene.frame_set(frame)
+    scene.render.use_compositing = True
+    scene.render.filepath = str(path)
+    bpy.ops.render.render(write_still=True, scene=scene.name)
+    assert path.is_file(), f"the render wrote no {path}"
+    return path
+
+
+def read_channels(path: Path, names: list[str]) -> dict[str, list[float]]:
+    """Channels of an EXR as flat float lists, read with OpenImageIO in the main environment."""
+    code = (
+        "import json, sys, OpenImageIO as oiio\n"
+        "buf = oiio.ImageBuf(sys.argv[1]); spec = buf.spec()\n"
+        "if buf.has_error: sys.exit(buf.geterror())\n"
+        "pixels = buf.get_pixels(oiio.FLOAT)\n"
+        "names = list(spec.channelnames)\n"
+        "print(json.dumps({n: pixels[..., names.index(n)].ravel().tolist() for n in sys.argv[2:]}))\n"
+    )
+    result = subprocess.run(
+        [str(main_tool("python")), "-c", code, str(path), *names], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def max_difference(a: list[float], b: list[float]) -> float:
+    assert len(a) == len(b), (len(a), len(b))
+    return max(abs(x - y) for x, y in zip(a, b, strict=True))
+
+
+class Server:
+    """`bufferany-server` of the main environment on 127.0.0.1, its discovery file in `folder`."""
+
+    def __init__(self, folder: Path, timeout: float = 60.0):
+        self.discovery = folder / "server.json"
+        self.log_path = folder / "server.log"
+        command = [str(main_tool("bufferany-server")), "--port", "0", "--device", "cpu",
+                   "--discovery", str(self.discovery)]
+        env = dict(os.environ, OMP_NUM_THREADS="1")  # small shared test machines
+        with open(self.log_path, "wb") as log:
+            self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
+                                            stdin=subprocess.DEVNULL, env=env)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.discovery.is_file() and json.loads(self.discovery.read_text() or "{}").get("pid") == self.process.pid:
+                return
+            if self.process.poll() is not None:
+                pytest.fail(f"bufferany-server exited with {self.process.returncode}:\n{self.log()}")
+            time.sleep(0.05)
+        self.process.kill()
+        pytest.fail(f"bufferany-server did not publish {self.discovery} in {timeout} s:\n{self.log()}")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=40)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()

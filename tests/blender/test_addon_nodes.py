@@ -1,0 +1,105 @@
+"""The add-on in real Blender: registration, and the "Buffer Anytime" node group on this Blender's
+compositor API (scripts/test.sh runs this file with bpy 5.0.1 and with a 4.2 LTS release)."""
+
+from __future__ import annotations
+
+import shutil
+
+import bpy
+import pytest
+from addon_support import GT, HEIGHT, WIDTH, disable_addon, enable_addon, legacy_compositor, reset_scene
+from addon_support import max_difference, read_channels, render_socket
+
+pytestmark = pytest.mark.blender
+
+
+@pytest.fixture
+def addon():
+    module = enable_addon()
+    yield module
+    disable_addon()
+
+
+def test_register_and_unregister_cleanly():
+    for _ in range(2):  # a second cycle fails if the first left anything registered
+        module = enable_addon()
+        assert bpy.ops.bufferany.generate.poll()
+        assert not bpy.ops.bufferany.cancel.poll()  # nothing is running
+        assert hasattr(bpy.types.Scene, "bufferany") and hasattr(bpy.types.WindowManager, "bufferany_status")
+        assert hasattr(bpy.types, "BUFFERANY_PT_panel")
+        assert bpy.context.preferences.addons[module.__name__].preferences.connection == "DISCOVERY"
+        disable_addon()
+        assert not hasattr(bpy.types.Scene, "bufferany")
+        assert not hasattr(bpy.types.WindowManager, "bufferany_status")
+        assert not hasattr(bpy.types, "BUFFERANY_PT_panel")
+        assert not hasattr(bpy.types, "BUFFERANY_OT_generate")
+
+
+@pytest.fixture
+def gt_sequence(tmp_path):
+    """Three ground-truth frames of the sample shot (depth.Z and N.X/Y/Z), numbered 1011-1013."""
+    for frame in (1011, 1012, 1013):
+        shutil.copy(GT / f"shot.{frame}.exr", tmp_path / f"shot.{frame}.exr")
+    return tmp_path
+
+
+def test_node_group_reads_the_sequence_at_its_own_frame_numbers(addon, gt_sequence, tmp_path):
+    compositor = addon.compositor
+    scene = reset_scene()
+    image = compositor.load_sequence(str(gt_sequence / "shot.1011.exr"))
+    group = compositor.build_node_group(image, 1011, 1013)
+
+    assert image.source == "SEQUENCE" and image.colorspace_settings.is_data
+    node = group.nodes[compositor.IMAGE_NODE_NAME]
+    # Blender's first file is frame 1: files 1011-1013 need start 1011, duration 3, offset 1010
+    assert (node.frame_start, node.frame_duration, node.frame_offset) == (1011, 3, 1010)
+    outputs = [item.name for item in group.interface.items_tree if item.item_type == "SOCKET" and item.in_out == "OUTPUT"]
+    assert outputs == ["Image", "Depth", "Normal"]
+    wired = sorted((link.from_socket.name, link.to_socket.name) for link in group.links)
+    assert wired == [("N", "Normal"), ("depth", "Depth")]  # no RGBA in these files: Image stays unlinked
+
+    group_node = compositor.add_group_node(scene, group)
+    tree = scene.node_tree if legacy_compositor() else scene.compositing_node_group
+    assert group_node.id_data == tree and group_node.node_tree == group
+    # the scene's render still reaches the output, as before the compositor was turned on
+    kinds = {n.bl_idname for n in tree.nodes}
+    assert "CompositorNodeRLayers" in kinds
+
+    depth = render_socket(scene, group_node.outputs["Depth"], 1012, tmp_path / "depth.exr")
+    normal = render_socket(scene, group_node.outputs["Normal"], 1012, tmp_path / "normal.exr")
+    rendered = read_channels(depth, ["R"]) | {f"N{c}": v for c, v in read_channels(normal, ["R", "G", "B"]).items()}
+    truth = read_channels(gt_sequence / "shot.1012.exr", ["depth.Z", "N.X", "N.Y", "N.Z"])
+    other = read_channels(gt_sequence / "shot.1011.exr", ["depth.Z"])
+    assert len(rendered["R"]) == WIDTH * HEIGHT
+    assert max_difference(rendered["R"], truth["depth.Z"]) < 1e-5
+    assert max_difference(rendered["R"], other["depth.Z"]) > 1e-3  # frame 1012, not its neighbour
+    for rendered_channel, channel in (("NR", "N.X"), ("NG", "N.Y"), ("NB", "N.Z")):
+        assert max_difference(rendered[rendered_channel], truth[channel]) < 1e-5
+
+
+def test_building_again_updates_the_group_and_keeps_the_users_links(addon, gt_sequence):
+    compositor = addon.compositor
+    scene = reset_scene()
+    group = compositor.build_node_group(compositor.load_sequence(str(gt_sequence / "shot.1011.exr")), 1011, 1013)
+    group_node = compositor.add_group_node(scene, group)
+    tree = group_node.id_data
+    viewer = tree.nodes.new("CompositorNodeViewer")
+    tree.links.new(group_node.outputs["Depth"], viewer.inputs[0])
+    images = len(bpy.data.images)
+
+    again = compositor.build_node_group(compositor.load_sequence(str(gt_sequence / "shot.1011.exr")), 1012, 1013)
+    assert again == group and len(bpy.data.images) == images  # same group, same image datablock
+    node = group.nodes[compositor.IMAGE_NODE_NAME]
+    assert (node.frame_start, node.frame_duration, node.frame_offset) == (1012, 2, 1011)
+    assert compositor.add_group_node(scene, again) == group_node
+    assert [n for n in tree.nodes if n.bl_idname == "CompositorNodeGroup"] == [group_node]
+    assert any(link.from_node == group_node and link.to_node == viewer for link in tree.links)
+    assert len([g for g in bpy.data.node_groups if g.name.startswith(compositor.GROUP_NAME)]) == 1
+
+
+def test_frame_path_formats_both_pattern_styles(addon):
+    frame_path = addon.compositor.frame_path
+    assert frame_path("/x/shot_buffers.%04d.exr", 7) == "/x/shot_buffers.0007.exr"
+    assert frame_path("/x/shot_buffers.####.exr", 1001) == "/x/shot_buffers.1001.exr"
+    with pytest.raises(ValueError, match="no frame number token"):
+        frame_path("/x/shot_buffers.exr", 1)
