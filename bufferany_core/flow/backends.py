@@ -62,9 +62,13 @@ class DISFlow:
         import cv2
 
         _check_pair(frames_a, frames_b)
-        dis = cv2.DISOpticalFlow_create(_DIS_PRESETS[self.preset])  # type: ignore[attr-defined]
         luma_a, luma_b = _to_luma_u8(frames_a), _to_luma_u8(frames_b)  # (B, H, W) uint8
-        flows = [dis.calc(a, b, None) for a, b in zip(luma_a, luma_b, strict=True)]  # each (H, W, 2)
+        # A fresh DIS object per pair: one object carries state from call to call, so a pair's flow
+        # would depend on the pairs computed before it (and on how a clip is split into batches).
+        flows = [
+            cv2.DISOpticalFlow_create(_DIS_PRESETS[self.preset]).calc(a, b, None)  # type: ignore[attr-defined]
+            for a, b in zip(luma_a, luma_b, strict=True)
+        ]  # each (H, W, 2)
         out = torch.from_numpy(np.stack(flows)).permute(0, 3, 1, 2)  # (B, 2, H, W)
         return out.to(device=frames_a.device, dtype=torch.float32)
 
