@@ -11,9 +11,17 @@ import pyblish.api
 import pyblish.plugin
 import pyblish.util
 import pytest
-from addon_support import HEIGHT, PLATE, REPO, WIDTH, disable_addon, enable_addon, new_scene
+from addon_support import PLATE, REPO, disable_addon, enable_addon
 
 pytestmark = pytest.mark.blender
+
+SAMPLE_SIZE = [192, 112]
+
+
+def new_scene(name, *, width=64, height=48):
+    scene = bpy.data.scenes.new(name)
+    scene.render.resolution_x, scene.render.resolution_y = width, height
+    return scene
 
 
 @pytest.fixture
@@ -43,7 +51,7 @@ def test_scenes_with_frames_become_instances(plugins, tmp_path):
     rendered.frame_start, rendered.frame_end = 5, 9
     rendered.bufferany.source = "SCENE"
     rendered.bufferany.cache_dir = str(tmp_path / "cache")
-    new_scene("untouched")  # names no frames: not collected
+    untouched = new_scene("untouched")  # names no frames: not collected
 
     context = pyblish.api.Context()
     pyblish.util.collect(context, plugins=plugins)
@@ -54,12 +62,12 @@ def test_scenes_with_frames_become_instances(plugins, tmp_path):
     assert data["plate"] == str(plate / "shot.####.exr")
     assert data["output"] == str(plate / "shot_buffers.####.exr")
     assert (data["frameStart"], data["frameEnd"]) == (1001, 1003)
-    assert data["passes"] == ["depth"] and data["resolution"] == [WIDTH, HEIGHT]
+    assert data["passes"] == ["depth"] and data["resolution"] == SAMPLE_SIZE
     assert data["render"] == "service" and data["renderJob"]["weights"] == "random:2"
     cg = instances["CG shot"]
     assert cg["plate"] == str(tmp_path / "cache" / "CG_shot.####.exr")
     assert cg["output"] == str(tmp_path / "cache" / "CG_shot_buffers.####.exr")
     assert (cg["frameStart"], cg["frameEnd"]) == (5, 9)
     assert cg["resolution"] == [32, 24] and cg["pixelAspect"] == 1.0
-    for scene in (footage, rendered):
+    for scene in (footage, rendered, untouched):
         bpy.data.scenes.remove(scene)
