@@ -115,6 +115,17 @@ def main() -> None:
                         in_process.append(middle - start)
                         service.append(end - middle)
                         events.append(len(seen))
+                # A resumed job (every frame already written with these settings): no model work, so
+                # what remains is the fixed cost of a job, each way.
+                resumed = {**job, "overwrite": False}
+                resumed_in_process, resumed_service = [], []
+                for _ in range(20):
+                    start = time.perf_counter()
+                    run_render(RenderJob(**resumed), predictors=cache)
+                    middle = time.perf_counter()
+                    client.wait(client.submit(resumed))
+                    resumed_in_process.append(middle - start)
+                    resumed_service.append(time.perf_counter() - middle)
                 for _ in range(200):
                     start = time.perf_counter()
                     client.status()
@@ -149,6 +160,11 @@ def main() -> None:
     print(
         f"ratio service / in-process: median {through / base:.3f}, best {min(service) / min(in_process):.3f} "
         f"(overhead {1000 * (min(service) - min(in_process)):+.1f} ms per job, best vs best)"
+    )
+    skip_base, skip_through = statistics.median(resumed_in_process), statistics.median(resumed_service)
+    print(
+        f"resumed job (all frames skipped): in-process {skip_base * 1000:.1f} ms, service {skip_through * 1000:.1f} ms, "
+        f"fixed overhead {1000 * (skip_through - skip_base):+.1f} ms (median of {len(resumed_service)})"
     )
     print(
         f"status round trip: median {1e6 * statistics.median(round_trips):.0f} us over {len(round_trips)} requests"

@@ -69,6 +69,9 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return int(ExitCode.SERVICE)
+    # The event loop must answer clients while the worker thread runs Python-heavy pipeline code;
+    # with the default 5 ms GIL switch interval every reply waited ~10 ms behind it.
+    sys.setswitchinterval(0.0005)
     server = Server(
         host=args.host, port=args.port, device=args.device, discovery_path=path, allowed_roots=args.allow_root
     )

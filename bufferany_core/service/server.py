@@ -118,6 +118,7 @@ class Server:
         self.history: dict[str, deque[dict[str, Any]]] = {}
         self.subscribers: dict[str, set[Connection]] = {}
         self.connections: set[Connection] = set()
+        self._handlers: set[asyncio.Task[None]] = set()  # one per open connection
         self.queue: queue.Queue[Job | None] = queue.Queue()
         self.worker = Worker(self.queue, emit=self._emit_from_worker, device=device)
         self.started_at = time.time()
@@ -162,6 +163,8 @@ class Server:
             for connection in list(self.connections):
                 connection.close()
             listener.close()
+            if self._handlers:  # let them see their sockets close rather than be cancelled mid-read
+                await asyncio.wait(list(self._handlers), timeout=2.0)
         log.info("stopped")
 
     def request_stop(self) -> None:
@@ -237,6 +240,9 @@ class Server:
     # --- connections --------------------------------------------------------------------------------
     async def _serve_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         connection = Connection(writer)
+        handler = asyncio.current_task()
+        assert handler is not None  # asyncio runs each connection's handler as a task
+        self._handlers.add(handler)
         try:
             if len(self.connections) >= MAX_CONNECTIONS or self._stop.is_set():
                 busy = (
@@ -252,6 +258,7 @@ class Server:
         except (ConnectionError, asyncio.IncompleteReadError, asyncio.TimeoutError, OSError):
             pass  # the client went away (or never said hello): nothing to answer
         finally:
+            self._handlers.discard(handler)
             self.connections.discard(connection)
             for subscribers in self.subscribers.values():
                 subscribers.discard(connection)
