@@ -211,10 +211,14 @@ def test_bad_jobs_are_rejected_with_the_cli_exit_code(server, tmp_path):
 
 
 def test_sigterm_stops_cleanly_and_removes_the_discovery_file(server):
+    idle = Client.connect(server.discovery)  # connections still open at shutdown are closed quietly
     server.process.send_signal(signal.SIGTERM)
     assert server.process.wait(timeout=20) == 0
     assert not server.discovery.exists()
-    assert "stopped" in server.log()
+    assert "stopped" in server.log() and "Traceback" not in server.log()
+    with pytest.raises(ServerNotFoundError, match="closed the connection"):
+        idle.status()
+    idle.close()
     with pytest.raises(ServerNotFoundError, match="does not exist"):
         Client.connect(server.discovery)
 
