@@ -9,6 +9,7 @@ import json
 import sys
 
 import numpy as np
+import pyblish.api
 import pyblish.plugin
 import pytest
 from pipeline_plates import write_plate
@@ -25,9 +26,11 @@ from service_support import ServerProcess
 
 from bufferany_core import conventions
 from bufferany_core.conventions import HEADER
+from bufferany_core.errors import BadArgumentsError, MissingFramesError, ServiceError
 from bufferany_core.frames import read_channels, read_info
 from bufferany_core.publish import checks
 from bufferany_core.publish.actions import RenderMissingFrames, RewriteLossless
+from bufferany_core.publish.render import error_for_exit_code, job_for
 
 SHOT = range(1001, 1007)
 TINY_JOB = {
@@ -108,7 +111,7 @@ def test_cli_renders_missing_passes_then_the_action_repairs_a_lost_frame(plugins
 def test_service_renders_missing_passes(plugins, tmp_path):
     folder = tmp_path / "shots"
     write_plate(folder / "plates", SHOT)
-    server = ServerProcess(tmp_path)
+    server = ServerProcess(tmp_path, timeout=60)
     try:
         write_manifest(folder, render="service", discovery=str(server.discovery))
         context = publish(plugins, folder, tmp_path / "publish")
@@ -160,3 +163,35 @@ def test_rewrite_lossless_action_repairs_compression(plugins, tmp_path):
         read_channels(passes_file(shot, 1002), ["depth.Z", "N.X", "N.Y", "N.Z"]), lossy
     )
     assert errors(publish(plugins, shot, tmp_path / "publish")) == {}
+
+
+def test_render_job_spans_the_shot_and_keeps_the_instance_paths(tmp_path):
+    context = pyblish.api.Context()
+    context.data["renderJob"] = {"weights": "random:5", "device": "cpu"}
+    instance = context.create_instance(
+        "sh010",
+        plate="/p/sh010.####.exr",
+        output="/o/sh010_buffers.####.exr",
+        frameStart=1001,
+        frameEnd=1100,
+        passes=["normal"],
+        renderJob={"depth_convention": "distance"},
+    )
+    job = job_for(instance, [1003, 1050], overwrite=True, changes={"stabilize": True})
+    assert (job.input, job.output, job.frames, job.shot_range) == (
+        "/p/sh010.####.exr",
+        "/o/sh010_buffers.####.exr",
+        "1003,1050",
+        "1001-1100",
+    )
+    assert job.passes == ("normal",) and job.overwrite and job.stabilize
+    assert (job.depth_convention, job.weights, job.device) == ("distance", "random:5", "cpu")
+    instance.data["renderJob"] = {"frames": "1-5"}
+    with pytest.raises(BadArgumentsError, match="renderJob must not set frames"):
+        job_for(instance, [1001])
+
+
+def test_cli_exit_codes_map_to_the_project_errors():
+    assert error_for_exit_code(4) is MissingFramesError
+    assert error_for_exit_code(14) is ServiceError
+    assert error_for_exit_code(99).__name__ == "BufferanyError"

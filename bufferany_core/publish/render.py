@@ -24,10 +24,14 @@ _STDERR_LINES = 20
 def job_for(
     instance: Any, frames: list[int], *, overwrite: bool = False, changes: dict[str, Any] | None = None
 ) -> RenderJob:
-    """The RenderJob that renders `frames` of `instance` into its output sequence (`changes`: job
-    fields set on top of the instance's `renderJob`)."""
+    """The RenderJob that renders `frames` of `instance` into its output sequence: the context's
+    `renderJob` fields, the instance's on top, then `changes`."""
     shot = keys.frame_range(instance)
-    extra = {**(keys.setting(instance, keys.RENDER_JOB) or {}), **(changes or {})}
+    extra = {
+        **(instance.context.data.get(keys.RENDER_JOB) or {}),  # studio defaults
+        **(instance.data.get(keys.RENDER_JOB) or {}),
+        **(changes or {}),
+    }
     reserved = {"input", "output", "frames", "shot_range", "passes", "overwrite"} & set(extra)
     if reserved:
         raise BadArgumentsError(
