@@ -1,7 +1,8 @@
 """What the bufferany validators check, one function per check (numpy and OpenImageIO: farm side).
 
 Per-file checks return problems as short sentences; `problems_per_frame` runs one over every
-existing frame of an instance and prefixes each sentence with the file and frame it is about.
+existing frame of an instance and keeps the file and frame each is about; `fail_if` turns them into
+one failure message, a line per distinct problem.
 """
 
 from __future__ import annotations
