@@ -49,7 +49,10 @@ def load_sequence(first_file: str) -> bpy.types.Image:
     if one already reads it), as non-colour data: depth and normals must reach nodes untouched."""
     wanted = os.path.normpath(first_file)
     for image in bpy.data.images:
-        if image.source in ("FILE", "SEQUENCE") and os.path.normpath(bpy.path.abspath(image.filepath)) == wanted:
+        if (
+            image.source in ("FILE", "SEQUENCE")
+            and os.path.normpath(bpy.path.abspath(image.filepath)) == wanted
+        ):
             image.reload()
             break
     else:

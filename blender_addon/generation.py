@@ -25,7 +25,9 @@ class Generation:
         self.group: bpy.types.NodeTree | None = None
         self.session: JobSession | None = None
         self._cancelled = False
-        passes = [name for name, used in (("depth", settings.use_depth), ("normal", settings.use_normal)) if used]
+        passes = [
+            name for name, used in (("depth", settings.use_depth), ("normal", settings.use_normal)) if used
+        ]
         if not passes:
             raise sources.SourceError("choose at least one pass (Depth or Normal)")
         frames = sources.frame_spec(scene, settings)
@@ -112,7 +114,9 @@ class Generation:
         elif kind == "finished":
             self._on_finished(event["result"])
         elif kind == "failed":
-            self._end("FAILED", ("ERROR", f"Buffer Anytime: {event['error']} (exit code {event['exit_code']})"))
+            self._end(
+                "FAILED", ("ERROR", f"Buffer Anytime: {event['error']} (exit code {event['exit_code']})")
+            )
         elif kind == "cancelled":
             self._end("CANCELLED", ("WARNING", f"Buffer Anytime: {event.get('message') or 'cancelled'}"))
         elif kind == ERROR:

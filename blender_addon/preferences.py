@@ -80,7 +80,9 @@ def connect_arguments(prefs: BufferanyPreferences | None) -> dict[str, Any]:
         return {"start_server": True, "timeout": 60.0}
     if prefs.connection == "ADDRESS":
         if not prefs.port or not prefs.token:
-            raise ValueError("preferences: give the server's port and token, or connect through the discovery file")
+            raise ValueError(
+                "preferences: give the server's port and token, or connect through the discovery file"
+            )
         return {"host": prefs.host, "port": prefs.port, "token": prefs.token, "timeout": prefs.timeout}
     arguments: dict[str, Any] = {"start_server": prefs.start_server, "timeout": prefs.timeout}
     if prefs.discovery_file:

@@ -50,8 +50,12 @@ class BufferanySettings(bpy.types.PropertyGroup):
         name="Overwrite", description="Render again the frames already finished with the same settings"
     )
     device: bpy.props.EnumProperty(name="Device", items=DEVICES, default="auto")
-    depth_model: bpy.props.StringProperty(name="Depth Model", description="Registry name (empty: the default)")
-    normal_model: bpy.props.StringProperty(name="Normal Model", description="Registry name (empty: the default)")
+    depth_model: bpy.props.StringProperty(
+        name="Depth Model", description="Registry name (empty: the default)"
+    )
+    normal_model: bpy.props.StringProperty(
+        name="Normal Model", description="Registry name (empty: the default)"
+    )
     weights: bpy.props.StringProperty(
         name="Weights",
         description="Weights file, or random[:SEED] for untrained weights (empty: the registry's)",

@@ -18,7 +18,9 @@ def absolute(path: str, setting: str) -> str:
     if not resolved:
         raise SourceError(f"set '{setting}'")
     if resolved.startswith("//"):
-        raise SourceError(f"'{setting}' is relative to the .blend file: save the file first, or give an absolute path")
+        raise SourceError(
+            f"'{setting}' is relative to the .blend file: save the file first, or give an absolute path"
+        )
     return os.path.normpath(resolved)
 
 
@@ -86,7 +88,9 @@ class SceneRender:
         scene.render.filepath = self._paths[frame]
         bpy.ops.render.render(write_still=True, scene=scene.name)
         if not os.path.isfile(self._paths[frame]):
-            raise SourceError(f"rendering frame {frame} of scene '{scene.name}' wrote no {self._paths[frame]}")
+            raise SourceError(
+                f"rendering frame {frame} of scene '{scene.name}' wrote no {self._paths[frame]}"
+            )
         self._next += 1
         return self._next >= len(self.frames)
 

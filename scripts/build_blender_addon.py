@@ -16,6 +16,7 @@ import argparse
 import ast
 import re
 import sys
+
 try:
     import tomllib
 except ImportError:  # Python 3.10
@@ -44,9 +45,17 @@ def core_modules(roots: tuple[str, ...] = CORE_ROOTS) -> list[str]:
             raise SystemExit(f"bufferany_core/{name}.py is missing (imported by the add-on's core modules)")
         found.add(name)
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
-            if isinstance(node, ast.Import) and any(a.name.split(".")[0] == "bufferany_core" for a in node.names):
-                raise SystemExit(f"{path}: write `from bufferany_core import ...`, the build rewrites only that form")
-            if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "bufferany_core":
+            if isinstance(node, ast.Import) and any(
+                a.name.split(".")[0] == "bufferany_core" for a in node.names
+            ):
+                raise SystemExit(
+                    f"{path}: write `from bufferany_core import ...`, the build rewrites only that form"
+                )
+            if (
+                isinstance(node, ast.ImportFrom)
+                and node.module
+                and node.module.split(".")[0] == "bufferany_core"
+            ):
                 parts = node.module.split(".")
                 if len(parts) > 2:
                     raise SystemExit(f"{path}: imports {node.module}, a subpackage the add-on cannot carry")
@@ -65,7 +74,9 @@ def addon_version() -> str:
     init = (ADDON / "__init__.py").read_text(encoding="utf-8")
     bl_info = re.search(r'"version":\s*\((\d+),\s*(\d+),\s*(\d+)\)', init)
     if bl_info is None or ".".join(bl_info.groups()) != version:
-        raise SystemExit(f"bl_info's version in blender_addon/__init__.py differs from the manifest's {version}")
+        raise SystemExit(
+            f"bl_info's version in blender_addon/__init__.py differs from the manifest's {version}"
+        )
     return version
 
 
@@ -80,7 +91,9 @@ def build(out_dir: Path) -> Path:
             if path.is_file() and path.suffix in ADDON_SUFFIXES:
                 archive.write(path, f"{package}/{path.name}")
         vendor = f"{package}/vendor"
-        archive.writestr(f"{vendor}/__init__.py", '"""Copies of bufferany_core modules, made by the build."""\n')
+        archive.writestr(
+            f"{vendor}/__init__.py", '"""Copies of bufferany_core modules, made by the build."""\n'
+        )
         for name in ["__init__", *core_modules()]:
             source = (CORE / f"{name}.py").read_text(encoding="utf-8")
             archive.writestr(f"{vendor}/bufferany_core/{name}.py", relative_imports(source))

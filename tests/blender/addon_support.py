@@ -5,10 +5,8 @@ main environment, not in Blender's)."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import bpy
@@ -139,36 +137,10 @@ def max_difference(a: list[float], b: list[float]) -> float:
     return max(abs(x - y) for x, y in zip(a, b, strict=True))
 
 
-class Server:
-    """`bufferany-server` of the main environment on 127.0.0.1, its discovery file in `folder`."""
+def start_server(folder: Path):
+    """The main suite's real `bufferany-server` helper (tests/service_support.py), run from the main
+    environment: Blender's has no torch."""
+    import service_support
 
-    def __init__(self, folder: Path, timeout: float = 60.0):
-        self.discovery = folder / "server.json"
-        self.log_path = folder / "server.log"
-        command = [str(main_tool("bufferany-server")), "--port", "0", "--device", "cpu",
-                   "--discovery", str(self.discovery)]
-        env = dict(os.environ, OMP_NUM_THREADS="1")  # small shared test machines
-        with open(self.log_path, "wb") as log:
-            self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
-                                            stdin=subprocess.DEVNULL, env=env)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.discovery.is_file() and json.loads(self.discovery.read_text() or "{}").get("pid") == self.process.pid:
-                return
-            if self.process.poll() is not None:
-                pytest.fail(f"bufferany-server exited with {self.process.returncode}:\n{self.log()}")
-            time.sleep(0.05)
-        self.process.kill()
-        pytest.fail(f"bufferany-server did not publish {self.discovery} in {timeout} s:\n{self.log()}")
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=40)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+    service_support.SERVER_SCRIPT = main_tool("bufferany-server")
+    return service_support.ServerProcess(folder, timeout=60.0)

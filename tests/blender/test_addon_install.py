@@ -8,10 +8,10 @@ import os
 import subprocess
 import sys
 import textwrap
-import tomllib
 import zipfile
 
 import pytest
+import tomllib
 from addon_support import REPO
 
 pytestmark = pytest.mark.blender
@@ -24,7 +24,9 @@ def built_zip(tmp_path_factory):
     out = tmp_path_factory.mktemp("dist")
     result = subprocess.run(
         [sys.executable, str(REPO / "scripts" / "build_blender_addon.py"), "--out", str(out)],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 0, result.stderr
     return out / result.stdout.strip().splitlines()[-1].rsplit("/", 1)[-1]
@@ -37,7 +39,9 @@ def test_zip_holds_the_addon_and_the_vendored_client(built_zip):
         names = archive.namelist()
         assert all(name.startswith("bufferany/") for name in names)
         assert "bufferany/blender_manifest.toml" in names and "bufferany/__init__.py" in names
-        vendored = {n.rsplit("/", 1)[-1][:-3] for n in names if n.startswith("bufferany/vendor/bufferany_core/")}
+        vendored = {
+            n.rsplit("/", 1)[-1][:-3] for n in names if n.startswith("bufferany/vendor/bufferany_core/")
+        }
         assert vendored == VENDORED
         for name in names:
             if name.startswith("bufferany/vendor/"):
@@ -52,7 +56,11 @@ def _in_clean_blender(tmp_path, *parts: str) -> dict:
     env.update(HOME=str(tmp_path / "home"), BLENDER_USER_RESOURCES=str(tmp_path / "blender"))
     result = subprocess.run(
         [sys.executable, "-c", "\n".join(textwrap.dedent(part) for part in parts)],
-        capture_output=True, text=True, timeout=180, env=env, cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env=env,
+        cwd=tmp_path,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return json.loads(result.stdout.strip().splitlines()[-1])
@@ -72,7 +80,9 @@ CHECK = """
 
 
 def test_extension_installer_installs_and_enables_it(built_zip, tmp_path):
-    report = _in_clean_blender(tmp_path, f"""
+    report = _in_clean_blender(
+        tmp_path,
+        f"""
         import json, sys, bpy
         report = {{}}
         report["result"] = sorted(bpy.ops.extensions.package_install_files(
@@ -81,7 +91,9 @@ def test_extension_installer_installs_and_enables_it(built_zip, tmp_path):
         report["enabled"] = name in bpy.context.preferences.addons
         module = sys.modules[name]
         report["prefs"] = bpy.context.preferences.addons[name].preferences.connection
-    """, CHECK.format(missing=tmp_path / "none.json"))
+    """,
+        CHECK.format(missing=tmp_path / "none.json"),
+    )
     assert report["result"] == ["FINISHED"] and report["enabled"] and report["prefs"] == "DISCOVERY"
     assert not report["bufferany_core_on_path"]
     assert report["client"].startswith(str(tmp_path / "blender"))
@@ -90,13 +102,17 @@ def test_extension_installer_installs_and_enables_it(built_zip, tmp_path):
 
 
 def test_legacy_addon_install(built_zip, tmp_path):
-    report = _in_clean_blender(tmp_path, f"""
+    report = _in_clean_blender(
+        tmp_path,
+        f"""
         import json, sys, bpy, addon_utils
         report = {{}}
         report["result"] = sorted(bpy.ops.preferences.addon_install(filepath={str(built_zip)!r}))
         module = addon_utils.enable("bufferany", default_set=True)
         report["enabled"] = "bufferany" in bpy.context.preferences.addons
-    """, CHECK.format(missing=tmp_path / "none.json"))
+    """,
+        CHECK.format(missing=tmp_path / "none.json"),
+    )
     assert report["result"] == ["FINISHED"] and report["enabled"]
     assert not report["bufferany_core_on_path"]
     assert report["client"].endswith("bufferany/vendor/bufferany_core/client.py")

@@ -7,8 +7,18 @@ import shutil
 
 import bpy
 import pytest
-from addon_support import GT, HEIGHT, WIDTH, disable_addon, enable_addon, legacy_compositor, reset_scene
-from addon_support import max_difference, read_channels, render_socket
+from addon_support import (
+    GT,
+    HEIGHT,
+    WIDTH,
+    disable_addon,
+    enable_addon,
+    legacy_compositor,
+    max_difference,
+    read_channels,
+    render_socket,
+    reset_scene,
+)
 
 pytestmark = pytest.mark.blender
 
@@ -53,7 +63,11 @@ def test_node_group_reads_the_sequence_at_its_own_frame_numbers(addon, gt_sequen
     node = group.nodes[compositor.IMAGE_NODE_NAME]
     # Blender's first file is frame 1: files 1011-1013 need start 1011, duration 3, offset 1010
     assert (node.frame_start, node.frame_duration, node.frame_offset) == (1011, 3, 1010)
-    outputs = [item.name for item in group.interface.items_tree if item.item_type == "SOCKET" and item.in_out == "OUTPUT"]
+    outputs = [
+        item.name
+        for item in group.interface.items_tree
+        if item.item_type == "SOCKET" and item.in_out == "OUTPUT"
+    ]
     assert outputs == ["Image", "Depth", "Normal"]
     wired = sorted((link.from_socket.name, link.to_socket.name) for link in group.links)
     assert wired == [("N", "Normal"), ("depth", "Depth")]  # no RGBA in these files: Image stays unlinked
@@ -67,7 +81,9 @@ def test_node_group_reads_the_sequence_at_its_own_frame_numbers(addon, gt_sequen
 
     depth = render_socket(scene, group_node.outputs["Depth"], 1012, tmp_path / "depth.exr")
     normal = render_socket(scene, group_node.outputs["Normal"], 1012, tmp_path / "normal.exr")
-    rendered = read_channels(depth, ["R"]) | {f"N{c}": v for c, v in read_channels(normal, ["R", "G", "B"]).items()}
+    rendered = read_channels(depth, ["R"]) | {
+        f"N{c}": v for c, v in read_channels(normal, ["R", "G", "B"]).items()
+    }
     truth = read_channels(gt_sequence / "shot.1012.exr", ["depth.Z", "N.X", "N.Y", "N.Z"])
     other = read_channels(gt_sequence / "shot.1011.exr", ["depth.Z"])
     assert len(rendered["R"]) == WIDTH * HEIGHT
@@ -80,14 +96,18 @@ def test_node_group_reads_the_sequence_at_its_own_frame_numbers(addon, gt_sequen
 def test_building_again_updates_the_group_and_keeps_the_users_links(addon, gt_sequence):
     compositor = addon.compositor
     scene = reset_scene()
-    group = compositor.build_node_group(compositor.load_sequence(str(gt_sequence / "shot.1011.exr")), 1011, 1013)
+    group = compositor.build_node_group(
+        compositor.load_sequence(str(gt_sequence / "shot.1011.exr")), 1011, 1013
+    )
     group_node = compositor.add_group_node(scene, group)
     tree = group_node.id_data
     viewer = tree.nodes.new("CompositorNodeViewer")
     tree.links.new(group_node.outputs["Depth"], viewer.inputs[0])
     images = len(bpy.data.images)
 
-    again = compositor.build_node_group(compositor.load_sequence(str(gt_sequence / "shot.1011.exr")), 1012, 1013)
+    again = compositor.build_node_group(
+        compositor.load_sequence(str(gt_sequence / "shot.1011.exr")), 1012, 1013
+    )
     assert again == group and len(bpy.data.images) == images  # same group, same image datablock
     node = group.nodes[compositor.IMAGE_NODE_NAME]
     assert (node.frame_start, node.frame_duration, node.frame_offset) == (1012, 2, 1011)

@@ -7,15 +7,24 @@ import shutil
 
 import bpy
 import pytest
-from addon_support import PLATE, TINY_MODELS, Server, disable_addon, enable_addon, max_difference
-from addon_support import read_channels, render_socket, reset_scene
+from addon_support import (
+    PLATE,
+    TINY_MODELS,
+    disable_addon,
+    enable_addon,
+    max_difference,
+    read_channels,
+    render_socket,
+    reset_scene,
+    start_server,
+)
 
 pytestmark = [pytest.mark.blender, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    server = Server(tmp_path_factory.mktemp("server"))
+    server = start_server(tmp_path_factory.mktemp("server"))
     yield server
     server.stop()
 
@@ -68,7 +77,8 @@ def test_generate_builds_a_node_group_whose_outputs_are_the_passes(addon, tmp_pa
     assert max_difference(rendered["Depth"]["R"], passes["depth.Z"]) < 1e-5
     assert max_difference(rendered["Depth"]["R"], neighbour["depth.Z"]) > 1e-4
     for rendered_channel, channel in zip("RGB", ("N.X", "N.Y", "N.Z"), strict=True):
-        assert max_difference(rendered["Normal"][rendered_channel], passes[channel]) < 1e-3  # half-float normals
+        # normals are stored as half floats
+        assert max_difference(rendered["Normal"][rendered_channel], passes[channel]) < 1e-3
     for channel in "RGB":
         assert max_difference(rendered["Image"][channel], passes[channel]) < 1e-3
     # distance convention: the depth the server wrote grows away from the camera, always positive
