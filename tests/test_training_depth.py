@@ -16,7 +16,7 @@ from bufferany_training.data import ClipDataset, collate_clips, discover_clips
 from bufferany_training.depth_task import DepthTask
 from bufferany_training.trainer import train
 from safetensors.torch import load_file
-from training_clips import write_moving_clip
+from training_clips import one_torch_thread, write_moving_clip  # noqa: F401 (autouse fixture)
 
 from bufferany_core.errors import BadArgumentsError
 from bufferany_core.models.depth import load_depth_predictor

@@ -11,7 +11,7 @@ import torch
 from bufferany_training.config import load_config
 from bufferany_training.data import ClipDataset, collate_clips, discover_clips
 from bufferany_training.normal_task import NormalTask, deferred_decode_backward
-from training_clips import write_moving_clip
+from training_clips import one_torch_thread, write_moving_clip  # noqa: F401 (autouse fixture)
 
 from bufferany_core.losses import normal_latent_loss, stable_loss
 from bufferany_core.models.normal.build import random_image_model, video_model

@@ -6,7 +6,19 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
+import torch
 from frames_util import write_image
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """One intra-op thread: on a shared 2-core machine, two spinning OpenMP threads per process make
+    these small models many times slower. Import this fixture into a test module to use it."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def texture(height: int, width: int, *, seed: int) -> np.ndarray:

@@ -109,6 +109,9 @@ def _train(config: TrainConfig, data: Path, out: Path, ctx: distributed.Context,
         collate_fn=collate_clips,
         worker_init_fn=worker_init if config.data.workers else None,
         pin_memory=ctx.device.type == "cuda",
+        # Workers start from a clean process: forking one whose OpenCV or OpenMP thread pools have
+        # run (flows, the model) can deadlock the child.
+        multiprocessing_context=_worker_context() if config.data.workers else None,
         prefetch_factor=2 if config.data.workers else None,
     )
     amp = (
@@ -194,6 +197,12 @@ def weights_digest(params: list[torch.nn.Parameter]) -> str:
 def _flows(frames: torch.Tensor, estimator) -> tuple[torch.Tensor, torch.Tensor]:
     pairs = [adjacent_flows(clip, estimator) for clip in frames]  # per clip: (T-1, 2, h, w) twice
     return torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs])
+
+
+def _worker_context() -> str:
+    import multiprocessing
+
+    return "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
 
 
 def _summary_writer(folder: Path):
