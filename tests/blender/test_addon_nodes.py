@@ -4,6 +4,7 @@ compositor API (scripts/test.sh runs this file with bpy 5.0.1 and with a 4.2 LTS
 from __future__ import annotations
 
 import shutil
+import sys
 
 import bpy
 import pytest
@@ -19,6 +20,7 @@ from addon_support import (
     render_socket,
     reset_scene,
 )
+from conftest import run_without_heavy_modules
 
 pytestmark = pytest.mark.blender
 
@@ -123,3 +125,18 @@ def test_frame_path_formats_both_pattern_styles(addon):
     assert frame_path("/x/shot_buffers.####.exr", 1001) == "/x/shot_buffers.1001.exr"
     with pytest.raises(ValueError, match="no frame number token"):
         frame_path("/x/shot_buffers.exr", 1)
+
+
+def test_the_addon_needs_no_numpy_torch_or_openimageio():
+    result = run_without_heavy_modules(
+        """
+        import sys, bpy  # bpy first: it puts addon_utils on the path
+        import addon_utils
+        addon_utils.enable("blender_addon", default_set=True, handle_error=print)
+        heavy = sorted(m for m in ("numpy", "torch", "cv2", "OpenImageIO") if m in sys.modules)
+        print("enabled", bpy.ops.bufferany.generate.poll(), heavy)
+        """,
+        python=sys.executable,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "enabled True []"

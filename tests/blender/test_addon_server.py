@@ -3,6 +3,9 @@ models, and the compositor reading the generated passes."""
 
 from __future__ import annotations
 
+import json
+import os
+import shlex
 import shutil
 
 import bpy
@@ -12,6 +15,7 @@ from addon_support import (
     TINY_MODELS,
     disable_addon,
     enable_addon,
+    main_tool,
     max_difference,
     read_channels,
     render_socket,
@@ -85,13 +89,52 @@ def test_generate_builds_a_node_group_whose_outputs_are_the_passes(addon, tmp_pa
     assert min(passes["depth.Z"]) > 0
 
 
-def test_a_failing_job_reports_the_servers_message(addon, tmp_path):
+@pytest.fixture
+def prefs(addon):
+    """The add-on's preferences, put back after the test."""
+    prefs = bpy.context.preferences.addons[addon.__name__].preferences
+    names = ("connection", "discovery_file", "start_server", "server_command", "host", "port", "token")
+    saved = {name: getattr(prefs, name) for name in names}
+    yield prefs
+    for name, value in saved.items():
+        setattr(prefs, name, value)
+
+
+def test_a_failing_job_reports_the_servers_message(prefs, server, tmp_path):
     reset_scene()
+    info = json.loads(server.discovery.read_text())
+    prefs.connection, prefs.host, prefs.port, prefs.token = (
+        "ADDRESS",
+        info["host"],
+        info["port"],
+        info["token"],
+    )
     _settings(filepath=str(tmp_path / "missing.1001.exr"))
     with pytest.raises(RuntimeError, match=r"missing.*exit code 3"):
         bpy.ops.bufferany.generate()
     assert not bpy.context.window_manager.bufferany_status.running
     assert bpy.ops.bufferany.generate.poll()  # a failure leaves the add-on ready for the next run
+
+    prefs.token = "not-the-token"
+    with pytest.raises(RuntimeError, match="server refused the connection"):
+        bpy.ops.bufferany.generate()
+
+
+def test_the_addon_starts_a_server_with_the_command_in_its_preferences(addon, prefs, tmp_path):
+    reset_scene()
+    discovery = tmp_path / "home" / "server.json"
+    prefs.discovery_file, prefs.start_server = str(discovery), True
+    prefs.server_command = shlex.join([str(main_tool("bufferany-server")), "--port", "0", "--device", "cpu"])
+    _settings(filepath=str(tmp_path / "missing.1001.exr"))
+    try:
+        with pytest.raises(RuntimeError, match=r"missing.*exit code 3"):
+            bpy.ops.bufferany.generate()
+        info = json.loads(discovery.read_text())
+    finally:
+        if discovery.exists():
+            with addon.core.client.Client.connect(discovery) as client:
+                client.shutdown()
+    assert info["host"] == "127.0.0.1" and info["pid"] != os.getpid()
 
 
 def test_cancel_stops_the_job_on_the_server(addon, tmp_path):
