@@ -15,6 +15,7 @@ from pipeline_plates import write_plate
 from bufferany_core import conventions
 from bufferany_core.errors import ExitCode
 from bufferany_core.frames import read_channels
+from bufferany_core.pipeline.cli import main
 
 CLI = [sys.executable, "-m", "bufferany_core.pipeline.cli"]
 TINY = ["--depth-model", "video-depth-anything-tiny", "--normal-model", "buffer-anytime-normal-tiny",
@@ -109,18 +110,17 @@ def test_missing_weights_offline_say_which_file_goes_where(tmp_path):
     assert not list((tmp_path / "plate").glob("*_buffers*"))
 
 
-def test_unwritable_output_fails_before_any_work(tmp_path):
+def test_unwritable_output_fails_before_any_work(tmp_path, capsys):
     plate = write_plate(tmp_path / "plate", range(1, 4))
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
-    run = render(plate, "-o", blocker / "out.####.exr", *TINY)
-    assert run.returncode == ExitCode.OUTPUT_NOT_WRITABLE, run.stderr
-    assert str(blocker) in run.stderr
+    assert main([plate, "-o", str(blocker / "out.####.exr"), *TINY]) == ExitCode.OUTPUT_NOT_WRITABLE
+    assert str(blocker) in capsys.readouterr().err
 
 
-def test_missing_input_and_missing_frames(tmp_path):
-    run = render(tmp_path / "nope.####.exr", *TINY)
-    assert run.returncode == ExitCode.INPUT_NOT_FOUND and "nope.####.exr" in run.stderr
+def test_missing_input_and_missing_frames(tmp_path, capsys):
+    assert main([str(tmp_path / "nope.####.exr"), *TINY]) == ExitCode.INPUT_NOT_FOUND
+    assert "nope.####.exr" in capsys.readouterr().err
     plate = write_plate(tmp_path / "plate", [1, 2, 4])
-    run = render(plate, *TINY)
-    assert run.returncode == ExitCode.MISSING_FRAMES and "3" in run.stderr
+    assert main([plate, *TINY]) == ExitCode.MISSING_FRAMES
+    assert "frame(s) missing" in capsys.readouterr().err

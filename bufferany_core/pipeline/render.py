@@ -55,8 +55,6 @@ from bufferany_core.pipeline.windows import Window, WindowSchedule
 from bufferany_core.pipeline.writer import Provenance, fingerprint, is_finished, write_frame
 from bufferany_core.stabilize import StreamingStabilizer
 
-DEFAULT_WINDOW = 32  # Video Depth Anything's scheme
-DEFAULT_OVERLAP = 10
 KEY_FRAMES = 2  # anchors each depth window sees before its own frames
 ANCHOR_FRAMES = 8  # shot-wide anchors, predicted together first
 ALIGN_STRIDE = 4
@@ -131,11 +129,21 @@ def _option_int(job: RenderJob, name: str, default: int) -> int:
     return value
 
 
-def plan_render(
-    job: RenderJob, *, default_window: int = DEFAULT_WINDOW, default_overlap: int = DEFAULT_OVERLAP
-) -> RenderPlan:
+def _family_schedule(passes: tuple[str, ...]) -> tuple[int, int]:
+    """Window and overlap the model family was trained with (the depth model's when both run)."""
+    if "depth" in passes:
+        from bufferany_core.models.depth.catalog import DEFAULT_OVERLAP, DEFAULT_WINDOW
+    else:
+        from bufferany_core.models.normal.configs import DEFAULT_OVERLAP, DEFAULT_WINDOW
+    return DEFAULT_WINDOW, DEFAULT_OVERLAP
+
+
+def plan_render(job: RenderJob, *, default_window: int | None = None, default_overlap: int | None = None) -> RenderPlan:
     """Resolve input, shot, output, windows and finished frames. `run_render` passes the loaded
-    model's window size; without it (`--dry-run`) the pipeline's defaults stand in."""
+    model's window size; without it (`--dry-run`) the model family's stands in."""
+    family_window, family_overlap = _family_schedule(job.passes)
+    default_window = family_window if default_window is None else default_window
+    default_overlap = family_overlap if default_overlap is None else default_overlap
     for name, value in (("frames", job.frames), ("shot_range", job.shot_range)):
         if value is not None:
             farm.check_expanded(value, field=f"--{name.replace('_', '-')}")
