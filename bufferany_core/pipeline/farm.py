@@ -109,7 +109,10 @@ def _command(executable: str | None) -> list[str]:
 def _deadline_join(args: list[str]) -> str:
     # Deadline starts the program without a shell and splits Arguments like a Windows command line:
     # double quotes work on every platform, single quotes do not; its tokens must stay bare.
-    return " ".join(f'"{a}"' if not a or re.search(r'[\s"]', a) else a for a in args)
+    quoted = [a for a in args if '"' in a]
+    if quoted:
+        raise BadArgumentsError(f"argument {quoted[0]!r} holds a double quote, which a Deadline command line cannot carry")
+    return " ".join(f'"{a}"' if not a or re.search(r"\s", a) else a for a in args)
 
 
 def opencue_command(job: RenderJob, *, shot_range: str, executable: str | None = None) -> str:
