@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import OpenImageIO as oiio
+from harness import add_json_option, cpu_model, table, write_json
 
 from bufferany_core.frames import FrameSequence, read_frames, read_info, write_exr
 
@@ -49,6 +49,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--frames", type=int, default=8)
+    add_json_option(parser)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder_name:
         folder = Path(folder_name)
@@ -96,14 +97,28 @@ def main() -> None:
                 ("write_exr", layer_write),
             )
         }
-    print(
-        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; "
-        f"{args.frames} frames of {WIDTH}x{HEIGHT}"
-    )
+    where = f"{cpu_model()}, {os.cpu_count()} CPUs, OpenImageIO {oiio.__version__}"
+    print(f"machine: {where}; {args.frames} frames of {WIDTH}x{HEIGHT}")
     for name, seconds in results.items():
         print(f"{name:12s} {seconds / len(frames) * 1000:7.1f} ms/frame")
     print(f"read_frames / bare read = {results['read_frames'] / results['bare read']:.2f}")
     print(f"write_exr / bare write  = {results['write_exr'] / results['bare write']:.2f}")
+    per_frame = {name: {"ms_per_frame": seconds / len(frames) * 1000} for name, seconds in results.items()}
+    setup = f"{args.frames} frames of {WIDTH}x{HEIGHT}, half RGBA zip plates; writes: depth float + normals half"
+    write_json(
+        args.json,
+        machine=where,
+        tables=[
+            table(
+                title=f"EXR {kind}: frame layer vs bare OpenImageIO",
+                setup=setup,
+                baseline=bare,
+                metrics={"ms_per_frame": "ms/frame (wall)"},
+                rows={bare: per_frame[bare], layer: per_frame[layer]},
+            )
+            for kind, bare, layer in (("read", "bare read", "read_frames"), ("write", "bare write", "write_exr"))
+        ],
+    )
 
 
 if __name__ == "__main__":

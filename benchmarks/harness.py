@@ -1,22 +1,37 @@
-"""Shared benchmark helpers: the machine line, timing with peak memory, one process per variant."""
+"""Shared benchmark helpers: the machine line, timing with peak memory, one process per variant,
+and the JSON each benchmark writes for benchmarks/report.py."""
 
 from __future__ import annotations
 
+import json
+import math
 import multiprocessing as mp
 import platform
 import resource
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 
 def machine(device: str) -> str:
     """One line naming the hardware and torch version, printed by every benchmark."""
     import torch
 
-    cpu = f"{platform.processor() or platform.machine()}, {mp.cpu_count()} CPU cores"
+    cpu = f"{cpu_model()}, {mp.cpu_count()} CPU cores"
     if device.startswith("cuda"):
         return f"{torch.cuda.get_device_name(0)} ({cpu}), torch {torch.__version__}"
     return f"CPU only: {cpu}, torch {torch.__version__}"
+
+
+def cpu_model() -> str:
+    """The CPU's model name (Linux /proc/cpuinfo), else what `platform` knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def measure(step: Callable[[], None], *, device: str, warmup: int, repeats: int) -> tuple[float, float]:
@@ -57,3 +72,65 @@ def run_isolated(target: Callable, *args):
     result = queue.get()
     proc.join()
     return result
+
+
+def add_json_option(parser) -> None:
+    """`--json PATH`: the benchmark also writes its figures for benchmarks/report.py."""
+    parser.add_argument(
+        "--json", type=Path, default=None, metavar="PATH", help="also write the measured figures as JSON here"
+    )
+
+
+def table(
+    *,
+    title: str,
+    setup: str,
+    baseline: str,
+    metrics: dict[str, str],
+    rows: dict[str, dict[str, float | None]],
+    notes: list[str] | tuple[str, ...] = (),
+    series: dict | None = None,
+) -> dict:
+    """One table of raw figures for the report.
+
+    `metrics` maps each figure's key to its label with the unit; `rows` maps each variant to its
+    figures (None where a variant has none). The report divides every row by the `baseline` row,
+    so ratios always come from one run. `series`: per-frame curves or other lists for plots."""
+    if baseline not in rows:
+        raise ValueError(f"baseline {baseline!r} is not one of the rows {sorted(rows)}")
+    unknown = sorted({key for figures in rows.values() for key in figures} - set(metrics))
+    if unknown:
+        raise ValueError(f"rows carry figures without a label in `metrics`: {unknown}")
+    return {
+        "title": title,
+        "setup": setup,
+        "baseline": baseline,
+        "metrics": metrics,
+        "rows": rows,
+        "notes": list(notes),
+        "series": series or {},
+    }
+
+
+def write_json(path: Path | None, *, machine: str, tables: list[dict], files: list[str] = ()) -> None:
+    """Write a benchmark's tables (`table`) and the machine they ran on; nothing when `path` is None.
+    `files`: images the benchmark wrote beside `path`, for the report to show."""
+    if path is None:
+        return
+    payload = _finite({"machine": machine, "tables": tables, "files": list(files)})
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(json.dumps(payload, indent=1, allow_nan=False))
+    temporary.replace(path)
+
+
+def _finite(value):
+    """JSON has no NaN or infinity: a figure that is not finite becomes null."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(item) for item in value]
+    return value
