@@ -5,8 +5,10 @@ The baseline is the image model run on the same T frames as one batch: what the 
 on top of it is the cost of its temporal blocks (target: at most 15% more time per frame). The
 image model frame by frame (how the pipeline runs image models) is printed as well.
 
-Each variant runs in its own process so that its peak memory is its own (CUDA: peak allocated;
-CPU: peak resident set size, weights included).
+Times: the variants take turns in one process, best of --repeats rounds (CUDA: wall time; CPU:
+process CPU time, which other jobs on a shared machine inflate less than wall time). Peak memory:
+each variant in its own process (CUDA: peak allocated; CPU: peak resident set size, weights
+included). FLOPs per frame are counted too: they do not depend on the machine.
 
     python benchmarks/bench_depth_models.py                      # CPU: small input, says so
     python benchmarks/bench_depth_models.py --device cuda        # 32 frames at 518x924 (16:9 plate)
@@ -15,17 +17,15 @@ CPU: peak resident set size, weights included).
 from __future__ import annotations
 
 import argparse
-import multiprocessing as mp
-import platform
-import resource
-import time
+
+from harness import machine, measure, run_isolated
 
 VARIANTS = ("image-batched", "image-per-frame", "buffer-anytime", "video-depth-anything")
 
 
-def _run_variant(variant: str, args: argparse.Namespace, queue) -> None:
+def _step(variant: str, args: argparse.Namespace):
+    """Build the variant's model (deterministic random weights) and return one timed step over the window."""
     import torch
-    from torch.utils.flop_counter import FlopCounterMode
 
     from bufferany_core.models.depth import build_depth_model
     from bufferany_core.models.temporal import zero_initialised_prefixes
@@ -54,34 +54,32 @@ def _run_variant(variant: str, args: argparse.Namespace, queue) -> None:
                     model(frame.unsqueeze(0))
             else:
                 model(x)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
 
-    for _ in range(args.warmup):
-        step()
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats()
-    times = []
-    for _ in range(args.repeats):
-        start = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - start)
-    if device.type == "cuda":
-        peak = torch.cuda.max_memory_allocated() / 2**20
-    else:
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    return step
+
+
+def _memory_and_flops(variant: str, args: argparse.Namespace, queue) -> None:
+    """In a fresh process: the variant's peak memory and its FLOPs per frame."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    step = _step(variant, args)
+    _, peak = measure(step, device=args.device, warmup=args.warmup, repeats=1)
     with FlopCounterMode(display=False) as counter:  # machine-independent: what the time should follow
         step()
-    queue.put((variant, min(times) / args.frames, peak, counter.get_total_flops() / args.frames))
+    queue.put((peak, counter.get_total_flops() / args.frames))
 
 
-def _machine(device: str) -> str:
-    import torch
-
-    cpu = f"{platform.processor() or platform.machine()}, {mp.cpu_count()} CPU cores"
-    if device.startswith("cuda"):
-        return f"{torch.cuda.get_device_name(0)} ({cpu}), torch {torch.__version__}"
-    return f"CPU only: {cpu}, torch {torch.__version__}"
+def _interleaved_times(variants: list[str], args: argparse.Namespace) -> dict[str, float]:
+    """Best time per frame of each variant, the variants taking turns so that a busy machine's
+    changing load falls on all of them alike."""
+    steps = {variant: _step(variant, args) for variant in variants}
+    best = dict.fromkeys(variants, float("inf"))
+    for round_index in range(args.repeats):
+        for variant, step in steps.items():
+            warmup = args.warmup if round_index == 0 else 0
+            seconds, _ = measure(step, device=args.device, warmup=warmup, repeats=1)
+            best[variant] = min(best[variant], seconds / args.frames)
+    return best
 
 
 def main() -> None:
@@ -92,9 +90,11 @@ def main() -> None:
     parser.add_argument("--height", type=int, default=None, help="model input height, multiple of 14")
     parser.add_argument("--width", type=int, default=None, help="model input width, multiple of 14")
     parser.add_argument("--precision", choices=("fp32", "fp16", "bf16"), default="fp32")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=1)
-    parser.add_argument("--threads", type=int, default=2, help="CPU threads per process")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="CPU threads per process (1: CPU time counts work, not waits)"
+    )
     args = parser.parse_args()
     cuda = args.device.startswith("cuda")
     args.size = args.size or "small"
@@ -104,22 +104,17 @@ def main() -> None:
     if args.height % 14 or args.width % 14:
         parser.error("--height and --width must be multiples of 14")
 
-    print(f"machine: {_machine(args.device)}")
+    print(f"machine: {machine(args.device)}")
     print(
         f"models: {args.size}, window of {args.frames} frames at {args.height}x{args.width}, {args.precision}"
     )
     if not cuda:
         print("note: CPU run at a reduced input size (the models run at 518 px and up on a GPU)")
-    ctx = mp.get_context("spawn")
-    results = {}
     variants = [v for v in VARIANTS if v != "video-depth-anything" or args.size in ("small", "tiny")]
-    for variant in variants:
-        queue = ctx.Queue()
-        proc = ctx.Process(target=_run_variant, args=(variant, args, queue))
-        proc.start()
-        name, *figures = queue.get()
-        proc.join()
-        results[name] = figures
+    # Memory first: a process started later would report this one's peak (Linux keeps it across exec).
+    memory_and_flops = {variant: run_isolated(_memory_and_flops, variant, args) for variant in variants}
+    times = _interleaved_times(variants, args)
+    results = {variant: (times[variant], *memory_and_flops[variant]) for variant in variants}
 
     base_time, base_mem, base_flops = results["image-batched"]
     print(
