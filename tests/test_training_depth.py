@@ -3,7 +3,6 @@ result loads into the depth predictor, bad configs fail clearly. Tiny model, CPU
 
 from __future__ import annotations
 
-import contextlib
 import json
 import subprocess
 import sys
@@ -12,11 +11,10 @@ from pathlib import Path
 import pytest
 import torch
 from bufferany_training.config import load_config
-from bufferany_training.data import ClipDataset, collate_clips, discover_clips
 from bufferany_training.depth_task import DepthTask
 from bufferany_training.trainer import train
 from safetensors.torch import load_file
-from training_clips import one_torch_thread, write_moving_clip  # noqa: F401 (autouse fixture)
+from training_clips import one_torch_thread, train_fixed_clip, write_moving_clip  # noqa: F401 (autouse fixture)
 
 from bufferany_core.errors import BadArgumentsError
 from bufferany_core.models.depth import load_depth_predictor
@@ -46,18 +44,8 @@ def test_a_few_steps_lower_the_loss_on_a_flickering_clip(clips):
     config = load_config(
         Path("depth.toml"), [], {**TINY, "data.scale": [1.0, 1.0], "data.flip": False, "data.strides": [1]}
     )
-    dataset = ClipDataset(discover_clips(clips), config.data, seed=0, with_flows=True)
-    batch = collate_clips([dataset[0]])  # one fixed clip: only the model changes between steps
     torch.manual_seed(0)
-    task = DepthTask(config)
-    task.train_mode()
-    optimizer = torch.optim.AdamW(task.trainable_parameters(), lr=1e-4)
-    totals = []
-    for _ in range(8):
-        metrics = task.step(task.objective, batch, amp=contextlib.nullcontext, log=True)
-        optimizer.step()
-        optimizer.zero_grad()
-        totals.append(float(metrics["loss/total"]))
+    totals, metrics = train_fixed_clip(DepthTask(config), clips, config, lr=1e-4, steps=8)
     # At step 0 the video model is its image prior: all loss is flicker (L_reg is 0).
     assert float(metrics["temporal/warp_error_prior"]) > 0.1
     assert totals[0] == pytest.approx(float(metrics["temporal/warp_error_prior"]), rel=1e-5)

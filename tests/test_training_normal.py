@@ -3,15 +3,13 @@ gradients of full back-propagation; a few steps lower the loss. Tiny model, CPU.
 
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
 
 import pytest
 import torch
 from bufferany_training.config import load_config
-from bufferany_training.data import ClipDataset, collate_clips, discover_clips
 from bufferany_training.normal_task import NormalTask, deferred_decode_backward
-from training_clips import one_torch_thread, write_moving_clip  # noqa: F401 (autouse fixture)
+from training_clips import one_torch_thread, train_fixed_clip, write_moving_clip  # noqa: F401 (autouse fixture)
 
 from bufferany_core.losses import normal_latent_loss, stable_loss
 from bufferany_core.models.normal.build import random_image_model, video_model
@@ -83,18 +81,8 @@ def test_a_few_normal_steps_lower_the_loss(tmp_path):
             "run.decode_chunk": 2,
         },
     )
-    dataset = ClipDataset(discover_clips(tmp_path / "clips"), config.data, seed=0, with_flows=True)
-    batch = collate_clips([dataset[0]])
     torch.manual_seed(0)
-    task = NormalTask(config)
-    task.train_mode()
-    optimizer = torch.optim.AdamW(task.trainable_parameters(), lr=1e-3)
-    totals = []
-    for _ in range(4):
-        metrics = task.step(task.objective, batch, amp=contextlib.nullcontext, log=True)
-        optimizer.step()
-        optimizer.zero_grad()
-        totals.append(float(metrics["loss/total"]))
+    totals, metrics = train_fixed_clip(NormalTask(config), tmp_path / "clips", config, lr=1e-3, steps=4)
     assert totals[0] == pytest.approx(float(metrics["temporal/warp_error_prior"]), rel=1e-5)
     assert totals[-1] < 0.95 * totals[0], totals
     assert float(metrics["temporal/warp_error_video"]) < float(metrics["temporal/warp_error_prior"])

@@ -3,6 +3,7 @@ and a textured square moving the other way (occlusions), as scene-linear EXR seq
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import numpy as np
@@ -53,3 +54,21 @@ def write_moving_clip(
         linear = np.power(srgb, 2.2).astype(np.float32)  # the plate is scene-linear
         write_image(folder / f"shot.{1001 + k:04d}.exr", linear, fmt="half")
     return folder
+
+
+def train_fixed_clip(task, clips: Path, config, *, lr: float, steps: int) -> tuple[list[float], dict]:
+    """`steps` optimiser steps of `task` on the first sample of `clips`, again and again (only the
+    model changes between steps). Returns each step's total loss and the last step's metrics."""
+    from bufferany_training.data import ClipDataset, collate_clips, discover_clips
+
+    dataset = ClipDataset(discover_clips(clips), config.data, seed=0, with_flows=True)
+    batch = collate_clips([dataset[0]])
+    task.train_mode()
+    optimizer = torch.optim.AdamW(task.trainable_parameters(), lr=lr)
+    totals = []
+    for _ in range(steps):
+        metrics = task.step(task.objective, batch, amp=contextlib.nullcontext, log=True)
+        optimizer.step()
+        optimizer.zero_grad()
+        totals.append(float(metrics["loss/total"]))
+    return totals, metrics
