@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import argparse
 
-from harness import machine, measure, run_isolated
+from harness import add_json_option, machine, measure, run_isolated, table, write_json
 
 VARIANTS = {"image": "marigold-e2e-ft-normals", "video": "buffer-anytime-normal"}
 
@@ -54,6 +54,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--threads", type=int, default=2, help="CPU threads per process")
+    add_json_option(parser)
     args = parser.parse_args()
     cuda = args.device.startswith("cuda")
     args.size = args.size or ("sd2" if cuda else "tiny")
@@ -64,11 +65,12 @@ def main() -> None:
         args.processing_size if args.processing_size is not None else (768 if cuda else 128)
     )
 
-    print(f"machine: {machine(args.device)}")
-    print(
-        f"models: {args.size} (random weights, fp32), window of {args.frames} frames of "
+    setup = (
+        f"{args.size} (random weights, fp32), window of {args.frames} frames of "
         f"{args.height}x{args.width}, processed at longest edge {args.processing_size}, decode chunk {args.decode_chunk}"
     )
+    print(f"machine: {machine(args.device)}")
+    print(f"models: {setup}")
     results = {variant: run_isolated(_run_variant, variant, args) for variant in VARIANTS}
 
     base_time, base_mem = results["image"]
@@ -78,6 +80,19 @@ def main() -> None:
         print(
             f"{variant:<10}{per_frame * 1e3:>10.2f}{per_frame / base_time:>9.3f}{peak:>10.0f}{peak / base_mem:>8.3f}"
         )
+    write_json(
+        args.json,
+        machine=machine(args.device),
+        tables=[
+            table(
+                title="Normal models: video vs image",
+                setup=setup,
+                baseline="image",
+                metrics={"ms_per_frame": clock, "peak_mib": "peak MiB"},
+                rows={v: {"ms_per_frame": t * 1e3, "peak_mib": m} for v, (t, m) in results.items()},
+            )
+        ],
+    )
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from harness import add_json_option, machine, table, write_json
 
 from bufferany_core.client import Client
 from bufferany_core.frames import write_exr
@@ -81,6 +82,7 @@ def main() -> None:
     parser.add_argument(
         "--threads", type=int, default=None, help="CPU threads for torch on both sides (default: torch's)"
     )
+    add_json_option(parser)
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -168,6 +170,45 @@ def main() -> None:
     )
     print(
         f"status round trip: median {1e6 * statistics.median(round_trips):.0f} us over {len(round_trips)} requests"
+    )
+    setup = (
+        f"{args.frames} frames {args.size[0]}x{args.size[1]}, video-depth-anything-tiny random weights, "
+        f"processing size {args.processing_size}, warm models, wall time, in-process and service runs alternating"
+    )
+    metrics = {"median_ms": "median ms (wall)", "best_ms": "best ms (wall)"}
+    round_trip = f"status request round trip: median {1e6 * statistics.median(round_trips):.0f} us"
+    write_json(
+        args.json,
+        machine=machine("cuda" if torch.cuda.is_available() and args.device != "cpu" else "cpu"),
+        tables=[
+            table(
+                title=f"Service: a job through bufferany-server vs run_render in-process ({args.repeats} runs)",
+                setup=setup,
+                baseline="in-process run_render",
+                metrics=metrics,
+                rows={
+                    "in-process run_render": {"median_ms": base * 1e3, "best_ms": min(in_process) * 1e3},
+                    "through the service": {"median_ms": through * 1e3, "best_ms": min(service) * 1e3},
+                },
+                notes=[round_trip],
+            ),
+            table(
+                title=f"Service: fixed cost of a job (resumed, every frame already written; {len(resumed_service)} runs)",
+                setup=setup,
+                baseline="in-process run_render",
+                metrics=metrics,
+                rows={
+                    "in-process run_render": {
+                        "median_ms": skip_base * 1e3,
+                        "best_ms": min(resumed_in_process) * 1e3,
+                    },
+                    "through the service": {
+                        "median_ms": skip_through * 1e3,
+                        "best_ms": min(resumed_service) * 1e3,
+                    },
+                },
+            ),
+        ],
     )
 
 

@@ -26,8 +26,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
-from harness import machine
+from harness import add_json_option, machine, table, write_json
 
+from bufferany_core.evaluation.metrics import depth_accuracy
 from bufferany_core.evaluation.synthetic import load_synthetic_shot
 from bufferany_core.flow import load_flow_estimator
 from bufferany_core.frames import FrameSequence, read_frames
@@ -70,24 +71,63 @@ def naive_temporal_mean(clip: np.ndarray, radius: int = 2) -> np.ndarray:
 
 def depth_row(
     name: str, prediction: np.ndarray, truth: np.ndarray, baseline: tuple[float, float], seconds: float | None
-) -> None:
+) -> dict[str, float | None]:
     te, ar = depth_scores(prediction, truth)
     timing = f"{seconds / truth.shape[0] * 1000:7.0f} ms/frame" if seconds is not None else " " * 16
     print(
         f"  {name:<28} TE {te:.4f} ({te / baseline[0]:5.2f}x)  AbsRel {ar:.4f} ({ar / baseline[1]:5.2f}x)  {timing}"
     )
+    return {
+        "te": te,
+        "abs_rel": ar,
+        "ms_per_frame": None if seconds is None else seconds / truth.shape[0] * 1000,
+    }
+
+
+DEPTH_METRICS = {"te": "TE", "abs_rel": "AbsRel", "ms_per_frame": "ms/frame (wall)"}
+
+
+def per_frame_abs_rel(inverse: np.ndarray, truth: np.ndarray) -> list[float]:
+    """Per-frame AbsRel of an inverse depth clip (T, 1, H, W), one scale and shift for the shot."""
+    return depth_accuracy(inverse[:, 0], 1.0 / truth[:, 0].astype(np.float64))["abs_rel_per_frame"]
+
+
+def xt_slice(path: Path, clips: list[np.ndarray], truth: np.ndarray) -> Path:
+    """Write one row over time of each clip (T, 1, H, W) side by side, time down, 4 px per frame,
+    normalised to the truth's range."""
+    row = truth.shape[2] // 2
+    slices = [np.clip((x[:, 0, row, :] - truth.min()) / (truth.max() - truth.min()), 0, 1) for x in clips]
+    picture = np.concatenate([np.repeat(s, 4, axis=0) for s in slices], axis=1)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(path), (picture * 255).astype(np.uint8))
+    return path
 
 
 def run_synthetic(
-    name: str, plate: np.ndarray, inverse: np.ndarray, normals: np.ndarray, estimator, settings, device
-) -> None:
+    name: str,
+    plate: np.ndarray,
+    inverse: np.ndarray,
+    normals: np.ndarray,
+    estimator,
+    settings,
+    device,
+    xt_path: Path | None = None,
+) -> list[dict]:
+    """Print the shot's table; return it and the normals' as report tables (`xt_path`: also write
+    the x-t slice flickered | stabilised | truth there)."""
     frames, _, height, width = plate.shape
     print(f"\n{name}: {frames} frames {width}x{height}, flow {estimator.name}")
     flicker = add_depth_flicker(inverse, seed=1)
     noisy_normals = add_normal_flicker(normals, seed=2)
     baseline = depth_scores(flicker, inverse)
-    depth_row("flickered input (baseline)", flicker, inverse, baseline, None)
-    depth_row("naive 5-frame mean, no flow", naive_temporal_mean(flicker), inverse, baseline, None)
+    rows = {
+        "flickered input (baseline)": depth_row(
+            "flickered input (baseline)", flicker, inverse, baseline, None
+        ),
+        "naive 5-frame mean, no flow": depth_row(
+            "naive 5-frame mean, no flow", naive_temporal_mean(flicker), inverse, baseline, None
+        ),
+    }
     plate_t = torch.from_numpy(plate).to(device)
     start = time.perf_counter()
     aligned, _ = stabilize_clip(
@@ -96,7 +136,7 @@ def run_synthetic(
         depth=torch.from_numpy(flicker).to(device),
         settings=StabilizeSettings(decay=0.0),
     )
-    depth_row(
+    rows["alignment only (decay 0)"] = depth_row(
         "alignment only (decay 0)",
         aligned.depth.cpu().numpy(),
         inverse,
@@ -112,13 +152,16 @@ def run_synthetic(
         settings=settings,
     )
     seconds = time.perf_counter() - start
-    depth_row("stabilised (depth + normals)", stable.depth.cpu().numpy(), inverse, baseline, seconds)
+    stable_depth = stable.depth.cpu().numpy()
+    rows["stabilised (depth + normals)"] = depth_row(
+        "stabilised (depth + normals)", stable_depth, inverse, baseline, seconds
+    )
     streaming = StreamingStabilizer(estimator, settings=settings)
     start = time.perf_counter()
     streamed = [
         streaming.push(plate_t[k], depth=torch.from_numpy(flicker[k]).to(device))[0] for k in range(frames)
     ]
-    depth_row(
+    rows["streaming (causal, depth)"] = depth_row(
         "streaming (causal, depth)",
         torch.stack(streamed).cpu().numpy(),
         inverse,
@@ -131,6 +174,38 @@ def run_synthetic(
         f"  normals: TE {n_te:.4f} -> {normal_temporal_error(out, normals):.4f} ({normal_temporal_error(out, normals) / n_te:.2f}x), "
         f"mean angle error {n_ang:.2f} -> {normal_angle(out, normals):.2f} deg"
     )
+    if xt_path is not None:
+        xt_slice(xt_path, [flicker, stable_depth, inverse], inverse)
+    setup = f"{frames} frames {width}x{height}, flow {estimator.name}, flicker injected into the exact depth"
+    curves = {
+        "abs_rel_per_frame": {
+            "flickered input": per_frame_abs_rel(flicker, inverse),
+            "stabilised": per_frame_abs_rel(stable_depth, inverse),
+        }
+    }
+    return [
+        table(
+            title=f"Stabiliser, depth: {name}",
+            setup=setup,
+            baseline="flickered input (baseline)",
+            metrics=DEPTH_METRICS,
+            rows=rows,
+            series=curves,
+        ),
+        table(
+            title=f"Stabiliser, normals: {name}",
+            setup=setup,
+            baseline="flickered input",
+            metrics={"te": "TE (unit normals)", "mean_angle": "mean angle error, deg"},
+            rows={
+                "flickered input": {"te": n_te, "mean_angle": n_ang},
+                "stabilised": {
+                    "te": normal_temporal_error(out, normals),
+                    "mean_angle": normal_angle(out, normals),
+                },
+            },
+        ),
+    ]
 
 
 def pseudo_depth(rgb: np.ndarray) -> np.ndarray:
@@ -138,7 +213,7 @@ def pseudo_depth(rgb: np.ndarray) -> np.ndarray:
     return cv2.GaussianBlur(luma, (0, 0), sigmaX=3.0)[None] + 0.1
 
 
-def run_real(path: Path, frames: int, width: int, estimator, settings, device) -> None:
+def run_real(path: Path, frames: int, width: int, estimator, settings, device, results: Path) -> dict:
     sequence = FrameSequence.from_input(path)
     numbers = sequence.frames[:frames]
     plates = []
@@ -161,19 +236,22 @@ def run_real(path: Path, frames: int, width: int, estimator, settings, device) -
         f"\n{path.name}: {len(numbers)} frames at {plate.shape[3]}x{plate.shape[2]}, pseudo-depth = blurred luma (NOT depth)"
     )
     baseline = depth_scores(flicker, truth)
-    depth_row("flickered pseudo-depth", flicker, truth, baseline, None)
-    depth_row("naive 5-frame mean, no flow", naive_temporal_mean(flicker), truth, baseline, None)
-    depth_row("stabilised", result, truth, baseline, seconds)
-    row = plate.shape[2] // 2
-    slices = [
-        np.clip((x[:, 0, row, :] - truth.min()) / (truth.max() - truth.min()), 0, 1)
-        for x in (flicker, result, truth)
-    ]
-    picture = np.concatenate([np.repeat(s, 4, axis=0) for s in slices], axis=1)  # time down, 4 px per frame
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / f"xt_{path.stem}.png"
-    cv2.imwrite(str(out), (picture * 255).astype(np.uint8))
-    print(f"  x-t slice of row {row} (flickered | stabilised | pseudo-truth): {out}")
+    rows = {
+        "flickered pseudo-depth": depth_row("flickered pseudo-depth", flicker, truth, baseline, None),
+        "naive 5-frame mean, no flow": depth_row(
+            "naive 5-frame mean, no flow", naive_temporal_mean(flicker), truth, baseline, None
+        ),
+        "stabilised": depth_row("stabilised", result, truth, baseline, seconds),
+    }
+    out = xt_slice(results / f"xt_{path.stem}.png", [flicker, result, truth], truth)
+    print(f"  x-t slice of row {truth.shape[2] // 2} (flickered | stabilised | pseudo-truth): {out}")
+    return table(
+        title=f"Stabiliser on a real clip: {path.name} (pseudo-depth = blurred luma, NOT depth)",
+        setup=f"{len(numbers)} frames at {plate.shape[3]}x{plate.shape[2]}, flow {estimator.name}",
+        baseline="flickered pseudo-depth",
+        metrics=DEPTH_METRICS,
+        rows=rows,
+    )
 
 
 def main() -> None:
@@ -183,7 +261,12 @@ def main() -> None:
     parser.add_argument("--real-width", type=int, default=320)
     parser.add_argument("--flow", default="auto")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument(
+        "--real-clips", type=int, default=None, help="at most this many real clips (default: all)"
+    )
+    add_json_option(parser)
     args = parser.parse_args()
+    results = args.json.parent if args.json else RESULTS  # x-t slices go beside the JSON
     device = torch.device(args.device)
     estimator = load_flow_estimator(args.flow, device=device)
     settings = StabilizeSettings()
@@ -192,17 +275,36 @@ def main() -> None:
         "TE: temporal gradient error, AbsRel: shot-aligned (bufferany_core.evaluation.metrics: one scale and shift "
         "per shot in disparity, compared as depth); ratios vs the flickered input; ms/frame on this machine"
     )
+    tables, written = [], []
     sample = load_sample_shot(args.frames)
     if sample is None:
         print(f"\n(no Blender sample shot at {SAMPLE_SHOT}; run examples/make_sample_shot.sh)")
     else:
-        run_synthetic("Blender sample shot (examples/sample_shot)", *sample, estimator, settings, device)
+        tables += run_synthetic(
+            "Blender sample shot (examples/sample_shot)",
+            *sample,
+            estimator,
+            settings,
+            device,
+            xt_path=results / "xt_sample_shot.png",
+        )
+        written.append(results / "xt_sample_shot.png")
     shot = procedural_shot(frames=args.frames, height=120, width=160)
-    run_synthetic(
+    tables += run_synthetic(
         "Procedural numpy shot", shot.plate, shot.inverse_depth, shot.normals, estimator, settings, device
     )
-    for clip in sorted(REAL_CLIPS.glob("*.mp4")):
-        run_real(clip, args.real_frames, args.real_width, estimator, settings, device)
+    for clip in sorted(REAL_CLIPS.glob("*.mp4"))[: args.real_clips]:
+        tables.append(run_real(clip, args.real_frames, args.real_width, estimator, settings, device, results))
+        written.append(results / f"xt_{clip.stem}.png")
+    write_json(
+        args.json,
+        machine=machine(args.device),
+        tables=tables,
+        files={
+            path.name: f"x-t slice, {path.stem[3:]}: flickered | stabilised | truth (time down)"
+            for path in written
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -112,12 +112,14 @@ def table(
     }
 
 
-def write_json(path: Path | None, *, machine: str, tables: list[dict], files: list[str] = ()) -> None:
+def write_json(
+    path: Path | None, *, machine: str, tables: list[dict], files: dict[str, str] | None = None
+) -> None:
     """Write a benchmark's tables (`table`) and the machine they ran on; nothing when `path` is None.
-    `files`: images the benchmark wrote beside `path`, for the report to show."""
+    `files`: images the benchmark wrote beside `path` (file name -> caption), for the report to show."""
     if path is None:
         return
-    payload = _finite({"machine": machine, "tables": tables, "files": list(files)})
+    payload = _finite({"machine": machine, "tables": tables, "files": files or {}})
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(path.name + ".tmp")
