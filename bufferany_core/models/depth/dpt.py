@@ -56,6 +56,27 @@ class FeatureFusionBlock(nn.Module):
         return self.out_conv(x)
 
 
+class DPTScratch(nn.Module):
+    """The convolutions the official checkpoints nest under `scratch.`: per-level 3x3 projections to
+    the fusion width, the four fusion blocks and the output convolutions."""
+
+    def __init__(self, *, features: int, out_channels: Sequence[int]):
+        super().__init__()
+        self.layer1_rn, self.layer2_rn, self.layer3_rn, self.layer4_rn = (
+            nn.Conv2d(c, features, kernel_size=3, padding=1, bias=False) for c in out_channels
+        )
+        self.refinenet1, self.refinenet2, self.refinenet3, self.refinenet4 = (
+            FeatureFusionBlock(features=features) for _ in range(4)
+        )
+        self.output_conv1 = nn.Conv2d(features, features // 2, kernel_size=3, padding=1)
+        self.output_conv2 = nn.Sequential(
+            nn.Conv2d(features // 2, _HEAD_HIDDEN, kernel_size=3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(_HEAD_HIDDEN, 1, kernel_size=1),
+            nn.ReLU(),
+        )
+
+
 class DPTHead(nn.Module):
     def __init__(self, *, in_channels: int, features: int, out_channels: Sequence[int]):
         super().__init__()
@@ -71,19 +92,7 @@ class DPTHead(nn.Module):
                 nn.Conv2d(out_channels[3], out_channels[3], kernel_size=3, stride=2, padding=1),
             ]
         )
-        scratch = nn.Module()  # a plain container: the official checkpoints nest these under `scratch.`
-        for i, c in enumerate(out_channels, start=1):
-            setattr(scratch, f"layer{i}_rn", nn.Conv2d(c, features, kernel_size=3, padding=1, bias=False))
-        for i in range(1, 5):
-            setattr(scratch, f"refinenet{i}", FeatureFusionBlock(features=features))
-        scratch.output_conv1 = nn.Conv2d(features, features // 2, kernel_size=3, padding=1)
-        scratch.output_conv2 = nn.Sequential(
-            nn.Conv2d(features // 2, _HEAD_HIDDEN, kernel_size=3, padding=1),
-            nn.ReLU(),
-            nn.Conv2d(_HEAD_HIDDEN, 1, kernel_size=1),
-            nn.ReLU(),
-        )
-        self.scratch = scratch
+        self.scratch = DPTScratch(features=features, out_channels=out_channels)
 
     def forward(
         self,
