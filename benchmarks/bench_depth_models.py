@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import argparse
 
-from harness import machine, measure, run_isolated
+from harness import add_json_option, machine, measure, run_isolated, table, write_json
 
 VARIANTS = ("image-batched", "image-per-frame", "buffer-anytime", "video-depth-anything")
 
@@ -95,6 +95,7 @@ def main() -> None:
     parser.add_argument(
         "--threads", type=int, default=1, help="CPU threads per process (1: CPU time counts work, not waits)"
     )
+    add_json_option(parser)
     args = parser.parse_args()
     cuda = args.device.startswith("cuda")
     args.size = args.size or "small"
@@ -104,10 +105,9 @@ def main() -> None:
     if args.height % 14 or args.width % 14:
         parser.error("--height and --width must be multiples of 14")
 
+    setup = f"{args.size}, window of {args.frames} frames at {args.height}x{args.width}, {args.precision}"
     print(f"machine: {machine(args.device)}")
-    print(
-        f"models: {args.size}, window of {args.frames} frames at {args.height}x{args.width}, {args.precision}"
-    )
+    print(f"models: {setup}")
     if not cuda:
         print("note: CPU run at a reduced input size (the models run at 518 px and up on a GPU)")
     variants = [v for v in VARIANTS if v != "video-depth-anything" or args.size in ("small", "tiny")]
@@ -131,6 +131,27 @@ def main() -> None:
     print(
         f"temporal blocks: {time_overhead:+.1%} time per frame ({verdict} the 15% target), "
         f"{flop_overhead:+.1%} FLOPs per frame, over the image model"
+    )
+    write_json(
+        args.json,
+        machine=machine(args.device),
+        tables=[
+            table(
+                title="Depth models: video vs image",
+                setup=setup + ("" if cuda else f", {args.threads} CPU thread(s), CPU time"),
+                baseline="image-batched",
+                metrics={
+                    "ms_per_frame": "ms/frame",
+                    "peak_mib": "peak MiB",
+                    "gflop_per_frame": "GFLOP/frame",
+                },
+                rows={
+                    variant: {"ms_per_frame": t * 1e3, "peak_mib": m, "gflop_per_frame": f / 1e9}
+                    for variant, (t, m, f) in results.items()
+                },
+                notes=[f"temporal blocks: {time_overhead:+.1%} time per frame ({verdict} the 15% target)"],
+            )
+        ],
     )
 
 

@@ -20,6 +20,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+from harness import add_json_option, cpu_model, table, write_json
 
 from bufferany_core.frames import write_exr
 
@@ -69,10 +70,13 @@ def main() -> None:
     parser.add_argument("--window", type=int, default=16)
     parser.add_argument("--overlap", type=int, default=4)
     parser.add_argument("--processing-size", type=int, default=56)
+    add_json_option(parser)
     args = parser.parse_args()
-    print(f"machine: {platform.platform()}, {os.cpu_count()} CPU(s), python {platform.python_version()}")
-    print(f"shot: {args.size[0]}x{args.size[1]} EXR, passes {args.passes}, window {args.window}/{args.overlap}, "
-          f"processing size {args.processing_size}, tiny random-weight models on the CPU")
+    where = f"{cpu_model()}, {os.cpu_count()} CPU(s), {platform.platform()}, python {platform.python_version()}"
+    setup = (f"{args.size[0]}x{args.size[1]} EXR, passes {args.passes}, window {args.window}/{args.overlap}, "
+             f"processing size {args.processing_size}, tiny random-weight models on the CPU")
+    print(f"machine: {where}")
+    print(f"shot: {setup}")
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         for count in (args.short, args.long):
@@ -89,6 +93,19 @@ def main() -> None:
     print(f"speed ratio {args.long}/{args.short} frames: "
           f"{(long['frames'] / long['seconds']) / (short['frames'] / short['seconds']):.2f} "
           f"(start-up cost amortised over the longer shot)")
+    write_json(
+        args.json,
+        machine=where,
+        tables=[table(
+            title=f"Pipeline memory: {args.short} vs {args.long} frames",
+            setup=setup,
+            baseline=f"{args.short} frames",
+            metrics={"peak_rss_mib": "peak RSS MiB", "frames_per_second": "frames/s (wall, end to end)"},
+            rows={f"{count} frames": {"peak_rss_mib": r["peak_rss_mib"], "frames_per_second": r["frames"] / r["seconds"]}
+                  for count, r in results.items()},
+            notes=["peak RSS ratio about 1.0: memory does not grow with the shot's length"],
+        )],
+    )
 
 
 if __name__ == "__main__":
