@@ -90,6 +90,7 @@ class HeaderKeys:
     depth_model: str = HEADER_PREFIX + "depth_model"
     normal_model: str = HEADER_PREFIX + "normal_model"
     weights_sha256: str = HEADER_PREFIX + "weights_sha256"
+    temporal_weights_sha256: str = HEADER_PREFIX + "temporal_weights_sha256"  # trained temporal layers, per pass
     untrained: str = HEADER_PREFIX + "untrained"
     frame_range: str = HEADER_PREFIX + "frame_range"
     shot_range: str = HEADER_PREFIX + "shot_range"

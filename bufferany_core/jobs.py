@@ -24,6 +24,8 @@ class RenderJob:
     depth_model: str | None = None  # registry name; None: the default
     normal_model: str | None = None
     weights: str | None = None  # a path, or `random[:SEED]`; None: resolve from the registry
+    depth_temporal_weights: str | None = None  # trained temporal layers (`bufferany-train`) on top of `weights`
+    normal_temporal_weights: str | None = None
     models_dir: str | None = None
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     input_colorspace: str | None = None  # None: the documented default

@@ -28,7 +28,7 @@ HEADER = struct.Struct(">I")
 
 # Job fields that name files: the client makes them absolute (the server's working directory means
 # nothing to the host) and the server refuses relative ones.
-PATH_FIELDS = ("input", "output", "models_dir")
+PATH_FIELDS = ("input", "output", "models_dir", "depth_temporal_weights", "normal_temporal_weights")
 
 TERMINAL_EVENTS = ("finished", "failed", "cancelled")
 

@@ -32,6 +32,7 @@ def test_render_arguments_parse_back_into_the_same_job():
         passes=("depth",),
         depth_model="video-depth-anything-tiny",
         weights="random:3",
+        depth_temporal_weights="/runs/r1/temporal.safetensors",
         device="cpu",
         depth_convention="distance",
         stabilize=True,

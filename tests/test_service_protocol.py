@@ -96,7 +96,11 @@ def test_jobs_from_the_wire_are_type_checked(job, expected):
 def test_client_side_job_paths_become_absolute_and_random_weights_stay():
     wire = protocol.job_to_wire(
         RenderJob(
-            input="plates/a.####.exr", output="out/a_buffers.####.exr", weights="random:3", models_dir="~/m"
+            input="plates/a.####.exr",
+            output="out/a_buffers.####.exr",
+            weights="random:3",
+            models_dir="~/m",
+            depth_temporal_weights="run/temporal.safetensors",
         ),
         cwd="/shots/sh010",
     )
@@ -104,6 +108,8 @@ def test_client_side_job_paths_become_absolute_and_random_weights_stay():
     assert wire["output"] == "/shots/sh010/out/a_buffers.####.exr"
     assert wire["weights"] == "random:3"
     assert wire["models_dir"] == os.path.expanduser("~/m")
+    assert wire["depth_temporal_weights"] == "/shots/sh010/run/temporal.safetensors"
+    assert wire["normal_temporal_weights"] is None
     assert (
         protocol.job_to_wire({"input": "a.exr", "weights": "w/x.safetensors"}, cwd="/s")["weights"]
         == "/s/w/x.safetensors"

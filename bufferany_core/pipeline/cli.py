@@ -32,6 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--depth-model", help="depth model registry name")
     p.add_argument("--normal-model", help="normal model registry name")
     p.add_argument("--weights", help="weights file, or random[:SEED] for deterministic untrained weights")
+    p.add_argument("--depth-temporal-weights", metavar="PATH", help="trained temporal layers (.safetensors from bufferany-train) for the depth model")
+    p.add_argument("--normal-temporal-weights", metavar="PATH", help="trained temporal layers (.safetensors from bufferany-train) for the normal model")
     p.add_argument("--models-dir", help="folder holding downloaded weights (default: $BUFFERANY_MODELS)")
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda or cuda:N")
     p.add_argument("--colorspace", dest="input_colorspace", help="the plate's colour space (default: by file type)")
@@ -62,6 +64,8 @@ def job_from_args(ns: argparse.Namespace) -> RenderJob:
         depth_model=ns.depth_model,
         normal_model=ns.normal_model,
         weights=ns.weights,
+        depth_temporal_weights=ns.depth_temporal_weights,
+        normal_temporal_weights=ns.normal_temporal_weights,
         models_dir=ns.models_dir,
         device=ns.device,
         input_colorspace=ns.input_colorspace,

@@ -37,6 +37,8 @@ def render_arguments(job: RenderJob) -> list[str]:
         ("depth_model", "--depth-model"),
         ("normal_model", "--normal-model"),
         ("weights", "--weights"),
+        ("depth_temporal_weights", "--depth-temporal-weights"),
+        ("normal_temporal_weights", "--normal-temporal-weights"),
         ("models_dir", "--models-dir"),
         ("input_colorspace", "--colorspace"),
     ):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from bufferany_core.errors import BadArgumentsError
+from bufferany_core.errors import BadArgumentsError, MissingWeightsError
 from bufferany_core.models.api import PassName, PassPredictor
 from bufferany_core.models.weights import RandomWeights, parse_weights_arg
 
@@ -46,6 +46,7 @@ class PredictorKey:
     pass_name: PassName
     model: str
     weights: str | None  # str(path) or "random:SEED"
+    temporal_weights: tuple[str, int, int] | None  # (path, size, mtime): a file retrained in place reloads
     models_dir: str | None
     device: str
     processing_size: int | None
@@ -57,9 +58,18 @@ def _weights_key(weights: Path | RandomWeights | None) -> str | None:
     return None if weights is None else str(weights)
 
 
+def _file_key(path: Path) -> tuple[str, int, int]:
+    path = path.expanduser().resolve()
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        raise MissingWeightsError(f"temporal weights file {path} does not exist") from None
+    return str(path), stat.st_size, stat.st_mtime_ns
+
+
 class PredictorCache:
     """Loaded predictors kept between jobs (the server holds one for its lifetime), keyed by model,
-    weights, models folder, device and processing size. Thread-safe."""
+    weights, temporal weights, models folder, device and processing size. Thread-safe."""
 
     def __init__(self) -> None:
         self._loaded: dict[PredictorKey, PassPredictor] = {}
@@ -71,6 +81,7 @@ class PredictorCache:
         model: str | None,
         *,
         weights: str | None = None,
+        temporal_weights: str | None = None,
         models_dir: str | None = None,
         device: str = "auto",
         processing_size: int | None = None,
@@ -80,6 +91,7 @@ class PredictorCache:
             pass_name=pass_name,
             model=model or default_model(pass_name),
             weights=_weights_key(parsed),
+            temporal_weights=None if temporal_weights is None else _file_key(Path(temporal_weights)),
             models_dir=models_dir,
             device=str(choose_device(device)),
             processing_size=processing_size,
@@ -99,16 +111,27 @@ class PredictorCache:
 def _load(key: PredictorKey, weights: Path | RandomWeights | None) -> PassPredictor:
     models_dir = Path(key.models_dir) if key.models_dir else None
     device = torch.device(key.device)
+    temporal = Path(key.temporal_weights[0]) if key.temporal_weights else None
     if key.pass_name == "depth":
         from bufferany_core.models.depth import load_depth_predictor
 
         return load_depth_predictor(
-            key.model, weights=weights, models_dir=models_dir, device=device, processing_size=key.processing_size
+            key.model,
+            weights=weights,
+            models_dir=models_dir,
+            device=device,
+            processing_size=key.processing_size,
+            temporal_weights=temporal,
         )
     from bufferany_core.models.normal import load_normal_predictor
 
     if key.processing_size is None:  # the normal model's own working size
-        return load_normal_predictor(key.model, weights=weights, models_dir=models_dir, device=device)
+        return load_normal_predictor(key.model, weights=weights, models_dir=models_dir, device=device, temporal_weights=temporal)
     return load_normal_predictor(
-        key.model, weights=weights, models_dir=models_dir, device=device, processing_size=key.processing_size
+        key.model,
+        weights=weights,
+        models_dir=models_dir,
+        device=device,
+        processing_size=key.processing_size,
+        temporal_weights=temporal,
     )

@@ -29,6 +29,7 @@ from bufferany_core.errors import (
     CancelledError,
     FrameRangeError,
     MissingFramesError,
+    MissingWeightsError,
     NonFiniteError,
     OutOfMemoryError,
     OutputNotWritableError,
@@ -48,6 +49,7 @@ from bufferany_core.frames import (
 )
 from bufferany_core.jobs import RenderJob
 from bufferany_core.models.api import PassName, PassPredictor
+from bufferany_core.models.weights import sha256_of
 from bufferany_core.pipeline import farm
 from bufferany_core.pipeline.align import fit_scale_shift, reference_range, renormalise
 from bufferany_core.pipeline.predictors import PredictorCache
@@ -89,6 +91,7 @@ class RenderPlan:
     finished: list[int]  # requested frames already written with the same settings
     schedule: WindowSchedule
     settings: str  # fingerprint recorded in each output header
+    temporal_sha256: dict[str, str] = field(default_factory=dict)  # pass -> sha256 of its temporal weights
     dropped: list[int] = field(default_factory=list)  # asked for but outside the shot (farm overshoot)
 
     @property
@@ -149,6 +152,7 @@ def plan_render(job: RenderJob, *, default_window: int | None = None, default_ov
             farm.check_expanded(value, field=f"--{name.replace('_', '-')}")
     if job.weights and not str(job.weights).startswith("random") and len(job.passes) > 1:
         raise BadArgumentsError("--weights PATH names one model's weights: render one pass with it (--passes depth or normal)")
+    temporal = _temporal_weights_sha256(job)
     sequence = FrameSequence.from_input(job.input)
     if job.shot_range is not None:
         shot = sequence.select(job.shot_range)
@@ -186,6 +190,8 @@ def plan_render(job: RenderJob, *, default_window: int | None = None, default_ov
             "include_plate": job.include_plate,
             "schedule": [window, overlap, keys, schedule.anchors],
             "processing_size": job.options.get("processing_size"),
+            # by content: retraining into the same file re-renders; absent, earlier outputs stay valid
+            **({"temporal_weights": temporal} if temporal else {}),
         }
     )
     finished = [] if job.overwrite else [f for f in requested if is_finished(output.path(f), settings)]
@@ -200,9 +206,29 @@ def plan_render(job: RenderJob, *, default_window: int | None = None, default_ov
         finished=finished,
         schedule=schedule,
         settings=settings,
+        temporal_sha256=temporal,
         dropped=dropped,
     )
     return plan
+
+
+def temporal_weights_paths(job: RenderJob) -> dict[str, Path]:
+    """Pass -> the trained temporal weights the job names for it."""
+    named = {"depth": job.depth_temporal_weights, "normal": job.normal_temporal_weights}
+    return {p: Path(value).expanduser() for p, value in named.items() if value}
+
+
+def _temporal_weights_sha256(job: RenderJob) -> dict[str, str]:
+    paths = temporal_weights_paths(job)
+    for pass_name, path in paths.items():
+        if pass_name not in job.passes:
+            raise BadArgumentsError(f"--{pass_name}-temporal-weights {path}: the {pass_name} pass is not rendered (--passes)")
+        if not path.is_file():
+            raise MissingWeightsError(
+                f"temporal weights file {path} does not exist (--{pass_name}-temporal-weights; "
+                f"bufferany-train writes it, with its .json config beside it)"
+            )
+    return {p: sha256_of(path) for p, path in paths.items()}
 
 
 def _check_writable(folder: Path) -> None:
@@ -298,6 +324,7 @@ class _ShotRenderer:
             models={p: i.model_id for p, i in infos.items()},
             weights={p: i.weights_sha256 or (self.job.weights or "random") for p, i in infos.items()},
             untrained=any(i.untrained for i in infos.values()),
+            temporal_weights=plan.temporal_sha256,
             frame_range=format_frame_spec(plan.requested),
             shot_range=f"{plan.shot[0]}-{plan.shot[-1]}",
             input_colorspace="",  # per frame: the plate's own default unless the job names one
@@ -413,9 +440,18 @@ class _ShotRenderer:
 
 def _load_predictors(job: RenderJob, cache: PredictorCache) -> dict[str, PassPredictor]:
     models = {"depth": job.depth_model, "normal": job.normal_model}
+    temporal = temporal_weights_paths(job)
     size = job.options.get("processing_size")
     return {
-        p: cache.get(cast(PassName, p), models[p], weights=job.weights, models_dir=job.models_dir, device=job.device, processing_size=size)
+        p: cache.get(
+            cast(PassName, p),
+            models[p],
+            weights=job.weights,
+            temporal_weights=None if p not in temporal else str(temporal[p]),
+            models_dir=job.models_dir,
+            device=job.device,
+            processing_size=size,
+        )
         for p in job.passes
     }
 

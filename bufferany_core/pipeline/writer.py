@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +32,7 @@ class Provenance:
     stabilized: bool
     source: str
     settings: str  # fingerprint of everything that changes the pixels (see `fingerprint`)
+    temporal_weights: Mapping[str, str] = field(default_factory=dict)  # pass -> sha256 of trained temporal layers
 
     def header(self) -> dict[str, object]:
         meta: dict[str, object] = {
@@ -46,6 +47,8 @@ class Provenance:
             HEADER.weights_sha256: ";".join(f"{p}:{self.weights[p]}" for p in self.passes),
             HEADER.settings: self.settings,
         }
+        if self.temporal_weights:
+            meta[HEADER.temporal_weights_sha256] = ";".join(f"{p}:{sha}" for p, sha in self.temporal_weights.items())
         if "depth" in self.passes:
             meta[HEADER.depth_model] = self.models["depth"]
             meta[HEADER.depth_convention] = self.depth_convention

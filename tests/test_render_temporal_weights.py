@@ -1,0 +1,83 @@
+"""Trained temporal layers (what `bufferany-train` writes) load straight into `bufferany-render`:
+they change the passes, the header names their sha256, and a re-run with them re-renders frames
+written without them."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from pipeline_plates import write_plate
+
+from bufferany_core import conventions
+from bufferany_core.errors import ExitCode
+from bufferany_core.frames import read_channels, read_info
+from bufferany_core.models.depth import BufferAnytimeConfig, build_depth_model, save_temporal_depth
+from bufferany_core.models.weights import sha256_of
+from bufferany_core.pipeline.cli import main
+
+CLI = [sys.executable, "-m", "bufferany_core.pipeline.cli"]
+MODEL = "buffer-anytime-depth-tiny"
+TINY = ["--passes", "depth", "--depth-model", MODEL, "--weights", "random", "--device", "cpu",
+        "--window", "4", "--overlap", "1", "--processing-size", "28"]
+SHOT = range(1, 7)
+
+
+def render(*args):
+    return subprocess.run(CLI + [str(a) for a in args], capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> Path:
+    """Temporal weights as training leaves them: output projections no longer zero."""
+    config = BufferAnytimeConfig.for_size("tiny")
+    model = build_depth_model(MODEL, config=config)
+    with torch.no_grad():
+        for p in model.trainable_parameters():
+            p.add_(0.05 * torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())))
+    path = tmp_path_factory.mktemp("run") / "temporal.safetensors"
+    save_temporal_depth(path, model, config=config)
+    return path
+
+
+@pytest.mark.slow
+def test_trained_temporal_weights_change_the_passes_and_are_recorded(tmp_path, trained):
+    plate = write_plate(tmp_path / "plate", SHOT)
+    out = str(tmp_path / "out" / "shot_buffers.####.exr")
+    frame = out.replace("####", "0003")
+
+    prior_only = render(plate, "-o", out, *TINY)
+    assert prior_only.returncode == 0, prior_only.stderr
+    before = read_channels(frame, [conventions.DEPTH_CHANNEL])
+    assert conventions.HEADER.temporal_weights_sha256 not in read_info(frame).metadata
+
+    with_temporal = render(plate, "-o", out, *TINY, "--depth-temporal-weights", trained)
+    assert with_temporal.returncode == 0, with_temporal.stderr
+    assert "already rendered" not in with_temporal.stdout  # other settings: every frame again
+    assert with_temporal.stdout.count("written:") == len(SHOT)
+    after = read_channels(frame, [conventions.DEPTH_CHANNEL])
+    assert np.abs(after - before).max() > 1e-3 * (before.max() - before.min())
+
+    meta = read_info(frame).metadata
+    assert meta[conventions.HEADER.temporal_weights_sha256] == f"depth:{sha256_of(trained)}"
+    assert meta[conventions.HEADER.untrained] == 1  # trained layers on a random prior mean nothing
+    again = render(plate, "-o", out, *TINY, "--depth-temporal-weights", trained)
+    assert again.returncode == 0 and again.stdout.count("already rendered") == len(SHOT)
+
+
+def test_missing_temporal_weights_file_exits_10_naming_it(tmp_path, capsys):
+    plate = write_plate(tmp_path / "plate", range(1, 3))
+    missing = tmp_path / "run" / "temporal.safetensors"
+    assert main([plate, *TINY, "--depth-temporal-weights", str(missing)]) == ExitCode.MISSING_WEIGHTS
+    assert str(missing) in capsys.readouterr().err
+    assert not (tmp_path / "plate" / "shot_buffers.0001.exr").exists()
+
+
+def test_temporal_weights_for_a_pass_not_rendered_are_refused(tmp_path, trained, capsys):
+    plate = write_plate(tmp_path / "plate", range(1, 3))
+    assert main([plate, *TINY, "--normal-temporal-weights", str(trained)]) == ExitCode.BAD_ARGUMENTS
+    assert "--normal-temporal-weights" in capsys.readouterr().err
