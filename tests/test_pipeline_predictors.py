@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from bufferany_core.devices import choose_device
 from bufferany_core.errors import BadArgumentsError, MissingWeightsError
-from bufferany_core.pipeline.predictors import PredictorCache, choose_device
+from bufferany_core.pipeline.predictors import PredictorCache
 
 
 def test_auto_device_is_cuda_only_when_present():

@@ -9,10 +9,10 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
-import traceback
 from collections.abc import Sequence
 
-from bufferany_core.errors import BadArgumentsError, BufferanyError, ExitCode
+from bufferany_core.cli_support import run_cli, say
+from bufferany_core.errors import ExitCode
 from bufferany_core.jobs import PASSES, RenderJob
 
 PROG = "bufferany-render"
@@ -77,33 +77,29 @@ def job_from_args(ns: argparse.Namespace) -> RenderJob:
     )
 
 
-def _say(line: str, *, stream=sys.stdout) -> None:
-    print(line, file=stream, flush=True)
-
-
 def print_event(event: dict) -> None:
     kind = event["type"]
     if kind == "started":
-        _say(f"Rendering {len(event['frames'])} frame(s) to {event['output']}")
+        say(f"Rendering {len(event['frames'])} frame(s) to {event['output']}")
         if event["untrained"]:
-            _say(
+            say(
                 "WARNING: UNTRAINED WEIGHTS: these passes come from random weights and mean nothing; "
                 "the output is marked bufferany/untrained=1",
                 stream=sys.stderr,
             )
     elif kind == "progress":
         percent = int(event["percent"])
-        _say(f"Progress: {percent}%")
-        _say(f"ALF_PROGRESS {percent}%")
+        say(f"Progress: {percent}%")
+        say(f"ALF_PROGRESS {percent}%")
     elif kind == "frame_done":
-        _say(f"Frame {event['frame']} written: {event['path']}")
+        say(f"Frame {event['frame']} written: {event['path']}")
     elif kind == "frame_skipped":
-        _say(f"Frame {event['frame']} already rendered, skipped: {event['path']}")
+        say(f"Frame {event['frame']} already rendered, skipped: {event['path']}")
     elif kind == "log":
         if event.get("level") == "warning":
-            _say(f"WARNING: {event['message']}", stream=sys.stderr)
+            say(f"WARNING: {event['message']}", stream=sys.stderr)
         else:
-            _say(event["message"])
+            say(event["message"])
 
 
 def _farm_or_dry_run(ns: argparse.Namespace, job: RenderJob) -> None:
@@ -114,25 +110,26 @@ def _farm_or_dry_run(ns: argparse.Namespace, job: RenderJob) -> None:
     plan = plan_render(job)
     shot = f"{plan.shot[0]}-{plan.shot[-1]}"
     if ns.opencue_cmd:
-        _say(farm.opencue_command(job, shot_range=shot))
+        say(farm.opencue_command(job, shot_range=shot))
     if ns.deadline_job:
         paths = farm.write_deadline_job(
             job, ns.deadline_job, shot_range=(plan.shot[0], plan.shot[-1]), output_pattern=plan.output_pattern, chunk_size=ns.chunk_size
         )
-        _say(f"Deadline job written; submit with: deadlinecommand {shlex.join(map(str, paths))}")
+        say(f"Deadline job written; submit with: deadlinecommand {shlex.join(map(str, paths))}")
     if ns.dry_run:
-        _say(f"Input: {plan.input_pattern}  shot {shot}")
-        _say(f"Output: {plan.output_pattern}")
-        _say(f"To render: {format_frame_spec(plan.to_render) or 'nothing'} ({len(plan.to_render)} frame(s))")
+        say(f"Input: {plan.input_pattern}  shot {shot}")
+        say(f"Output: {plan.output_pattern}")
+        say(f"To render: {format_frame_spec(plan.to_render) or 'nothing'} ({len(plan.to_render)} frame(s))")
         if plan.finished:
-            _say(f"Already rendered (skipped): {format_frame_spec(plan.finished)}")
-        _say(f"Windows to run: {len(plan.windows)}; anchor frames: {format_frame_spec(plan.anchor_frames)}")
+            say(f"Already rendered (skipped): {format_frame_spec(plan.finished)}")
+        say(f"Windows to run: {len(plan.windows)}; anchor frames: {format_frame_spec(plan.anchor_frames)}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     ns = parser.parse_args(argv)
-    try:
+
+    def render() -> int:
         job = job_from_args(ns)
         if ns.dry_run or ns.deadline_job or ns.opencue_cmd:
             _farm_or_dry_run(ns, job)
@@ -140,21 +137,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from bufferany_core.pipeline.render import run_render
 
         result = run_render(job, on_event=print_event)
-        _say(f"Done: {len(result.frames_written)} written, {len(result.frames_skipped)} skipped ({result.output_pattern})")
+        say(f"Done: {len(result.frames_written)} written, {len(result.frames_skipped)} skipped ({result.output_pattern})")
         return ExitCode.OK
-    except BadArgumentsError as exc:
-        parser.print_usage(sys.stderr)
-        _say(f"{PROG}: error: {exc}", stream=sys.stderr)
-        return exc.exit_code
-    except BufferanyError as exc:
-        _say(f"{PROG}: error: {exc}", stream=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        _say(f"{PROG}: interrupted; finished frames are complete, re-run to resume", stream=sys.stderr)
-        return ExitCode.CANCELLED
-    except Exception:  # an internal bug: show everything, exit 1
-        traceback.print_exc()
-        return ExitCode.INTERNAL
+
+    return run_cli(PROG, render, parser=parser, interrupted="interrupted; finished frames are complete, re-run to resume")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Loading predictors once and choosing the device they run on."""
+"""Loading predictors once and keeping them between jobs."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from pathlib import Path
 
 import torch
 
-from bufferany_core.errors import BadArgumentsError, MissingWeightsError
+from bufferany_core.devices import choose_device
+from bufferany_core.errors import MissingWeightsError
 from bufferany_core.models.api import PassName, PassPredictor
 from bufferany_core.models.weights import RandomWeights, parse_weights_arg
 
@@ -21,24 +22,6 @@ def default_model(pass_name: PassName) -> str:
     from bufferany_core.models.normal import DEFAULT_NORMAL_MODEL
 
     return DEFAULT_NORMAL_MODEL
-
-
-def choose_device(name: str) -> torch.device:
-    """`auto`: the first CUDA device when there is one, else the CPU; `cuda[:N]` must exist."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise BadArgumentsError(f"--device {name!r}: expected auto, cpu, cuda or cuda:N") from None
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise BadArgumentsError(f"--device {name}: no CUDA device on this machine (use auto or cpu)")
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise BadArgumentsError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s)")
-    elif device.type != "cpu":
-        raise BadArgumentsError(f"--device {name!r}: expected auto, cpu, cuda or cuda:N")
-    return device
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from bufferany_core.cli_support import is_out_of_memory
 from bufferany_core.errors import BufferanyError, CancelledError, ExitCode
 from bufferany_core.jobs import RenderJob
 
@@ -84,17 +85,6 @@ class Job:
         return record
 
 
-def _is_out_of_memory(exc: BaseException) -> bool:
-    # torch.OutOfMemoryError (CUDA), and the CPU allocator's RuntimeError, without importing torch
-    text = str(exc)
-    return (
-        isinstance(exc, MemoryError)
-        or type(exc).__name__ == "OutOfMemoryError"
-        or "out of memory" in text
-        or "can't allocate memory" in text
-    )
-
-
 def _release_gpu_memory() -> None:
     torch = sys.modules.get("torch")
     if torch is not None and torch.cuda.is_available():
@@ -166,7 +156,7 @@ class Worker(threading.Thread):
         except BufferanyError as exc:
             return {"type": "failed", "error": _short(str(exc)), "exit_code": int(exc.exit_code)}
         except Exception as exc:
-            if _is_out_of_memory(exc):
+            if is_out_of_memory(exc):
                 _release_gpu_memory()
                 detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
                 message = (

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,10 +18,11 @@ import numpy as np
 import torch
 
 from bufferany_core import __version__, conventions
+from bufferany_core.cli_support import run_cli, say
 from bufferany_core.conventions import HEADER
+from bufferany_core.devices import choose_device
 from bufferany_core.errors import (
     BadArgumentsError,
-    BufferanyError,
     ExitCode,
     MixedResolutionError,
     NonFiniteError,
@@ -156,8 +156,6 @@ def _read_pass(
 
 
 def run(ns: argparse.Namespace) -> int:
-    from bufferany_core.pipeline.predictors import choose_device
-
     try:
         settings = StabilizeSettings(
             decay=ns.decay,
@@ -240,10 +238,10 @@ def run(ns: argparse.Namespace) -> int:
         write_exr(path, channels, like=infos.pop(number), metadata=header, half=half)
         written += 1
         percent = 100 * written // len(frames)
-        _say(f"Wrote frame {number}: {path}")
-        _say(f"Progress: {percent}%")
-        _say(f"ALF_PROGRESS {percent}%")
-    _say(f"Done: {written} frame(s) written ({output.hash_pattern}), flow {estimator.name}")
+        say(f"Wrote frame {number}: {path}")
+        say(f"Progress: {percent}%")
+        say(f"ALF_PROGRESS {percent}%")
+    say(f"Done: {written} frame(s) written ({output.hash_pattern}), flow {estimator.name}")
     return ExitCode.OK
 
 
@@ -263,28 +261,10 @@ def _header(ns: argparse.Namespace, inputs: Inputs, passes: tuple[str, ...]) -> 
     return header
 
 
-def _say(line: str, *, stream=sys.stdout) -> None:
-    print(line, file=stream, flush=True)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     ns = parser.parse_args(argv)
-    try:
-        return run(ns)
-    except BadArgumentsError as exc:
-        parser.print_usage(sys.stderr)
-        _say(f"{PROG}: error: {exc}", stream=sys.stderr)
-        return exc.exit_code
-    except BufferanyError as exc:
-        _say(f"{PROG}: error: {exc}", stream=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        _say(f"{PROG}: interrupted; written frames are complete", stream=sys.stderr)
-        return ExitCode.CANCELLED
-    except Exception:  # an internal bug: show everything, exit 1
-        traceback.print_exc()
-        return ExitCode.INTERNAL
+    return run_cli(PROG, lambda: run(ns), parser=parser, interrupted="interrupted; written frames are complete")
 
 
 if __name__ == "__main__":
