@@ -110,13 +110,17 @@ def save_checkpoint(
             os.replace(tmp, final)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
-        atomic_write(root / LATEST, lambda path: Path(path).write_text(final.name + "\n"))
+        atomic_write(root / LATEST, lambda path: _write_text(path, final.name + "\n"))
         older = sorted(p for p in root.glob("step_*") if p.is_dir() and p.name < final.name)
         for stale in older[: max(0, len(older) - (keep - 1))]:
             shutil.rmtree(stale, ignore_errors=True)
     except OSError as exc:
         raise OutputNotWritableError(f"cannot write checkpoint {final}: {exc}") from exc
     return final
+
+
+def _write_text(path: str, text: str) -> None:
+    Path(path).write_text(text)
 
 
 def latest_checkpoint(run_dir: Path) -> Checkpoint | None:

@@ -16,7 +16,9 @@ def enable_gradient_checkpointing(module: nn.Module) -> int:
     """Recompute every `TemporalBlock` inside `module` during backward; returns how many."""
     blocks = [m for m in module.modules() if isinstance(m, TemporalBlock)]
     for block in blocks:
-        block.forward = functools.partial(_checkpointed, functools.partial(TemporalBlock.forward, block))
+        block.forward = functools.partial(  # type: ignore[method-assign]
+            _checkpointed, functools.partial(TemporalBlock.forward, block)
+        )
     return len(blocks)
 
 

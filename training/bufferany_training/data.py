@@ -134,14 +134,15 @@ class ClipDataset(Dataset):
             rgb = np.stack([f.rgb for f in read_frames(clip.sequence, plan.frames, colorspace=colorspace)])
         except BufferanyError as exc:
             raise type(exc)(f"training clip {clip.name}, frames {plan.frames[0]}-{plan.frames[-1]}: {exc}") from exc
-        frames = crop_frames(rgb, plan, tuple(self.data.size))  # (T, 3, h, w)
+        size = (self.data.size[0], self.data.size[1])
+        frames = crop_frames(rgb, plan, size)  # (T, 3, h, w)
         item = {"frames": frames, "index": torch.tensor(index)}
         if self.with_flows:
             if self.cache is not None:
                 full = torch.from_numpy(rgb).permute(0, 3, 1, 2)  # (T, 3, H, W)
                 fw, bw = self.cache.flows(clip.name, plan.frames, full)
-                item["flows_fw"] = crop_flow(fw, plan.box, tuple(self.data.size), flip=plan.flip)
-                item["flows_bw"] = crop_flow(bw, plan.box, tuple(self.data.size), flip=plan.flip)
+                item["flows_fw"] = crop_flow(fw, plan.box, size, flip=plan.flip)
+                item["flows_bw"] = crop_flow(bw, plan.box, size, flip=plan.flip)
             else:
                 item["flows_fw"], item["flows_bw"] = adjacent_flows(frames, DISFlow())
         return item

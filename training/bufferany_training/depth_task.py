@@ -32,6 +32,9 @@ class DepthObjective(nn.Module):
     """What DistributedDataParallel wraps: frames (B, T, 3, h, w) sRGB in [0, 1] ->
     (video prediction, image-model prediction), each (B, T, h, w), sharing one ViT pass."""
 
+    mean: torch.Tensor
+    std: torch.Tensor
+
     def __init__(self, model: BufferAnytimeDepth):
         super().__init__()
         self.model = model
@@ -53,6 +56,8 @@ def build_depth_model(config: TrainConfig) -> tuple[BufferAnytimeDepth, BufferAn
         weights=parse_weights_arg(config.model.weights or None),
         models_dir=Path(config.model.models_dir) if config.model.models_dir else None,
     ).model
+    if not isinstance(loaded, BufferAnytimeDepth):  # guaranteed by the family check above
+        raise TypeError(f"{config.model.name} did not build a BufferAnytimeDepth")
     temporal = BufferAnytimeConfig.for_size(entry.size, train_head=config.model.train_head)
     if temporal.temporal.max_frames < config.data.frames:
         raise BadArgumentsError(

@@ -9,6 +9,7 @@ are atomic (temporary file + rename): several loader workers and ranks may share
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from pathlib import Path
 
@@ -32,7 +33,7 @@ class FlowCache:
     def flows(self, clip: str, frames: tuple[int, ...], full: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Forward and backward flows (T-1, 2, H, W) between frames `frames` of `clip`, whose
         full-resolution sRGB images are `full` (T, 3, H, W); missing pairs are computed and stored."""
-        from safetensors.torch import load_file, save_file
+        from safetensors.torch import load_file
 
         forward, backward = [], []
         for k, (a, b) in enumerate(zip(frames[:-1], frames[1:], strict=True)):
@@ -43,12 +44,18 @@ class FlowCache:
                 fw, bw = adjacent_flows(full[k : k + 2], self.estimator)
                 pair = {"fw": fw[0].contiguous(), "bw": bw[0].contiguous()}
                 try:
-                    atomic_write(path, lambda tmp, pair=pair: save_file(pair, tmp))
+                    atomic_write(path, functools.partial(_save, pair))
                 except OSError as exc:
                     raise OutputNotWritableError(f"cannot write to the flow cache {path}: {exc}") from exc
             forward.append(pair["fw"])
             backward.append(pair["bw"])
         return torch.stack(forward), torch.stack(backward)
+
+
+def _save(tensors: dict[str, torch.Tensor], path: str) -> None:
+    from safetensors.torch import save_file
+
+    save_file(tensors, path)
 
 
 def crop_flow(flow: torch.Tensor, box: tuple[int, int, int, int], size: tuple[int, int], *, flip: bool) -> torch.Tensor:

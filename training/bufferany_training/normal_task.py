@@ -69,6 +69,8 @@ def deferred_decode_backward(
     for start in range(0, b * t, chunk):
         piece = decode(leaf[start : start + chunk])
         piece.backward(grad_frames[start : start + chunk])  # accumulates into leaf.grad
+    if leaf.grad is None:
+        raise ValueError("decode does not depend on its input latents")
     grad_latents = leaf.grad.unflatten(0, (b, t))
     if latent_loss is None:
         latents.backward(grad_latents)
