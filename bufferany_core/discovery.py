@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from bufferany_core.atomic import atomic_write
 from bufferany_core.errors import ServiceError
 
 DISCOVERY_ENV = "BUFFERANY_SERVER_FILE"
@@ -32,17 +33,7 @@ def resolve_path(path: str | os.PathLike[str] | None) -> Path:
 def write(path: Path, info: dict[str, Any]) -> None:
     """Write atomically with mode 0600 from the start (never briefly world-readable)."""
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(info, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda tmp: tmp.write_text(json.dumps(info), encoding="utf-8"), mode=0o600)
 
 
 def read(path: Path) -> dict[str, Any] | None:

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import numbers
-import os
-import secrets
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +18,7 @@ import numpy as np
 import OpenImageIO as oiio
 
 from bufferany_core import conventions
+from bufferany_core.atomic import atomic_write
 from bufferany_core.errors import (
     BadArgumentsError,
     InputNotFoundError,
@@ -275,7 +274,7 @@ def write_exr_parts(
         spec, data = _part_spec(path, part_name, channels, like, compression.lower(), half, extra)
         specs.append(spec)
         pixels.append(data)
-    _atomic(path, lambda temporary: _write_parts(temporary, path, specs, pixels))
+    atomic_write(path, lambda temporary: _write_parts(temporary, path, specs, pixels))
 
 
 def _typed_metadata(
@@ -360,34 +359,3 @@ def _write_parts(temporary: Path, path: Path, specs: list[oiio.ImageSpec], pixel
     if not ok:
         reason = output.geterror() or oiio.geterror() or "write failed"
         raise OutputNotWritableError(f"cannot write {path} in folder {path.parent}: {reason}")
-
-
-def _atomic(path: Path, write) -> None:
-    """Run `write(temporary)` on a hidden file beside `path`, flush it to disk, rename it to `path`.
-
-    Whatever fails, the temporary file is removed and an existing `path` is left untouched.
-    """
-    folder = path.parent
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise OutputNotWritableError(f"cannot create output folder {folder}: {error.strerror}") from error
-    if not folder.is_dir():
-        raise OutputNotWritableError(f"output folder {folder} is not a folder")
-    # Ends in the real extension so OpenImageIO picks the right writer.
-    temporary = folder / f".{path.stem}.{os.getpid()}.{secrets.token_hex(4)}.tmp{path.suffix}"
-    try:
-        write(temporary)
-        descriptor = os.open(temporary, os.O_RDONLY)
-        try:
-            os.fsync(descriptor)
-        finally:
-            os.close(descriptor)
-        os.replace(temporary, path)
-    except OutputNotWritableError:
-        raise
-    except OSError as error:
-        raise OutputNotWritableError(f"cannot write {path} in folder {folder}: {error.strerror}") from error
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temporary)

@@ -8,11 +8,10 @@ Shared by the depth and normal families; the config dict's content is the family
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
+from bufferany_core.atomic import atomic_write
 from bufferany_core.errors import BadArgumentsError, MissingWeightsError, OutputNotWritableError
 
 
@@ -29,11 +28,8 @@ def save_temporal_weights(path: Path, state: Mapping, config: Mapping) -> None:
         raise BadArgumentsError(f"temporal weights must be written as .safetensors, got {path}")
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        _atomic_write(
-            config_path(path), lambda tmp: tmp.write_text(json.dumps(dict(config), indent=2) + "\n")
-        )
-        _atomic_write(path, lambda tmp: save_file(tensors, str(tmp)))
+        atomic_write(config_path(path), lambda tmp: tmp.write_text(json.dumps(dict(config), indent=2) + "\n"))
+        atomic_write(path, lambda tmp: save_file(tensors, str(tmp)))
     except OSError as exc:
         raise OutputNotWritableError(f"cannot write temporal weights {path}: {exc}") from exc
 
@@ -64,14 +60,3 @@ def load_temporal_weights(path: Path) -> tuple[dict, dict]:
             f"temporal weights {path} are not a readable safetensors file: {exc}"
         ) from exc
     return state, config
-
-
-def _atomic_write(target: Path, write) -> None:
-    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        write(tmp)
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)

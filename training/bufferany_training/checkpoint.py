@@ -23,8 +23,8 @@ from typing import Any
 
 import torch
 
+from bufferany_core.atomic import atomic_write
 from bufferany_core.errors import BadArgumentsError, OutputNotWritableError
-from bufferany_core.models.normal.atomic_write import atomic_write
 
 LATEST = "latest"
 WEIGHTS = "temporal.safetensors"
@@ -119,7 +119,7 @@ def save_checkpoint(
     return final
 
 
-def _write_text(path: str, text: str) -> None:
+def _write_text(path: Path, text: str) -> None:
     Path(path).write_text(text)
 
 

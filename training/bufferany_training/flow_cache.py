@@ -16,9 +16,9 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from bufferany_core.atomic import atomic_write
 from bufferany_core.errors import OutputNotWritableError
 from bufferany_core.flow import DISFlow, adjacent_flows
-from bufferany_core.models.normal.atomic_write import atomic_write
 
 
 class FlowCache:
@@ -52,7 +52,7 @@ class FlowCache:
         return torch.stack(forward), torch.stack(backward)
 
 
-def _save(tensors: dict[str, torch.Tensor], path: str) -> None:
+def _save(tensors: dict[str, torch.Tensor], path: Path) -> None:
     from safetensors.torch import save_file
 
     save_file(tensors, path)

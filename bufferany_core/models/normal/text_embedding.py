@@ -14,8 +14,8 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from bufferany_core.atomic import atomic_write
 from bufferany_core.errors import MissingWeightsError
-from bufferany_core.models.normal.atomic_write import atomic_write
 
 CACHE_NAME = "bufferany_empty_prompt.safetensors"
 # Marigold-E2E-FT's inference code tokenises "" without padding: start and end tokens only.
