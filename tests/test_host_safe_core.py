@@ -14,6 +14,7 @@ def test_host_modules_import_without_heavy_dependencies():
     result = run_without_heavy_modules(
         """
         import bufferany_core, bufferany_core.conventions, bufferany_core.errors, bufferany_core.jobs
+        import bufferany_core.atomic, bufferany_core.cli_support
         try:
             import numpy
         except ImportError:

@@ -62,8 +62,9 @@ print(json.dumps(sorted(m for m in sys.modules if m.startswith("bufferany_core")
     assert core_file == str(REPO / "bufferany_core" / "__init__.py")
     assert "bufferany_nuke.create_node()" in command
     assert heavy == "[]"
-    # the host side of the core only: the client (and its wire modules), conventions, errors, jobs
-    allowed = {"", ".client", ".protocol", ".discovery", ".conventions", ".errors", ".jobs"}
+    # the host side of the core only: the client (and its wire modules), conventions, errors, jobs,
+    # atomic writes (discovery file, cache markers)
+    allowed = {"", ".client", ".protocol", ".discovery", ".atomic", ".conventions", ".errors", ".jobs"}
     assert {m.removeprefix("bufferany_core") for m in json.loads(core_modules)} <= allowed, core_modules
 
     bad = dict(env, BUFFERANY_CORE_PATH=str(tmp_path / "nowhere"))

@@ -10,13 +10,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import nuke
 
+from bufferany_core.atomic import atomic_write
 from bufferany_core.conventions import OUTPUT_PADDING, OUTPUT_SUFFIX
 from bufferany_nuke.settings import NodeSettings
 
@@ -61,14 +61,7 @@ class CacheEntry:
     def record(self, first: int, last: int, result: dict[str, Any]) -> None:
         """Mark the render finished (atomically: a half-written marker never counts)."""
         text = json.dumps({"key": self.key, "frames": [first, last], "result": result}, indent=1)
-        handle, temporary = tempfile.mkstemp(dir=self.folder, prefix=".marker-")
-        try:
-            with os.fdopen(handle, "w") as stream:
-                stream.write(text)
-            os.replace(temporary, self.marker)
-        except BaseException:
-            os.unlink(temporary)
-            raise
+        atomic_write(self.marker, lambda temporary: temporary.write_text(text))
 
 
 def entry_for(group: nuke.Group, settings: NodeSettings) -> CacheEntry:
