@@ -37,6 +37,7 @@ from mathutils import Vector
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from bufferany_core import conventions  # noqa: E402  (stdlib-only; the repository is not installed here)
+from bufferany_core.atomic import atomic_write  # noqa: E402
 
 # Blender bundles OpenImageIO's Python module beside its own scripts.
 sys.path.append(os.path.join(bpy.utils.resource_path("LOCAL"), "python", "lib", "python3.11", "site-packages"))
@@ -350,16 +351,18 @@ def _write_exr(path: Path, pixels: np.ndarray, channels: tuple[str, ...], format
     spec.attribute("compression", conventions.DEFAULT_COMPRESSION)
     for key, value in attributes.items():
         spec.attribute(key, value)
-    temporary = path.with_name(f".{path.name}.tmp.exr")
-    out = oiio.ImageOutput.create(str(temporary))
-    if out is None or not out.open(str(temporary), spec):
-        raise RuntimeError(f"cannot write {path}: {oiio.geterror()}")
-    try:
-        if not out.write_image(np.ascontiguousarray(pixels, dtype=np.float32)):
-            raise RuntimeError(f"cannot write {path}: {out.geterror()}")
-    finally:
-        out.close()
-    os.replace(temporary, path)
+
+    def write(temporary: Path) -> None:
+        out = oiio.ImageOutput.create(str(temporary))
+        if out is None or not out.open(str(temporary), spec):
+            raise RuntimeError(f"cannot write {path}: {oiio.geterror()}")
+        try:
+            if not out.write_image(np.ascontiguousarray(pixels, dtype=np.float32)):
+                raise RuntimeError(f"cannot write {path}: {out.geterror()}")
+        finally:
+            out.close()
+
+    atomic_write(path, write)
 
 
 def convert_frame(raw: dict[str, np.ndarray], camera_to_world: np.ndarray, rays: np.ndarray,
@@ -415,9 +418,7 @@ def render_shot(out: Path, settings: ShotSettings, *, build=build_scene, log=pri
             matrix = np.array(record["camera_to_world"][str(frame)])
             convert_frame(raw, matrix, rays, frame, out, settings)
     record["render_seconds"] = round(render_s, 2)
-    temporary = out / f".{CAMERAS_JSON}.tmp"
-    temporary.write_text(json.dumps(record, indent=1))
-    os.replace(temporary, out / CAMERAS_JSON)
+    atomic_write(out / CAMERAS_JSON, lambda temporary: temporary.write_text(json.dumps(record, indent=1)))
     log(f"rendered {settings.frames} frames {settings.width}x{settings.height} at {settings.samples} spp "
         f"({'denoised' if settings.denoise else 'no denoising'}) "
         f"in {render_s:.1f} s -> {out}")
