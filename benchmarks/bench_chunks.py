@@ -126,6 +126,7 @@ def main() -> None:
                     "chunk rows: difference to the one run with the same stabiliser setting (0 = identical)",
                     "time of a stabilised row over the unstabilised one run: the stabiliser's cost in a render",
                 ],
+                headline="depth_diff_pct",
             )
         ],
     )

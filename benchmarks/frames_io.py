@@ -104,7 +104,11 @@ def main() -> None:
     print(f"read_frames / bare read = {results['read_frames'] / results['bare read']:.2f}")
     print(f"write_exr / bare write  = {results['write_exr'] / results['bare write']:.2f}")
     per_frame = {name: {"ms_per_frame": seconds / len(frames) * 1000} for name, seconds in results.items()}
-    setup = f"{args.frames} frames of {WIDTH}x{HEIGHT}, half RGBA zip plates; writes: depth float + normals half"
+    setup = (
+        f"{args.frames} frames of {WIDTH}x{HEIGHT}, half RGBA zip plates; read_frames adds the NaN check and "
+        "OCIO scene-linear -> sRGB; writes: depth float + normals half, write_exr adds the plate's metadata "
+        "and temp file + fsync + rename"
+    )
     write_json(
         args.json,
         machine=where,
@@ -116,7 +120,10 @@ def main() -> None:
                 metrics={"ms_per_frame": "ms/frame (wall)"},
                 rows={bare: per_frame[bare], layer: per_frame[layer]},
             )
-            for kind, bare, layer in (("read", "bare read", "read_frames"), ("write", "bare write", "write_exr"))
+            for kind, bare, layer in (
+                ("read", "bare read", "read_frames"),
+                ("write", "bare write", "write_exr"),
+            )
         ],
     )
 

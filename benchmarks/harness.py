@@ -90,17 +90,22 @@ def table(
     rows: dict[str, dict[str, float | None]],
     notes: list[str] | tuple[str, ...] = (),
     series: dict | None = None,
+    headline: str | None = None,
 ) -> dict:
     """One table of raw figures for the report.
 
     `metrics` maps each figure's key to its label with the unit; `rows` maps each variant to its
     figures (None where a variant has none). The report divides every row by the `baseline` row,
-    so ratios always come from one run. `series`: per-frame curves or other lists for plots."""
+    so ratios always come from one run. `series`: per-frame curves or other lists for plots.
+    `headline`: the figure the report's summary quotes (default: the first)."""
     if baseline not in rows:
         raise ValueError(f"baseline {baseline!r} is not one of the rows {sorted(rows)}")
     unknown = sorted({key for figures in rows.values() for key in figures} - set(metrics))
     if unknown:
         raise ValueError(f"rows carry figures without a label in `metrics`: {unknown}")
+    headline = headline or next(iter(metrics))
+    if headline not in metrics:
+        raise ValueError(f"headline {headline!r} is not one of the metrics {sorted(metrics)}")
     return {
         "title": title,
         "setup": setup,
@@ -109,6 +114,7 @@ def table(
         "rows": rows,
         "notes": list(notes),
         "series": series or {},
+        "headline": headline,
     }
 
 

@@ -21,6 +21,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -135,15 +136,17 @@ def machine_description() -> dict:
 
 
 def run_benchmark(benchmark: Benchmark, out: Path, *, quick: bool) -> dict:
-    """Run one benchmark with --json; return its section of the report."""
+    """Run one benchmark with --json; return its section of the report (images it made are copied
+    into `out`, its log into `out/logs`)."""
     script = HERE / benchmark.script
     section = {"key": benchmark.key, "title": benchmark.title, "script": f"benchmarks/{benchmark.script}"}
     if not script.is_file():
         return {**section, "status": "pending", "reason": f"{section['script']} does not exist yet"}
-    raw = out / "raw" / benchmark.key
-    if raw.exists():
-        shutil.rmtree(raw)
-    raw.mkdir(parents=True)
+    with tempfile.TemporaryDirectory(prefix=f"report-{benchmark.key}-") as raw:
+        return _run(benchmark, script, section, Path(raw), out, quick=quick)
+
+
+def _run(benchmark: Benchmark, script: Path, section: dict, raw: Path, out: Path, *, quick: bool) -> dict:
     arguments = [*(benchmark.quick if quick else benchmark.full), "--json", str(raw / "figures.json")]
     section["command"] = " ".join(["python", section["script"], *arguments[:-2]])
     print(f"[report] {section['command']}", flush=True)
@@ -187,7 +190,8 @@ def assemble(sections: list[dict], *, machine: dict, quick: bool) -> dict:
 
 
 def plot_curves(report: dict, out: Path) -> None:
-    """A PNG of every per-frame series (AbsRel per frame before and after stabilising)."""
+    """A PNG of every per-frame series (AbsRel per frame before and after stabilising); each
+    table lists its plots under "plots"."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -204,19 +208,19 @@ def plot_curves(report: dict, out: Path) -> None:
                         label=label,
                     )
                 axes.set_xlabel("frame (from the shot's first)")
-                axes.set_ylabel(name.replace("_per_frame", "").replace("_", " "))
+                axes.set_ylabel(name.replace("_", " "))
                 axes.set_title(table["title"], fontsize=9)
                 axes.grid(alpha=0.3)
                 axes.legend(fontsize=8)
                 figure.tight_layout()
-                path = f"{section['key']}_{_slug(table['title'])}_{name}.png"
+                path = f"{section['key']}_{_slug(table['title'])}_{name}.png".replace("_per_frame", "")
                 figure.savefig(out / path)
                 plt.close(figure)
                 table.setdefault("plots", []).append(path)
 
 
 def _slug(text: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")[:48]
+    return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")[:40].strip("_")
 
 
 def _number(value: float | None) -> str:
@@ -254,6 +258,7 @@ def markdown(report: dict) -> str:
     ]
     if report["mode"] == "quick":
         lines += ["*Quick run: small inputs and few repeats.*", ""]
+    lines += _summary(report)
     for section in report["sections"]:
         lines += [f"## {section['title']}", ""]
         if section["status"] != "ok":
@@ -267,6 +272,27 @@ def markdown(report: dict) -> str:
         for path, caption in section["files"].items():
             lines += [f"![{caption}]({path})", "", f"*{caption}*", ""]
     return "\n".join(lines)
+
+
+def _summary(report: dict) -> list[str]:
+    """One line per table: its headline figure for every variant, as a ratio to the baseline (the
+    figure itself where the baseline has none)."""
+    lines = ["## Summary", "", "| table | figure (vs baseline) | variants |", "|---|---|---|"]
+    for section in report["sections"]:
+        if section["status"] != "ok":
+            lines.append(f"| {section['title']} | {section['status']} | |")
+            continue
+        for table in section["tables"]:
+            key = table["headline"]
+            cells = []
+            for name, figures in table["rows"].items():
+                ratio = table["ratios"][name].get(key)
+                if name != table["baseline"] and (ratio is not None or figures.get(key) is not None):
+                    cells.append(f"{name} {_ratio(ratio) if ratio is not None else _number(figures[key])}")
+            lines.append(
+                f"| {table['title']} | {table['metrics'][key]} (vs {table['baseline']}) | {'; '.join(cells)} |"
+            )
+    return [*lines, ""]
 
 
 def _table_markdown(table: dict) -> list[str]:
@@ -304,6 +330,11 @@ def main() -> None:
     report = assemble(sections, machine=machine, quick=args.quick)
     report["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     plot_curves(report, args.out)
+    report["files"] = sorted(
+        {path for s in sections for path in s.get("files", {})}
+        | {path for s in sections for t in s.get("tables", ()) for path in t.get("plots", ())}
+        | {s["log"] for s in sections if "log" in s}
+    )
     (args.out / "report.json").write_text(json.dumps(report, indent=1))
     (args.out / "report.md").write_text(markdown(report))
     failed = [s["key"] for s in sections if s["status"] == "failed"]

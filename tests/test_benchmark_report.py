@@ -69,7 +69,12 @@ def test_markdown_has_a_table_per_benchmark_table_with_ratios(exr_report):
         for name, ratio in table["ratios"].items():
             row = next(line for line in text.splitlines() if line.startswith(f"| {name} |"))
             assert f"{ratio['ms_per_frame']:.2f}x" in row
-    assert (out / "logs" / "exr_io.log").is_file()
+    summary = next(line for line in text.splitlines() if line.startswith("| EXR read"))
+    assert (
+        f"read_frames {data['sections'][0]['tables'][0]['ratios']['read_frames']['ms_per_frame']:.2f}x"
+        in summary
+    )
+    assert (out / "logs" / "exr_io.log").is_file() and "logs/exr_io.log" in data["files"]
 
 
 def test_a_missing_benchmark_is_reported_as_pending(tmp_path):
@@ -105,3 +110,7 @@ def test_a_table_must_name_an_existing_baseline_and_label_every_figure():
         harness.table(title="t", setup="s", baseline="missing", metrics={"a": "A"}, rows={"x": {"a": 1.0}})
     with pytest.raises(ValueError, match="without a label"):
         harness.table(title="t", setup="s", baseline="x", metrics={"a": "A"}, rows={"x": {"b": 1.0}})
+    with pytest.raises(ValueError, match="headline 'b'"):
+        harness.table(
+            title="t", setup="s", baseline="x", metrics={"a": "A"}, rows={"x": {"a": 1.0}}, headline="b"
+        )
