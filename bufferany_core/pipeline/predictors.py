@@ -108,13 +108,7 @@ def _load(key: PredictorKey, weights: Path | RandomWeights | None) -> PassPredic
         )
     from bufferany_core.models.normal import load_normal_predictor
 
-    if key.processing_size is None:  # the normal model's own working size
-        return load_normal_predictor(key.model, weights=weights, models_dir=models_dir, device=device, temporal_weights=temporal)
+    size = {} if key.processing_size is None else {"processing_size": key.processing_size}  # none: the model's own
     return load_normal_predictor(
-        key.model,
-        weights=weights,
-        models_dir=models_dir,
-        device=device,
-        processing_size=key.processing_size,
-        temporal_weights=temporal,
+        key.model, weights=weights, models_dir=models_dir, device=device, temporal_weights=temporal, **size
     )
