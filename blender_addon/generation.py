@@ -33,9 +33,8 @@ class Generation:
         frames = sources.frame_spec(scene, settings)
         self.render: sources.SceneRender | None = None
         if settings.source == "SCENE":
-            first, last = (int(n) for n in frames.split("-"))
             folder = sources.absolute(settings.cache_dir, "Cache Folder")
-            self.render = sources.SceneRender(scene, first, last, folder)
+            self.render = sources.SceneRender(scene, scene.frame_start, scene.frame_end, folder)
             source = self.render.pattern
         else:
             source = sources.absolute(settings.filepath, "Frames")
@@ -65,6 +64,13 @@ class Generation:
         self._cancelled = True
         if self.session is not None:
             self.session.cancel()
+
+    def abort(self, message: str) -> None:
+        """End at once after an unexpected error: stop the job, put the scene's settings back."""
+        self.cancel()
+        if self.render is not None:
+            self.render.close()
+        self._end("FAILED", ("ERROR", f"Buffer Anytime: {message}"))
 
     def step(self) -> bool:
         """Advance as far as possible without waiting; True once over (see `outcome`, `report`)."""

@@ -17,6 +17,11 @@ def active() -> Generation | None:
     return _active
 
 
+def _release() -> None:
+    global _active
+    _active = None
+
+
 def _show(context, generation: Generation | None) -> None:
     status = context.window_manager.bufferany_status
     status.running = generation is not None and not generation.finished
@@ -55,8 +60,7 @@ class BUFFERANY_OT_generate(bpy.types.Operator):
         return _active
 
     def _finish(self, context, generation: Generation) -> set[str]:
-        global _active
-        _active = None
+        _release()
         _show(context, generation)
         kind, text = generation.report
         self.report({kind}, text)
@@ -70,11 +74,12 @@ class BUFFERANY_OT_generate(bpy.types.Operator):
         try:
             while not generation.step():
                 time.sleep(POLL_SECONDS)
-        except BaseException:
-            generation.cancel()
-            global _active
-            _active = None
+        except KeyboardInterrupt:
+            generation.abort("interrupted")
+            _release()
             raise
+        except Exception as exc:  # bpy errors while rendering the scene or building the nodes
+            generation.abort(f"{type(exc).__name__}: {exc}")
         return self._finish(context, generation)
 
     def invoke(self, context, event):
@@ -95,8 +100,7 @@ class BUFFERANY_OT_generate(bpy.types.Operator):
         try:
             done = generation.step()
         except Exception as exc:  # bpy errors while rendering the scene or building the nodes
-            generation.cancel()
-            generation.outcome, generation.report = "FAILED", ("ERROR", f"Buffer Anytime: {exc}")
+            generation.abort(f"{type(exc).__name__}: {exc}")
             done = True
         _show(context, generation)
         if not done:

@@ -14,14 +14,16 @@ class SourceError(ValueError):
 
 def absolute(path: str, setting: str) -> str:
     """`path` with Blender's `//` resolved; the server needs absolute paths."""
-    resolved = bpy.path.abspath(path)
-    if not resolved:
+    if not path:
         raise SourceError(f"set '{setting}'")
-    if resolved.startswith("//"):
+    if path.startswith("//") and not bpy.data.filepath:
         raise SourceError(
             f"'{setting}' is relative to the .blend file: save the file first, or give an absolute path"
         )
-    return os.path.normpath(resolved)
+    resolved = os.path.normpath(bpy.path.abspath(path))
+    if not os.path.isabs(resolved):
+        raise SourceError(f"'{setting}' must be an absolute path, not {path!r}")
+    return resolved
 
 
 def frame_spec(scene: bpy.types.Scene, settings) -> str | None:

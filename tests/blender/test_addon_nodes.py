@@ -140,3 +140,45 @@ def test_the_addon_needs_no_numpy_torch_or_openimageio():
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == "enabled True []"
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"use_depth": False, "use_normal": False}, "choose at least one pass"),
+        ({"filepath": ""}, "set 'Frames'"),
+        ({"filepath": "//plates/shot.1001.exr"}, "relative to the .blend file: save the file first"),
+        ({"source": "SCENE", "cache_dir": "//cache/"}, "'Cache Folder' is relative"),
+        ({"frame_range": "CUSTOM", "frame_start": 20, "frame_end": 10}, "frame range 20-10 is empty"),
+    ],
+)
+# Blender itself warns when a `//` path is set while the .blend file is unsaved
+@pytest.mark.filterwarnings("ignore:.*does not support blend relative:RuntimeWarning")
+def test_bad_settings_are_reported_before_anything_runs(addon, change, message):
+    scene = reset_scene()
+    settings = scene.bufferany
+    for key, value in {"filepath": "/plates/shot.1001.exr", **change}.items():
+        setattr(settings, key, value)
+    with pytest.raises(RuntimeError, match=message):
+        bpy.ops.bufferany.generate()
+    assert bpy.ops.bufferany.generate.poll()
+    for key in change:
+        settings.property_unset(key)
+    settings.property_unset("filepath")
+
+
+def test_a_scene_without_camera_fails_and_keeps_its_render_settings(addon, tmp_path):
+    scene = reset_scene()
+    camera, scene.camera = scene.camera, None
+    scene.render.filepath = "//frames/"
+    settings = scene.bufferany
+    settings.source, settings.cache_dir = "SCENE", str(tmp_path / "cache")
+    try:
+        with pytest.raises(RuntimeError, match="has no camera"):
+            bpy.ops.bufferany.generate()
+    finally:
+        scene.camera = camera
+        settings.property_unset("source")
+        settings.property_unset("cache_dir")
+    assert scene.render.filepath == "//frames/" and scene.render.use_compositing
+    assert not bpy.context.window_manager.bufferany_status.running
