@@ -17,7 +17,6 @@ import torch
 import torch.nn.functional as F
 
 from bufferany_core.atomic import atomic_write
-from bufferany_core.errors import OutputNotWritableError
 from bufferany_core.flow import DISFlow, adjacent_flows
 
 
@@ -43,10 +42,7 @@ class FlowCache:
             else:
                 fw, bw = adjacent_flows(full[k : k + 2], self.estimator)
                 pair = {"fw": fw[0].contiguous(), "bw": bw[0].contiguous()}
-                try:
-                    atomic_write(path, functools.partial(_save, pair))
-                except OSError as exc:
-                    raise OutputNotWritableError(f"cannot write to the flow cache {path}: {exc}") from exc
+                atomic_write(path, functools.partial(_save, pair))  # raises OutputNotWritableError
             forward.append(pair["fw"])
             backward.append(pair["bw"])
         return torch.stack(forward), torch.stack(backward)
