@@ -98,6 +98,7 @@ class HeaderKeys:
     stabilized: str = HEADER_PREFIX + "stabilized"
     source: str = HEADER_PREFIX + "source"
     settings: str = HEADER_PREFIX + "settings"  # fingerprint of the render settings (re-runs skip matching frames)
+    precision: str = HEADER_PREFIX + "precision"  # fp32 | fp16 | bf16: the float type the models ran in
     depth_rule: str = HEADER_PREFIX + "depth_rule"  # how `distance` depth derives from inverse depth
 
 

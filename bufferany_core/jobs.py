@@ -12,6 +12,7 @@ from typing import Any
 from bufferany_core.errors import BadArgumentsError
 
 PASSES = ("depth", "normal")
+PRECISIONS = ("auto", "fp32", "fp16", "bf16")  # auto: fp16 on CUDA, fp32 on the CPU
 
 
 @dataclass
@@ -28,6 +29,7 @@ class RenderJob:
     normal_temporal_weights: str | None = None
     models_dir: str | None = None
     device: str = "auto"  # auto | cpu | cuda | cuda:N
+    precision: str = "auto"  # auto | fp32 | fp16 | bf16 (half floats: CUDA only)
     input_colorspace: str | None = None  # None: the documented default
     depth_convention: str = "inverse"  # inverse | distance
     stabilize: bool = False
@@ -44,6 +46,8 @@ class RenderJob:
             raise BadArgumentsError(f"job field 'passes' must be a non-empty subset of {PASSES}, got {list(self.passes)}")
         if self.depth_convention not in ("inverse", "distance"):
             raise BadArgumentsError(f"job field 'depth_convention' must be 'inverse' or 'distance', got {self.depth_convention!r}")
+        if self.precision not in PRECISIONS:
+            raise BadArgumentsError(f"job field 'precision' must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from bufferany_core.cli_support import run_cli, say
 from bufferany_core.errors import ExitCode
-from bufferany_core.jobs import PASSES, RenderJob
+from bufferany_core.jobs import PASSES, PRECISIONS, RenderJob
 
 PROG = "bufferany-render"
 
@@ -36,6 +36,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--normal-temporal-weights", metavar="PATH", help="trained temporal layers (.safetensors from bufferany-train) for the normal model")
     p.add_argument("--models-dir", help="folder holding downloaded weights (default: $BUFFERANY_MODELS)")
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda or cuda:N")
+    p.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="auto",
+        help="float type the models run in: auto (fp16 on CUDA, fp32 on the CPU), fp32, or fp16/bf16 (CUDA only: refused on the CPU)",
+    )
     p.add_argument("--colorspace", dest="input_colorspace", help="the plate's colour space (default: by file type)")
     p.add_argument("--depth-convention", choices=("inverse", "distance"), default="inverse")
     p.add_argument("--window", type=int, help="model slots per window (default: the model's)")
@@ -68,6 +74,7 @@ def job_from_args(ns: argparse.Namespace) -> RenderJob:
         normal_temporal_weights=ns.normal_temporal_weights,
         models_dir=ns.models_dir,
         device=ns.device,
+        precision=ns.precision,
         input_colorspace=ns.input_colorspace,
         depth_convention=ns.depth_convention,
         stabilize=ns.stabilize,
@@ -123,6 +130,7 @@ def _farm_or_dry_run(ns: argparse.Namespace, job: RenderJob) -> None:
         if plan.finished:
             say(f"Already rendered (skipped): {format_frame_spec(plan.finished)}")
         say(f"Windows to run: {len(plan.windows)}; anchor frames: {format_frame_spec(plan.anchor_frames)}")
+        say(f"Precision: {plan.precision}" + (" (auto)" if job.precision == "auto" else ""))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -49,6 +49,8 @@ def render_arguments(job: RenderJob) -> list[str]:
         args += ["--passes", ",".join(job.passes)]
     if job.device != defaults["device"]:
         args += ["--device", job.device]
+    if job.precision != defaults["precision"]:
+        args += ["--precision", job.precision]
     if job.depth_convention != defaults["depth_convention"]:
         args += ["--depth-convention", job.depth_convention]
     for name in ("window", "overlap", "processing_size"):

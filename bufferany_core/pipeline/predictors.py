@@ -11,6 +11,7 @@ import torch
 from bufferany_core.devices import choose_device
 from bufferany_core.errors import MissingWeightsError
 from bufferany_core.models.api import PassName, PassPredictor
+from bufferany_core.models.precision import choose_precision
 from bufferany_core.models.weights import RandomWeights, parse_weights_arg
 
 
@@ -33,6 +34,7 @@ class PredictorKey:
     models_dir: str | None
     device: str
     processing_size: int | None
+    precision: str  # resolved: fp32 | fp16 | bf16
 
 
 def _weights_key(weights: Path | RandomWeights | None) -> str | None:
@@ -52,7 +54,7 @@ def _file_key(path: Path) -> tuple[str, int, int]:
 
 class PredictorCache:
     """Loaded predictors kept between jobs (the server holds one for its lifetime), keyed by model,
-    weights, temporal weights, models folder, device and processing size. Thread-safe."""
+    weights, temporal weights, models folder, device, processing size and precision. Thread-safe."""
 
     def __init__(self) -> None:
         self._loaded: dict[PredictorKey, PassPredictor] = {}
@@ -68,16 +70,19 @@ class PredictorCache:
         models_dir: str | None = None,
         device: str = "auto",
         processing_size: int | None = None,
+        precision: str = "auto",
     ) -> PassPredictor:
         parsed = parse_weights_arg(weights)
+        chosen = choose_device(device)
         key = PredictorKey(
             pass_name=pass_name,
             model=model or default_model(pass_name),
             weights=_weights_key(parsed),
             temporal_weights=None if temporal_weights is None else _file_key(Path(temporal_weights)),
             models_dir=models_dir,
-            device=str(choose_device(device)),
+            device=str(chosen),
             processing_size=processing_size,
+            precision=choose_precision(precision, chosen),
         )
         with self._lock:
             if key not in self._loaded:
@@ -105,10 +110,17 @@ def _load(key: PredictorKey, weights: Path | RandomWeights | None) -> PassPredic
             device=device,
             processing_size=key.processing_size,
             temporal_weights=temporal,
+            precision=key.precision,
         )
     from bufferany_core.models.normal import load_normal_predictor
 
     size = {} if key.processing_size is None else {"processing_size": key.processing_size}  # none: the model's own
     return load_normal_predictor(
-        key.model, weights=weights, models_dir=models_dir, device=device, temporal_weights=temporal, **size
+        key.model,
+        weights=weights,
+        models_dir=models_dir,
+        device=device,
+        temporal_weights=temporal,
+        precision=key.precision,
+        **size,
     )

@@ -49,6 +49,7 @@ from bufferany_core.frames import (
 )
 from bufferany_core.jobs import RenderJob
 from bufferany_core.models.api import PassName, PassPredictor
+from bufferany_core.models.precision import choose_precision
 from bufferany_core.models.weights import sha256_of
 from bufferany_core.pipeline import farm
 from bufferany_core.pipeline.align import fit_scale_shift, reference_range, renormalise
@@ -91,6 +92,7 @@ class RenderPlan:
     finished: list[int]  # requested frames already written with the same settings
     schedule: WindowSchedule
     settings: str  # fingerprint recorded in each output header
+    precision: str  # resolved for the job's device: fp32 | fp16 | bf16
     temporal_sha256: dict[str, str] = field(default_factory=dict)  # pass -> sha256 of its temporal weights
     dropped: list[int] = field(default_factory=list)  # asked for but outside the shot (farm overshoot)
 
@@ -153,6 +155,7 @@ def plan_render(job: RenderJob, *, default_window: int | None = None, default_ov
     if job.weights and not str(job.weights).startswith("random") and len(job.passes) > 1:
         raise BadArgumentsError("--weights PATH names one model's weights: render one pass with it (--passes depth or normal)")
     temporal = _temporal_weights_sha256(job)
+    precision = choose_precision(job.precision, job.device)
     sequence = FrameSequence.from_input(job.input)
     if job.shot_range is not None:
         shot = sequence.select(job.shot_range)
@@ -192,6 +195,8 @@ def plan_render(job: RenderJob, *, default_window: int | None = None, default_ov
             "processing_size": job.options.get("processing_size"),
             # by content: retraining into the same file re-renders; absent, earlier outputs stay valid
             **({"temporal_weights": temporal} if temporal else {}),
+            # absent for fp32, so outputs rendered before precision was a setting stay finished
+            **({"precision": precision} if precision != "fp32" else {}),
         }
     )
     finished = [] if job.overwrite else [f for f in requested if is_finished(output.path(f), settings)]
@@ -206,6 +211,7 @@ def plan_render(job: RenderJob, *, default_window: int | None = None, default_ov
         finished=finished,
         schedule=schedule,
         settings=settings,
+        precision=precision,
         temporal_sha256=temporal,
         dropped=dropped,
     )
@@ -331,6 +337,7 @@ class _ShotRenderer:
             stabilized=self.job.stabilize,
             source=plan.input_pattern,
             settings=plan.settings,
+            precision=plan.precision,
         )
 
     def _check_cancel(self) -> None:
@@ -438,7 +445,8 @@ class _ShotRenderer:
         )
 
 
-def _load_predictors(job: RenderJob, cache: PredictorCache) -> dict[str, PassPredictor]:
+def _load_predictors(plan: RenderPlan, cache: PredictorCache) -> dict[str, PassPredictor]:
+    job = plan.job
     models = {"depth": job.depth_model, "normal": job.normal_model}
     temporal = temporal_weights_paths(job)
     size = job.options.get("processing_size")
@@ -451,6 +459,7 @@ def _load_predictors(job: RenderJob, cache: PredictorCache) -> dict[str, PassPre
             models_dir=job.models_dir,
             device=job.device,
             processing_size=size,
+            precision=plan.precision,
         )
         for p in job.passes
     }
@@ -482,7 +491,7 @@ def run_render(
         emit({"type": "log", "level": "warning", "message": message})
     if plan.to_render:
         _validate_inputs(plan)
-    loaded = _load_predictors(job, predictors or PredictorCache()) if plan.to_render else {}
+    loaded = _load_predictors(plan, predictors or PredictorCache()) if plan.to_render else {}
     if loaded:  # the model's own window size unless the job names one
         info = (loaded.get("depth") or loaded["normal"]).info
         plan = plan_render(job, default_window=info.default_window, default_overlap=info.default_overlap)

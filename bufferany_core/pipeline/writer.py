@@ -33,6 +33,7 @@ class Provenance:
     source: str
     settings: str  # fingerprint of everything that changes the pixels (see `fingerprint`)
     temporal_weights: Mapping[str, str] = field(default_factory=dict)  # pass -> sha256 of trained temporal layers
+    precision: str = "fp32"  # the float type the models ran in (fp16/bf16: CUDA autocast)
 
     def header(self) -> dict[str, object]:
         meta: dict[str, object] = {
@@ -46,6 +47,7 @@ class Provenance:
             HEADER.source: self.source,
             HEADER.weights_sha256: ";".join(f"{p}:{self.weights[p]}" for p in self.passes),
             HEADER.settings: self.settings,
+            HEADER.precision: self.precision,
         }
         if self.temporal_weights:
             meta[HEADER.temporal_weights_sha256] = ";".join(f"{p}:{sha}" for p, sha in self.temporal_weights.items())

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from contextlib import nullcontext
 from pathlib import Path
-from typing import Literal
 
 import torch
 from torch import nn
@@ -22,6 +20,7 @@ from bufferany_core.models.depth.catalog import (
 from bufferany_core.models.depth.depth_anything import DepthAnythingV2
 from bufferany_core.models.depth.preprocess import to_model_input, to_plate_resolution
 from bufferany_core.models.depth.temporal_io import load_temporal_depth
+from bufferany_core.models.precision import Precision, autocast, check_precision
 from bufferany_core.models.temporal import zero_initialised_prefixes
 from bufferany_core.models.weights import (
     RandomWeights,
@@ -32,8 +31,6 @@ from bufferany_core.models.weights import (
     sha256_of,
 )
 
-Precision = Literal["fp32", "fp16", "bf16"]
-_AUTOCAST_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
 DEFAULT_PROCESSING_SIZE = 518
 
 
@@ -70,12 +67,7 @@ class DepthPredictor:
             )
         height, width = frames.shape[-2:]
         x = to_model_input(frames.to(self.device, torch.float32), self.processing_size)
-        autocast = (
-            torch.autocast(device_type=self.device.type, dtype=_AUTOCAST_DTYPES[self.precision])
-            if self.precision in _AUTOCAST_DTYPES
-            else nullcontext()
-        )
-        with torch.inference_mode(), autocast:
+        with torch.inference_mode(), autocast(self.precision, self.device):
             if self.joint:
                 depth = self.model(x.unsqueeze(0))[0]  # (T, h, w)
             else:
@@ -107,10 +99,7 @@ def load_depth_predictor(
     size = DEFAULT_PROCESSING_SIZE if processing_size is None else processing_size
     if size < 14:
         raise BadArgumentsError(f"processing size {size} is too small (at least 14 pixels)")
-    if precision not in ("fp32", *_AUTOCAST_DTYPES):
-        raise BadArgumentsError(f"precision {precision!r}: expected fp32, fp16 or bf16")
-    if precision != "fp32" and device.type != "cuda":
-        raise BadArgumentsError(f"precision {precision} needs a CUDA device; the CPU runs in fp32")
+    check_precision(precision, device)
     if temporal_weights is not None and entry.family != "buffer-anytime":
         raise BadArgumentsError(f"{name} has no temporal weights to load (only buffer-anytime models do)")
 

@@ -20,6 +20,7 @@ from bufferany_core.models.normal.configs import (
 )
 from bufferany_core.models.normal.predictor import NormalPredictor
 from bufferany_core.models.normal.temporal_weights import apply_temporal_state, read_temporal_weights
+from bufferany_core.models.precision import Precision, check_precision
 from bufferany_core.models.weights import RandomWeights, resolve, sha256_of
 
 
@@ -32,6 +33,7 @@ def load_normal_predictor(
     processing_size: int = 768,
     temporal_weights: Path | None = None,
     decode_chunk: int = 4,
+    precision: Precision = "fp32",
 ) -> NormalPredictor:
     """Load a normal model by name (configs.MODELS).
 
@@ -39,7 +41,8 @@ def load_normal_predictor(
     Hugging Face cache), a diffusers folder, or `RandomWeights(seed)` (the only choice for "*-tiny").
     `temporal_weights`: a `.safetensors` file of the video model's temporal blocks; without one the
     blocks are zero-initialised (the video model then equals the image prior) and the output is
-    marked untrained.
+    marked untrained. `precision` fp16/bf16 (CUDA only) autocasts the denoiser; the VAE encodes
+    and decodes in float32.
     """
     if name not in MODELS:
         raise BadArgumentsError(f"unknown normal model {name!r}; known: {', '.join(MODELS)}")
@@ -56,6 +59,9 @@ def load_normal_predictor(
         raise BadArgumentsError(
             f"processing size must be >= 0 (got {processing_size}) and decode chunk >= 1 (got {decode_chunk})"
         )
+
+    device = torch.device(device)
+    check_precision(precision, device)
 
     if isinstance(weights, RandomWeights):
         image = random_image_model(spec.size, seed=weights.seed)
@@ -90,11 +96,11 @@ def load_normal_predictor(
         default_window=DEFAULT_WINDOW,
         default_overlap=DEFAULT_OVERLAP if spec.video else 0,
     )
-    device = torch.device(device)
     return NormalPredictor(
         model.to(device).eval(),
         info=info,
         device=device,
         processing_size=processing_size,
         decode_chunk=decode_chunk,
+        precision=precision,
     )

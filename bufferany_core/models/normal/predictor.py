@@ -15,6 +15,7 @@ from bufferany_core.models.api import ModelInfo
 from bufferany_core.models.normal.configs import MODEL_AXES
 from bufferany_core.models.normal.marigold import MarigoldNormals
 from bufferany_core.models.normal.video import BufferAnytimeNormals
+from bufferany_core.models.precision import Precision, autocast
 from bufferany_core.normal_space import convert_axes
 
 LATENT_FACTOR = 8  # the VAE's downsampling
@@ -41,6 +42,7 @@ class NormalPredictor:
         device: torch.device,
         processing_size: int,
         decode_chunk: int,
+        precision: Precision = "fp32",
     ):
         if processing_size < 0:
             raise ValueError(f"processing size must be >= 0 (0 = input resolution), got {processing_size}")
@@ -51,6 +53,7 @@ class NormalPredictor:
         self.device = device
         self.processing_size = processing_size
         self.decode_chunk = decode_chunk
+        self.precision = precision
         self.model_axes = MODEL_AXES  # the network's own convention, converted away in `predict`
         self.output_axes = NORMAL_AXES
 
@@ -78,10 +81,13 @@ class NormalPredictor:
 
         chunks = x.split(self.decode_chunk)
         latents = torch.cat([self.image_model.encode(c) for c in chunks])  # (T, 4, H8/8, W8/8)
-        if isinstance(self.model, BufferAnytimeNormals):
-            clean = self.model.predict_latent(latents.unsqueeze(0)).squeeze(0)
-        else:
-            clean = torch.cat([self.model.predict_latent(c) for c in latents.split(self.decode_chunk)])
+        # Only the denoiser autocasts: the VAE's activations can overflow half floats, and it is the cheap part.
+        with autocast(self.precision, self.device):
+            if isinstance(self.model, BufferAnytimeNormals):
+                clean = self.model.predict_latent(latents.unsqueeze(0)).squeeze(0)
+            else:
+                clean = torch.cat([self.model.predict_latent(c) for c in latents.split(self.decode_chunk)])
+        clean = clean.float()  # (T, 4, H8/8, W8/8)
         normals = self.image_model.decode(clean, chunk=self.decode_chunk)[..., : size[0], : size[1]]
         if size != (height, width):
             normals = F.interpolate(normals, size=(height, width), mode="bilinear", align_corners=False)
