@@ -67,7 +67,7 @@ def test_a_job_renders_real_exr_files_and_models_stay_loaded(server, client):
         if event["type"] == "frame_done":
             assert "depth.Z" in _depth_channels(event["path"])
     loaded = client.status()["models_loaded"]
-    assert [(m["pass"], m["model"]) for m in loaded] == [("depth", "video-depth-anything-tiny")]
+    assert [(m["pass"], m["model"], m["precision"]) for m in loaded] == [("depth", "video-depth-anything-tiny", "fp32")]
 
     # A second job with the same model reuses the loaded predictor (no new load).
     second = _plate(server, "again", range(1, 7))

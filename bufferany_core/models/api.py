@@ -35,5 +35,6 @@ class PassPredictor(Protocol):
 
     info: ModelInfo
     device: torch.device
+    precision: str  # fp32 | fp16 | bf16 (CUDA autocast)
 
     def predict(self, frames: torch.Tensor) -> torch.Tensor: ...

@@ -31,6 +31,7 @@ class ObservedPredictorCache(PredictorCache):
                         "pass": info.pass_name,
                         "model": info.model_id,
                         "device": str(predictor.device),
+                        "precision": predictor.precision,
                         "untrained": info.untrained,
                         "processing_size": options.get("processing_size"),
                     },
