@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from harness import add_json_option, machine, table, write_json
+from harness import add_json_option, machine, print_table, table, write_json
 
 from bufferany_core.conventions import DEPTH_CHANNEL, NORMAL_CHANNELS
 from bufferany_core.frames import FrameSequence, format_frame_spec, read_channels
@@ -100,36 +100,24 @@ def main() -> None:
                 "depth_diff_pct": 100 * float(np.abs(depth_b - depth_a).max()) / depth_range,
                 "normal_diff_pct": 100 * float(np.abs(normal_b - normal_a).max()) / 2.0,
             }
-    print(f"{'render':<26}{'seconds':>9}{'x time':>8}{'depth diff %':>14}{'normal diff %':>15}")
-    base = rows["one run"]["seconds"]
-    for name, row in rows.items():
-        diffs = "".join(
-            f"{row[k]:>14.4f}" if row[k] is not None else f"{'-':>14}"
-            for k in ("depth_diff_pct", "normal_diff_pct")
-        )
-        print(f"{name:<26}{row['seconds']:>9.2f}{row['seconds'] / base:>8.2f}{diffs}")
-    write_json(
-        args.json,
-        machine=where,
-        tables=[
-            table(
-                title="Farm chunks and stabiliser overhead (pipeline)",
-                setup=setup,
-                baseline="one run",
-                metrics={
-                    "seconds": "seconds (wall)",
-                    "depth_diff_pct": "max depth diff, % of range",
-                    "normal_diff_pct": "max normal diff, % of range",
-                },
-                rows=rows,
-                notes=[
-                    "chunk rows: difference to the one run with the same stabiliser setting (0 = identical)",
-                    "time of a stabilised row over the unstabilised one run: the stabiliser's cost in a render",
-                ],
-                headline="depth_diff_pct",
-            )
+    figures = table(
+        title="Farm chunks and stabiliser overhead (pipeline)",
+        setup=setup,
+        baseline="one run",
+        metrics={
+            "seconds": "seconds (wall)",
+            "depth_diff_pct": "max depth diff, % of range",
+            "normal_diff_pct": "max normal diff, % of range",
+        },
+        rows=rows,
+        notes=[
+            "chunk rows: difference to the one run with the same stabiliser setting (0 = identical)",
+            "time of a stabilised row over the unstabilised one run: the stabiliser's cost in a render",
         ],
+        headline="depth_diff_pct",
     )
+    print_table(figures)
+    write_json(args.json, machine=where, tables=[figures])
 
 
 if __name__ == "__main__":

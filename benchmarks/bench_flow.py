@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import argparse
 
-from harness import add_json_option, machine, measure, run_isolated, table, write_json
+from harness import add_json_option, machine, measure, print_table, run_isolated, table, write_json
 
 BACKENDS = ("dis", "raft-small", "raft-large")
 
@@ -62,25 +62,15 @@ def main() -> None:
     print(f"machine: {where}")
     print(f"flow: {setup}")
     results = {name: run_isolated(_run_backend, name, args) for name in BACKENDS}
-    base_time, base_mem = results["dis"]
-    print(f"{'backend':<12}{'ms/pair':>10}{'x time':>9}{'peak MiB':>10}{'x mem':>8}")
-    for name, (per_pair, peak) in results.items():
-        print(
-            f"{name:<12}{per_pair * 1e3:>10.1f}{per_pair / base_time:>9.2f}{peak:>10.0f}{peak / base_mem:>8.2f}"
-        )
-    write_json(
-        args.json,
-        machine=where,
-        tables=[
-            table(
-                title="Flow backends",
-                setup=setup,
-                baseline="dis",
-                metrics={"ms_per_pair": "ms/pair", "peak_mib": "peak MiB"},
-                rows={name: {"ms_per_pair": t * 1e3, "peak_mib": m} for name, (t, m) in results.items()},
-            )
-        ],
+    figures = table(
+        title="Flow backends",
+        setup=setup,
+        baseline="dis",
+        metrics={"ms_per_pair": "ms/pair", "peak_mib": "peak MiB"},
+        rows={name: {"ms_per_pair": t * 1e3, "peak_mib": m} for name, (t, m) in results.items()},
     )
+    print_table(figures)
+    write_json(args.json, machine=where, tables=[figures])
 
 
 if __name__ == "__main__":

@@ -142,3 +142,30 @@ def _finite(value):
     if isinstance(value, (list, tuple)):
         return [_finite(item) for item in value]
     return value
+
+
+def ratios(table: dict) -> dict[str, dict[str, float | None]]:
+    """Every row's figures of a `table` divided by its baseline row's (None where either is missing
+    or the baseline is 0): what the benchmarks print and the report shows."""
+    base = table["rows"][table["baseline"]]
+    return {
+        name: {
+            key: value / base[key] if value is not None and base.get(key) else None
+            for key, value in figures.items()
+        }
+        for name, figures in table["rows"].items()
+    }
+
+
+def print_table(table: dict) -> None:
+    """Print a `table`: each figure and its ratio to the baseline row."""
+    metrics, relative = table["metrics"], ratios(table)
+    width = max(len(name) for name in table["rows"]) + 2
+    print(f"{'':<{width}}" + "".join(f"{label:>18}{'x':>7}" for label in metrics.values()))
+    for name, figures in table["rows"].items():
+        cells = ""
+        for key in metrics:
+            value, ratio = figures.get(key), relative[name].get(key)
+            cells += f"{value:>18.4g}" if value is not None else f"{'-':>18}"
+            cells += f"{ratio:>7.2f}" if ratio is not None else f"{'-':>7}"
+        print(f"{name:<{width}}{cells}")

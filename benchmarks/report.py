@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from harness import cpu_model
+from harness import cpu_model, ratios
 
 HERE = Path(__file__).resolve().parent
 
@@ -106,19 +106,6 @@ BENCHMARKS = (
         ("--prior-steps", "60", "--steps", "8"),
     ),
 )
-
-
-def ratios(table: dict) -> dict[str, dict[str, float | None]]:
-    """Every row's figures divided by the baseline row's (None where either is missing or the
-    baseline is 0)."""
-    base = table["rows"][table["baseline"]]
-    out = {}
-    for name, figures in table["rows"].items():
-        out[name] = {}
-        for key, value in figures.items():
-            reference = base.get(key)
-            out[name][key] = value / reference if value is not None and reference else None
-    return out
 
 
 def machine_description() -> dict:
