@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
-from bufferany_core.errors import BadArgumentsError, BufferanyError, ExitCode
+from bufferany_core.cli_support import run_cli
+from bufferany_core.errors import ExitCode
 
 PROG = "bufferany-train"
 
@@ -72,7 +72,8 @@ def _flag_values(ns: argparse.Namespace) -> dict[str, object]:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     ns = parser.parse_args(argv)
-    try:
+
+    def body() -> int:
         from bufferany_training.config import load_config
 
         config = load_config(ns.config, ns.overrides, _flag_values(ns))  # fail fast, before importing torch
@@ -80,20 +81,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         train(config, data=ns.data, out=ns.out)
         return ExitCode.OK
-    except BadArgumentsError as exc:
-        parser.print_usage(sys.stderr)
-        print(f"{PROG}: error: {exc}", file=sys.stderr, flush=True)
-        return exc.exit_code
-    except BufferanyError as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr, flush=True)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted; re-run with the same --out to continue from the last checkpoint",
-              file=sys.stderr, flush=True)
-        return ExitCode.CANCELLED
-    except Exception:
-        traceback.print_exc()
-        return ExitCode.INTERNAL
+
+    return run_cli(
+        PROG,
+        body,
+        parser=parser,
+        interrupted="interrupted; re-run with the same --out to continue from the last checkpoint",
+    )
 
 
 if __name__ == "__main__":
