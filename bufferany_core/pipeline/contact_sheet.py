@@ -65,10 +65,10 @@ def make_contact_sheet(output: str, plate: str, sheet: str | Path, *, count: int
         tiles = [_label(_to_bgr8(frame.rgb), f"plate {frame.number}")]
         if has_depth:
             grey = (depths[index] - lo) / max(hi - lo, 1e-12)
-            tiles.append(_label(_to_bgr8(np.repeat(grey[..., None], 3, axis=2)), "depth.Z"))
+            tiles.append(_label(_to_bgr8(np.repeat(grey[..., None], 3, axis=2)), conventions.DEPTH_CHANNEL))
         if has_normals:
             normals = read_channels(passes.path(frame.number), conventions.NORMAL_CHANNELS)
-            tiles.append(_label(_to_bgr8(0.5 * normals + 0.5), "N"))
+            tiles.append(_label(_to_bgr8(0.5 * normals + 0.5), conventions.NORMAL_LAYER))
         rows.append(np.concatenate(tiles, axis=1))
     image = np.concatenate(rows, axis=0)
     if info.metadata.get(HEADER.untrained):
