@@ -60,10 +60,10 @@ from bufferany_core.stabilize import StreamingStabilizer
 
 KEY_FRAMES = 2  # anchors each depth window sees before its own frames
 ANCHOR_FRAMES = 8  # shot-wide anchors, predicted together first
-ALIGN_STRIDE = 4
+ALIGN_STRIDE = 4  # least squares on every 4th pixel in each axis: plenty of samples, 16x cheaper
 # The stabiliser is causal: a chunk or a resumed render first runs it over this many frames before
 # its first one (decay 0.8^16 < 3%), so its state nearly matches one run of the whole shot.
-STABILIZE_WARMUP = 16  # least squares on every 4th pixel in each axis: plenty of samples, 16x cheaper
+STABILIZE_WARMUP = 16
 
 Events = Callable[[dict], None]
 
