@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 
 from bufferany_core import conventions
+from bufferany_core.atomic import atomic_write
 from bufferany_core.conventions import HEADER
 from bufferany_core.errors import (
     BadArgumentsError,
@@ -74,9 +75,13 @@ def make_contact_sheet(output: str, plate: str, sheet: str | Path, *, count: int
     if info.metadata.get(HEADER.untrained):
         image = np.concatenate([_banner(image.shape[1], "UNTRAINED: random weights, passes mean nothing"), image], axis=0)
     path = Path(sheet)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(path), image):
-        raise OutputNotWritableError(f"cannot write the contact sheet {path}")
+
+    def write(temporary: Path) -> None:
+        # cv2.imwrite reports failure (also an unknown extension) by returning False, not raising.
+        if not cv2.imwrite(str(temporary), image):
+            raise OutputNotWritableError(f"cannot write the contact sheet {path}")
+
+    atomic_write(path, write)
     return path
 
 

@@ -13,6 +13,7 @@ import sys
 from dataclasses import fields
 from pathlib import Path
 
+from bufferany_core.atomic import atomic_write
 from bufferany_core.errors import BadArgumentsError, FrameRangeError, OutputNotWritableError
 from bufferany_core.jobs import PASSES, RenderJob
 
@@ -165,8 +166,7 @@ def write_deadline_job(
     }
     paths = folder / "job_info.job", folder / "plugin_info.job"
     for path, table in zip(paths, (job_info, plugin_info), strict=True):
-        try:
-            path.write_text("".join(f"{k}={v}\n" for k, v in table.items()), encoding="utf-8")
-        except OSError as exc:
-            raise OutputNotWritableError(f"cannot write the Deadline job file {path}: {exc}") from exc
+        text = "".join(f"{k}={v}\n" for k, v in table.items())
+        # Atomic: a full disk must not leave a truncated job file that deadlinecommand would submit.
+        atomic_write(path, lambda temporary, text=text: temporary.write_text(text, encoding="utf-8"))
     return paths
