@@ -295,6 +295,25 @@ def test_a_port_in_use_is_a_service_error(tmp_path):
     assert not (tmp_path / "s.json").exists()
 
 
+def test_an_unusable_discovery_path_is_a_clear_error_not_a_traceback(tmp_path):
+    (tmp_path / "a_file").touch()
+    (tmp_path / "taken" / "s.json").mkdir(parents=True)  # a folder where the discovery file goes
+    runs = [
+        subprocess.run(
+            [*server_command(), "--port", "0", "--device", "cpu", "--discovery", str(path)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        for path in (tmp_path / "a_file" / "s.json", tmp_path / "taken" / "s.json")
+    ]
+    assert runs[0].returncode == ExitCode.SERVICE, runs[0].stderr
+    assert f"cannot create the lock file {tmp_path / 'a_file' / 's.json.lock'}" in runs[0].stderr
+    assert runs[1].returncode == ExitCode.OUTPUT_NOT_WRITABLE, runs[1].stderr
+    assert f"cannot write {tmp_path / 'taken' / 's.json'}" in runs[1].stderr
+    assert not any("Traceback" in run.stderr or "cannot listen" in run.stderr for run in runs)
+
+
 def test_two_hosts_starting_a_server_at_once_share_one(tmp_path):
     path = tmp_path / "server.json"
     command = [*server_command(), "--port", "0", "--device", "cpu"]

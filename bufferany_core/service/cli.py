@@ -9,7 +9,7 @@ import logging
 import sys
 
 from bufferany_core import discovery
-from bufferany_core.errors import ExitCode
+from bufferany_core.errors import BufferanyError, ExitCode
 from bufferany_core.service.server import Server
 
 log = logging.getLogger("bufferany.server")
@@ -63,7 +63,12 @@ def main(argv: list[str] | None = None) -> int:
         log.warning("listening on host name %s, not a loopback address", args.host)
     path = discovery.resolve_path(args.discovery)
     lock = discovery.ServerLock(path)
-    if not lock.acquire():
+    try:
+        locked = lock.acquire()
+    except OSError as exc:  # e.g. a file where the discovery folder should be, or no permission
+        print(f"bufferany-server: cannot create the lock file {lock.path}: {exc.strerror or exc}", file=sys.stderr)
+        return int(ExitCode.SERVICE)
+    if not locked:
         print(
             f"bufferany-server: a server is already running for {path} (it holds {lock.path})",
             file=sys.stderr,
@@ -77,6 +82,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         asyncio.run(server.run())
+    except BufferanyError as exc:  # before OSError: OutputNotWritableError (discovery file) is one too
+        print(f"bufferany-server: {exc}", file=sys.stderr)
+        return int(exc.exit_code)
     except OSError as exc:
         print(f"bufferany-server: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
         return int(ExitCode.SERVICE)
