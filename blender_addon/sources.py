@@ -88,6 +88,8 @@ class SceneRender:
         frame = self.frames[self._next]
         scene.frame_set(frame)
         scene.render.filepath = self._paths[frame]
+        # A frame left by an earlier generate must not pass the check below when this render writes none.
+        Path(self._paths[frame]).unlink(missing_ok=True)
         bpy.ops.render.render(write_still=True, scene=scene.name)
         if not os.path.isfile(self._paths[frame]):
             raise SourceError(
