@@ -154,6 +154,22 @@ def test_contact_sheet_shows_plate_depth_and_normals(tmp_path, predictors):
     assert tuple(image[2, 2]) == (0, 0, 200)  # the banner is red
 
 
+def test_contact_sheet_command_fails_with_exit_codes_and_leaves_no_file(tmp_path, capsys):
+    from bufferany_core.errors import ExitCode
+    from bufferany_core.pipeline.contact_sheet import main
+
+    pattern = write_plate(tmp_path / "in", range(1, 4))
+    out = str(tmp_path / "out" / "shot_buffers.####.exr")
+    assert main([out, "--plate", pattern]) == ExitCode.INPUT_NOT_FOUND
+    assert "no rendered frames match" in capsys.readouterr().err
+    assert main([out, "--plate", pattern, "--count", "0"]) == ExitCode.BAD_ARGUMENTS
+    assert "--count must be at least 1" in capsys.readouterr().err
+    sheet = tmp_path / "out" / "sheet.xyz"
+    assert main([out, "--plate", pattern, "-o", str(sheet)]) == ExitCode.BAD_ARGUMENTS
+    assert f"contact sheet {sheet}: OpenCV cannot write" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
 @pytest.mark.slow
 def test_stabilised_chunk_warms_up_on_the_frames_before_it(tmp_path, predictors):
     pattern = write_plate(tmp_path / "in", range(1, 13))

@@ -18,10 +18,10 @@ import numpy as np
 
 from bufferany_core import conventions
 from bufferany_core.atomic import atomic_write
+from bufferany_core.cli_support import run_cli, say
 from bufferany_core.conventions import HEADER
 from bufferany_core.errors import (
     BadArgumentsError,
-    BufferanyError,
     InputNotFoundError,
     OutputNotWritableError,
 )
@@ -51,6 +51,8 @@ def _to_bgr8(rgb: np.ndarray) -> np.ndarray:
 
 def make_contact_sheet(output: str, plate: str, sheet: str | Path, *, count: int = 4) -> Path:
     """Write the sheet for the frames of `output` (an output sequence) that exist; returns its path."""
+    if not cv2.haveImageWriter(str(sheet)):  # imwrite would raise cv2.error only after all the reading
+        raise BadArgumentsError(f"contact sheet {sheet}: OpenCV cannot write this file type (use .png or .jpg)")
     passes = FrameSequence.for_output(output)
     if not passes.frames:
         raise InputNotFoundError(f"no rendered frames match {passes.hash_pattern}")
@@ -77,7 +79,7 @@ def make_contact_sheet(output: str, plate: str, sheet: str | Path, *, count: int
     path = Path(sheet)
 
     def write(temporary: Path) -> None:
-        # cv2.imwrite reports failure (also an unknown extension) by returning False, not raising.
+        # cv2.imwrite reports an unwritable file by returning False, not raising.
         if not cv2.imwrite(str(temporary), image):
             raise OutputNotWritableError(f"cannot write the contact sheet {path}")
 
@@ -99,15 +101,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("-o", "--sheet", help="PNG to write (default: contact_sheet.png beside the output)")
     parser.add_argument("--count", type=int, default=4, help="frames on the sheet (default 4)")
     ns = parser.parse_args(argv)
-    try:
+
+    def body() -> int:
         if ns.count < 1:
             raise BadArgumentsError(f"--count must be at least 1, got {ns.count}")
         sheet = ns.sheet or Path(ns.output).parent / "contact_sheet.png"
-        print(f"Contact sheet: {make_contact_sheet(ns.output, ns.plate, sheet, count=ns.count)}", flush=True)
+        say(f"Contact sheet: {make_contact_sheet(ns.output, ns.plate, sheet, count=ns.count)}")
         return 0
-    except BufferanyError as exc:
-        print(f"contact_sheet: error: {exc}", file=sys.stderr, flush=True)
-        return exc.exit_code
+
+    return run_cli("contact_sheet", body, parser=parser)
 
 
 if __name__ == "__main__":
