@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 
 from bufferany_core.flow import depth_edge_mask, pair_validity
-from bufferany_core.losses import stable_loss
+from bufferany_core.losses import affine_invariant_normalize, stable_loss
 
 
 def stable_validity(
@@ -42,11 +42,10 @@ def clip_normalize(depth: torch.Tensor) -> torch.Tensor:
     """(B, T, h, w) -> the same with one shift (median) and scale (mean absolute deviation) per
     clip, so L_stable measures flicker relative to the clip's depth range and cannot be lowered by
     shrinking the whole prediction (which the affine-invariant L_reg would not notice)."""
-    b, t, h, w = depth.shape
-    flat = depth.reshape(b, t * h * w)
-    shift = flat.median(dim=1, keepdim=True).values
-    scale = (flat - shift).abs().mean(dim=1, keepdim=True).clamp_min(1e-6)
-    return ((flat - shift) / scale).view(b, t, h, w)
+    if depth.ndim != 4:
+        raise ValueError(f"depth must be (B, T, h, w), got {tuple(depth.shape)}")
+    # L_reg's per-map normalisation, with the clip's T frames stacked into one (T*h, w) map.
+    return affine_invariant_normalize(depth.flatten(1, 2)).view_as(depth)
 
 
 @torch.no_grad()
