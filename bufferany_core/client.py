@@ -248,9 +248,13 @@ class Client:
     @classmethod
     def _start_and_connect(cls, path: Path, server_command: list[str] | None, *, timeout: float) -> Client:
         command = [*(server_command or default_server_command()), "--discovery", str(path)]
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         log_path = path.with_name(SERVER_LOG_NAME)
-        with open(log_path, "ab") as log:
+        try:
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            log = open(log_path, "ab")
+        except OSError as exc:
+            raise ServerNotFoundError(f"cannot start a server: cannot write its log {log_path}: {exc}") from None
+        with log:
             try:
                 process = subprocess.Popen(
                     command, stdin=subprocess.DEVNULL, stdout=log, stderr=log, close_fds=True, **_DETACHED

@@ -307,11 +307,13 @@ def test_an_unusable_discovery_path_is_a_clear_error_not_a_traceback(tmp_path):
         )
         for path in (tmp_path / "a_file" / "s.json", tmp_path / "taken" / "s.json")
     ]
-    assert runs[0].returncode == ExitCode.SERVICE, runs[0].stderr
+    assert runs[0].returncode == ExitCode.OUTPUT_NOT_WRITABLE, runs[0].stderr
     assert f"cannot create the lock file {tmp_path / 'a_file' / 's.json.lock'}" in runs[0].stderr
     assert runs[1].returncode == ExitCode.OUTPUT_NOT_WRITABLE, runs[1].stderr
     assert f"cannot write {tmp_path / 'taken' / 's.json'}" in runs[1].stderr
     assert not any("Traceback" in run.stderr or "cannot listen" in run.stderr for run in runs)
+    with pytest.raises(ServerNotFoundError, match="cannot write its log"):  # the client, before starting one
+        Client.connect(tmp_path / "a_file" / "s.json", start_server=True, server_command=server_command())
 
 
 def test_two_hosts_starting_a_server_at_once_share_one(tmp_path):

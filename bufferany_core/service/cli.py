@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         locked = lock.acquire()
     except OSError as exc:  # e.g. a file where the discovery folder should be, or no permission
         print(f"bufferany-server: cannot create the lock file {lock.path}: {exc.strerror or exc}", file=sys.stderr)
-        return int(ExitCode.SERVICE)
+        return int(ExitCode.OUTPUT_NOT_WRITABLE)  # not SERVICE: clients read that as "another server won"
     if not locked:
         print(
             f"bufferany-server: a server is already running for {path} (it holds {lock.path})",
