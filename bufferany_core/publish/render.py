@@ -12,7 +12,7 @@ from typing import Any
 from bufferany_core import errors
 from bufferany_core.client import Client
 from bufferany_core.errors import BadArgumentsError, BufferanyError, ExitCode
-from bufferany_core.jobs import RenderJob
+from bufferany_core.jobs import PASSES, RenderJob
 from bufferany_core.pipeline.farm import render_arguments
 from bufferany_core.publish import instances as keys
 
@@ -43,7 +43,7 @@ def job_for(
         output=instance.data[keys.OUTPUT],
         frames=",".join(str(frame) for frame in frames),
         shot_range=f"{shot[0]}-{shot[-1]}",
-        passes=tuple(instance.data.get(keys.PASSES) or ("depth", "normal")),
+        passes=tuple(instance.data.get(keys.PASSES) or PASSES),
         overwrite=overwrite,
         **extra,
     )
