@@ -25,10 +25,14 @@ from bufferany_core.models.weights import deterministic_state_dict, deterministi
 def image_model_from_folder(folder: Path) -> MarigoldNormals:
     """Marigold-E2E-FT normals from a diffusers folder (unet/, vae/, scheduler/, and text_encoder/ +
     tokenizer/ or the cached empty-prompt embedding)."""
+    # local_files_only: a folder path that is not a diffusers folder must fail here, never be
+    # taken for a Hugging Face repository id and fetched.
     try:
-        unet = UNet2DConditionModel.from_pretrained(str(folder), subfolder="unet")
-        vae = AutoencoderKL.from_pretrained(str(folder), subfolder="vae")
-        scheduler_config = DDPMScheduler.load_config(str(folder), subfolder="scheduler")
+        unet = UNet2DConditionModel.from_pretrained(str(folder), subfolder="unet", local_files_only=True)
+        vae = AutoencoderKL.from_pretrained(str(folder), subfolder="vae", local_files_only=True)
+        scheduler_config = DDPMScheduler.load_config(
+            str(folder), subfolder="scheduler", local_files_only=True
+        )
     except (OSError, ValueError) as exc:
         raise MissingWeightsError(
             f"{folder} is not a complete diffusers folder for Marigold normals: {exc}"

@@ -66,9 +66,9 @@ def compute_empty_prompt_embedding(folder: Path) -> torch.Tensor:
             f"{folder}: computing the empty-prompt embedding once needs the `transformers` package "
             f"(pip install transformers); later runs use the cached {CACHE_NAME}"
         ) from exc
-    tokenizer = CLIPTokenizer.from_pretrained(str(tokenizer_dir))
+    tokenizer = CLIPTokenizer.from_pretrained(str(tokenizer_dir), local_files_only=True)
     tokens = tokenizer("", padding=PADDING, return_tensors="pt").input_ids  # (1, 2): start, end
-    encoder = CLIPTextModel.from_pretrained(str(encoder_dir)).eval()
+    encoder = CLIPTextModel.from_pretrained(str(encoder_dir), local_files_only=True).eval()
     with torch.no_grad():
         embedding = encoder(tokens)[0]  # last hidden state, (1, tokens, dim)
     return embedding.float().contiguous()
