@@ -29,7 +29,7 @@ def render_arguments(job: RenderJob) -> list[str]:
     """`bufferany-render` arguments (without the program) that describe `job`; the CLI parses them back
     into an equal job."""
     args = [job.input]
-    defaults = {f.name: f.default for f in fields(RenderJob) if f.default is not f.default_factory}
+    defaults = {f.name: f.default for f in fields(RenderJob)}
     if job.output:
         args += ["-o", job.output]
     for name, flag in (
