@@ -107,7 +107,7 @@ class DPTHead(nn.Module):
         layers = []
         for project, resize, x in zip(self.projects, self.resize_layers, tokens, strict=True):
             x = x.transpose(1, 2).reshape(x.shape[0], x.shape[-1], patch_h, patch_w)  # (B, C, h, w)
-            layers.append(resize(project(x)))  # strides 1/4, 1/8, 1/14, 1/28 of the patch grid
+            layers.append(resize(project(x)))  # 4x, 2x, 1x, 1/2x the patch grid
         layers[2] = hook("layer3", layers[2])
         layers[3] = hook("layer4", layers[3])
         s = self.scratch
