@@ -9,9 +9,11 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from bufferany_core.conventions import DEFAULT_DEPTH_CONVENTION, DepthConvention
 from bufferany_core.errors import BadArgumentsError
 
 PASSES = ("depth", "normal")
+DEPTH_CONVENTIONS = tuple(convention.value for convention in DepthConvention)
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")  # auto: fp16 on CUDA, fp32 on the CPU
 
 
@@ -31,7 +33,7 @@ class RenderJob:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     precision: str = "auto"  # auto | fp32 | fp16 | bf16 (half floats: CUDA only)
     input_colorspace: str | None = None  # None: the documented default
-    depth_convention: str = "inverse"  # inverse | distance
+    depth_convention: str = DEFAULT_DEPTH_CONVENTION.value  # one of DEPTH_CONVENTIONS
     stabilize: bool = False
     include_plate: bool = False  # also carry the plate's RGBA into the output
     overwrite: bool = False
@@ -44,8 +46,8 @@ class RenderJob:
         unknown = [p for p in self.passes if p not in PASSES]
         if unknown or not self.passes:
             raise BadArgumentsError(f"job field 'passes' must be a non-empty subset of {PASSES}, got {list(self.passes)}")
-        if self.depth_convention not in ("inverse", "distance"):
-            raise BadArgumentsError(f"job field 'depth_convention' must be 'inverse' or 'distance', got {self.depth_convention!r}")
+        if self.depth_convention not in DEPTH_CONVENTIONS:
+            raise BadArgumentsError(f"job field 'depth_convention' must be one of {', '.join(DEPTH_CONVENTIONS)}, got {self.depth_convention!r}")
         if self.precision not in PRECISIONS:
             raise BadArgumentsError(f"job field 'precision' must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
 

@@ -12,8 +12,9 @@ import sys
 from collections.abc import Sequence
 
 from bufferany_core.cli_support import run_cli, say
+from bufferany_core.conventions import DEFAULT_DEPTH_CONVENTION
 from bufferany_core.errors import ExitCode
-from bufferany_core.jobs import PASSES, PRECISIONS, RenderJob
+from bufferany_core.jobs import DEPTH_CONVENTIONS, PASSES, PRECISIONS, RenderJob
 
 PROG = "bufferany-render"
 
@@ -43,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="float type the models run in: auto (fp16 on CUDA, fp32 on the CPU), fp32, or fp16/bf16 (CUDA only: refused on the CPU)",
     )
     p.add_argument("--colorspace", dest="input_colorspace", help="the plate's colour space (default: by file type)")
-    p.add_argument("--depth-convention", choices=("inverse", "distance"), default="inverse")
+    p.add_argument("--depth-convention", choices=DEPTH_CONVENTIONS, default=DEFAULT_DEPTH_CONVENTION.value)
     p.add_argument("--window", type=int, help="model slots per window (default: the model's)")
     p.add_argument("--overlap", type=int, help="frames shared by consecutive windows (default: the model's)")
     p.add_argument("--processing-size", type=int, help="the model's working resolution (default: the model's)")
