@@ -2,10 +2,10 @@
 gradients, same state-dict keys as the plain model."""
 
 import torch
+from bufferany_training.checkpointing import enable_gradient_checkpointing
 
 from bufferany_core.models.depth import BufferAnytimeConfig, BufferAnytimeDepth
 from bufferany_core.models.weights import deterministic_state_dict
-from bufferany_training.checkpointing import enable_gradient_checkpointing
 
 
 def _model() -> BufferAnytimeDepth:
