@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import bpy
 
+from .core import conventions
+
+_DISTANCE, _INVERSE = conventions.DepthConvention.DISTANCE.value, conventions.DepthConvention.INVERSE.value
 SOURCES = (
     ("FILE", "Image Sequence or Movie", "Frames from a file: one frame of an image sequence, or a movie"),
     ("SCENE", "Scene Render", "Render the scene's frames to the cache folder first, then use them"),
@@ -14,8 +17,8 @@ FRAME_RANGES = (
     ("CUSTOM", "Custom", "The frames set below"),
 )
 DEPTH_CONVENTIONS = (
-    ("distance", "Distance", "Bigger = farther, what Blender's own Depth pass means"),
-    ("inverse", "Inverse", "Bigger = closer (relative inverse depth, as Nuke's 1/z)"),
+    (_DISTANCE, "Distance", "Bigger = farther, what Blender's own Depth pass means"),
+    (_INVERSE, "Inverse", "Bigger = closer (relative inverse depth, as Nuke's 1/z)"),
 )
 DEVICES = (
     ("auto", "Server Default", "The device the server was started with"),
@@ -42,7 +45,7 @@ class BufferanySettings(bpy.types.PropertyGroup):
     frame_end: bpy.props.IntProperty(name="End", default=1100)
     use_depth: bpy.props.BoolProperty(name="Depth", default=True)
     use_normal: bpy.props.BoolProperty(name="Normal", default=True)
-    depth_convention: bpy.props.EnumProperty(name="Depth", items=DEPTH_CONVENTIONS, default="distance")
+    depth_convention: bpy.props.EnumProperty(name="Depth", items=DEPTH_CONVENTIONS, default=_DISTANCE)
     stabilize: bpy.props.BoolProperty(
         name="Stabilize", description="Run the optical-flow stabiliser as a final stage"
     )

@@ -19,7 +19,7 @@ COPY = "CopyPasses"
 OUTPUT = "Output"
 
 PASS_CHOICES = {"depth and normal": ("depth", "normal"), "depth": ("depth",), "normal": ("normal",)}
-DEPTH_CONVENTIONS = ["inverse", "distance"]
+DEPTH_CONVENTIONS = [convention.value for convention in conventions.DepthConvention]  # the first is the default
 COPY_SLOTS = 4  # Nuke's Copy node copies at most four channels: depth.Z + N.X/Y/Z
 LAYER_KNOBS = ("depth_layer", "normal_layer", "passes")
 
