@@ -152,15 +152,9 @@ def build_raft(name: str, *, state_dict: dict | None = None) -> torch.nn.Module:
         raise BadArgumentsError(f"unknown RAFT model {name!r}; choose one of {sorted(builders)}")
     model = builders[name](weights=None, progress=False)
     if state_dict is not None:
-        expected = model.state_dict()
-        missing = sorted(set(expected) - set(state_dict))
-        unexpected = sorted(set(state_dict) - set(expected))
-        wrong = sorted(k for k in set(expected) & set(state_dict) if expected[k].shape != state_dict[k].shape)
-        if missing or unexpected or wrong:
-            raise MissingWeightsError(
-                f"weights do not fit {name}: {len(missing)} missing keys {missing[:3]}, "
-                f"{len(unexpected)} unexpected keys {unexpected[:3]}, {len(wrong)} of the wrong shape {wrong[:3]}"
-            )
+        mismatch = weight_registry.state_dict_mismatch(model, state_dict)
+        if mismatch is not None:
+            raise MissingWeightsError(f"weights do not fit {name}: {mismatch}")
         model.load_state_dict(state_dict, strict=True)
     return model
 

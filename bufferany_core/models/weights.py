@@ -175,6 +175,21 @@ def deterministic_state_dict(module, *, seed: int = 0, skip_prefixes: tuple[str,
     return out
 
 
+def state_dict_mismatch(module, state: dict) -> str | None:
+    """What keeps `state` from loading strictly into `module` (missing, unexpected and wrongly
+    shaped keys, counted, the first few named), or None when it fits."""
+    expected = module.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    wrong = sorted(k for k in set(expected) & set(state) if tuple(state[k].shape) != tuple(expected[k].shape))
+    if not (missing or unexpected or wrong):
+        return None
+    return (
+        f"{len(missing)} missing keys {missing[:3]}, {len(unexpected)} unexpected keys {unexpected[:3]}, "
+        f"{len(wrong)} of the wrong shape {wrong[:3]}"
+    )
+
+
 def load_state_dict_file(path: Path) -> dict:
     """Load a `.pth` (weights_only, never arbitrary pickle) or `.safetensors` state dict on the CPU."""
     import torch

@@ -29,6 +29,7 @@ from bufferany_core.models.weights import (
     load_state_dict_file,
     resolve,
     sha256_of,
+    state_dict_mismatch,
 )
 
 DEFAULT_PROCESSING_SIZE = 518
@@ -175,13 +176,7 @@ def _registry_path(name: str, models_dir: Path | None, allow_download: bool) -> 
 
 
 def _load_strict(module: nn.Module, state: dict, *, name: str, source: str) -> None:
-    expected = module.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    wrong = sorted(k for k in set(expected) & set(state) if tuple(state[k].shape) != tuple(expected[k].shape))
-    if missing or unexpected or wrong:
-        raise BadArgumentsError(
-            f"weights {source} do not fit model {name}: {len(missing)} missing keys {missing[:3]}, "
-            f"{len(unexpected)} unexpected keys {unexpected[:3]}, {len(wrong)} wrong shapes {wrong[:3]}"
-        )
+    mismatch = state_dict_mismatch(module, state)
+    if mismatch is not None:
+        raise BadArgumentsError(f"weights {source} do not fit model {name}: {mismatch}")
     module.load_state_dict(state, strict=True)
