@@ -16,7 +16,8 @@ from bufferany_core.flow.warp import backward_warp
 HUBER_K = 1.345  # Huber's constant: 95% efficiency on Gaussian residuals
 TUKEY_K = 4.685  # Tukey's biweight constant: 95% efficiency on Gaussian residuals
 HUBER_ITERATIONS = 2  # convex Huber steps first, to start the redescending Tukey steps near the answer
-_MAD_TO_SIGMA = 1.4826
+# Median absolute deviation -> standard deviation for Gaussian data (1 / Phi^-1(3/4)).
+MAD_TO_SIGMA = 1.4826
 
 
 # Residuals below this fraction of the data's spread count as exact: without a floor, noise-free data
@@ -31,7 +32,7 @@ def robust_weights(residuals: torch.Tensor, iteration: int, *, data: torch.Tenso
     the standard deviation of `data` (the values being fitted)."""
     magnitude = residuals.abs()
     floor = _RELATIVE_SIGMA_FLOOR * float(data.std()) + 1e-300
-    sigma = (_MAD_TO_SIGMA * magnitude.median()).clamp_min(floor)
+    sigma = (MAD_TO_SIGMA * magnitude.median()).clamp_min(floor)
     if iteration < HUBER_ITERATIONS:
         return (HUBER_K * sigma / magnitude.clamp_min(1e-300)).clamp(max=1.0)
     return (1.0 - (magnitude / (TUKEY_K * sigma)).square()).clamp_min(0.0).square()

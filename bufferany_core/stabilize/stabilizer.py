@@ -19,14 +19,13 @@ from bufferany_core.flow.backends import FlowEstimator
 from bufferany_core.flow.masks import DEFAULT_CYCLE_TOLERANCE
 from bufferany_core.flow.pairs import FramePairs, compute_frame_pairs
 from bufferany_core.stabilize.affine import (
+    MAD_TO_SIGMA,
     correspondence_samples,
     remove_trend,
     robust_affine_fit,
     solve_frame_affines,
 )
 from bufferany_core.stabilize.temporal import Accumulator, bidirectional_filter, step
-
-_MAD_TO_SIGMA = 1.4826
 
 
 @dataclass(frozen=True)
@@ -80,7 +79,7 @@ def typical_difference(values: torch.Tensor, pairs: FramePairs, *, max_samples: 
     for k in range(len(pairs)):
         u, v = correspondence_samples(values, pairs, k, max_samples=per_pair, generator=generator)
         gaps = torch.cat([gaps, torch.linalg.vector_norm(u - v, dim=1)])
-    return float(_MAD_TO_SIGMA * gaps.median()) if gaps.numel() else 0.0
+    return float(MAD_TO_SIGMA * gaps.median()) if gaps.numel() else 0.0
 
 
 def _range_sigma(values: torch.Tensor, pairs: FramePairs, settings: StabilizeSettings) -> float:
