@@ -50,7 +50,11 @@ def clip_normalize(depth: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def warp_error(
-    prediction: torch.Tensor, flows_fw, flows_bw, valid_fw, valid_bw
+    prediction: torch.Tensor,
+    flows_fw: torch.Tensor,
+    flows_bw: torch.Tensor,
+    valid_fw: torch.Tensor,
+    valid_bw: torch.Tensor,
 ) -> torch.Tensor:
     """The temporal metric logged during training: L_stable's value without gradient."""
     return stable_loss(prediction.float(), flows_fw, flows_bw, valid_fw, valid_bw)
