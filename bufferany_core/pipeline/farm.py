@@ -11,6 +11,7 @@ import re
 import shlex
 import sys
 from dataclasses import fields
+from functools import partial
 from pathlib import Path
 
 from bufferany_core.atomic import atomic_write
@@ -168,5 +169,5 @@ def write_deadline_job(
     for path, table in zip(paths, (job_info, plugin_info), strict=True):
         text = "".join(f"{k}={v}\n" for k, v in table.items())
         # Atomic: a full disk must not leave a truncated job file that deadlinecommand would submit.
-        atomic_write(path, lambda temporary, text=text: temporary.write_text(text, encoding="utf-8"))
+        atomic_write(path, partial(Path.write_text, data=text, encoding="utf-8"))
     return paths
