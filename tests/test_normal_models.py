@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -130,8 +132,8 @@ def test_temporal_weights_round_trip(tmp_path):
     for block in model.temporal.blocks.values():
         torch.nn.init.normal_(block.proj_out.weight, std=0.05, generator=torch.Generator().manual_seed(0))
     path = tmp_path / "normal_temporal.safetensors"
-    save_temporal_weights(model, path)
-    assert path.is_file() and path.with_suffix(".json").is_file()
+    save_temporal_weights(model, path, extra={"trained_steps": 7})
+    assert path.is_file() and json.loads(path.with_suffix(".json").read_text())["trained_steps"] == 7
 
     fresh = video_model(random_image_model("tiny", seed=0), TEMPORAL_CONFIGS["tiny"], seed=5)
     load_temporal_weights(fresh, path)

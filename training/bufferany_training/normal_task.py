@@ -109,8 +109,7 @@ class NormalTask:
         self.model.temporal.train()
 
     def save_weights(self, path: Path, *, extra: dict) -> None:
-        del extra  # the normal format records its own config only
-        save_temporal_weights(self.model, path)
+        save_temporal_weights(self.model, path, extra=extra)
 
     def load_weights(self, path: Path) -> None:
         load_temporal_weights(self.model, path)

@@ -5,6 +5,7 @@ the temporal block hyperparameters and the UNet layers the blocks follow."""
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
@@ -18,9 +19,11 @@ FORMAT = "bufferany-normal-temporal"
 VERSION = 1
 
 
-def save_temporal_weights(model: BufferAnytimeNormals, path: Path) -> None:
-    """Write the temporal blocks of `model` (only those: the prior stays in its own folder)."""
+def save_temporal_weights(model: BufferAnytimeNormals, path: Path, *, extra: Mapping | None = None) -> None:
+    """Write the temporal blocks of `model` (only those: the prior stays in its own folder), with
+    `extra` fields (e.g. training's step count and data folder) recorded in the JSON beside them."""
     config = {
+        **(extra or {}),
         "format": FORMAT,
         "version": VERSION,
         "temporal": dataclasses.asdict(model.temporal.config),
