@@ -18,6 +18,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
+from bufferany_core.atomic import atomic_write
 from bufferany_core.flow import adjacent_flows, load_flow_estimator
 from bufferany_core.models.weights import parse_weights_arg
 from bufferany_training import distributed
@@ -86,7 +87,8 @@ def _train(config: TrainConfig, data: Path, out: Path, ctx: distributed.Context,
         )
     if ctx.is_main:
         out.mkdir(parents=True, exist_ok=True)
-        (out / "config.toml").write_text(to_toml(config))
+        text = to_toml(config)
+        atomic_write(out / "config.toml", lambda tmp: tmp.write_text(text))
 
     flow_in_loader = config.flow.backend == "dis"
     estimator = None
