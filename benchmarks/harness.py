@@ -161,11 +161,12 @@ def print_table(table: dict) -> None:
     """Print a `table`: each figure and its ratio to the baseline row."""
     metrics, relative = table["metrics"], ratios(table)
     width = max(len(name) for name in table["rows"]) + 2
-    print(f"{'':<{width}}" + "".join(f"{label:>18}{'x':>7}" for label in metrics.values()))
+    columns = {key: max(len(label) + 2, 12) for key, label in metrics.items()}
+    print(f"{'':<{width}}" + "".join(f"{label:>{columns[key]}}{'x':>7}" for key, label in metrics.items()))
     for name, figures in table["rows"].items():
         cells = ""
-        for key in metrics:
+        for key, column in columns.items():
             value, ratio = figures.get(key), relative[name].get(key)
-            cells += f"{value:>18.4g}" if value is not None else f"{'-':>18}"
+            cells += f"{value:>{column}.4g}" if value is not None else f"{'-':>{column}}"
             cells += f"{ratio:>7.2f}" if ratio is not None else f"{'-':>7}"
         print(f"{name:<{width}}{cells}")

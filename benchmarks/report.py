@@ -78,7 +78,7 @@ BENCHMARKS = (
         "bench_chunks.py",
         "Farm chunks vs one run; the stabiliser's cost in a render",
         (),
-        ("--frames", "12", "--processing-size", "56"),
+        ("--processing-size", "56"),
     ),
     Benchmark(
         "pipeline_memory",
