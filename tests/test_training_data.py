@@ -85,3 +85,18 @@ def test_cached_flows_are_cropped_scaled_and_flipped(tmp_path):
     assert [f.stat().st_mtime_ns for f in files] == stamps  # read back, not recomputed
     torch.testing.assert_close(again["flows_fw"], first["flows_fw"])
     torch.testing.assert_close(first["flows_fw"], direct[0]["flows_fw"])  # full frame: the same flows
+
+
+def test_flow_cache_recomputes_for_a_re_rendered_clip(tmp_path):
+    folder = write_moving_clip(tmp_path / "clips" / "a", frames=3, size=(28, 42))
+    data = DataSection(frames=3, size=(28, 42), scale=(1.0, 1.0), flip=False, strides=(1,), cache=str(tmp_path / "cache"))
+    before = ClipDataset(discover_clips(tmp_path / "clips"), data, seed=0, with_flows=True)[0]
+    write_moving_clip(folder, frames=3, size=(28, 42), speed=5, seed=3)  # same names, new pixels
+    clips = discover_clips(tmp_path / "clips")
+    after = ClipDataset(clips, data, seed=0, with_flows=True)[0]
+    direct = ClipDataset(clips, DataSection(**{**data.__dict__, "cache": ""}), seed=0, with_flows=True)[0]
+    torch.testing.assert_close(after["flows_fw"], direct["flows_fw"])  # the new frames' flow, not the cached one
+    assert not torch.allclose(after["flows_fw"], before["flows_fw"])
+    linear = ClipDataset(clips, DataSection(**{**data.__dict__, "colorspace": "ACEScg"}), seed=0, with_flows=True)[0]
+    assert linear["flows_fw"].shape == after["flows_fw"].shape
+    assert len(list((tmp_path / "cache").rglob("*.safetensors"))) == 2 * 3  # 2 pairs for each of 3 sources: before, after, another colour space

@@ -3,6 +3,8 @@ gradients of full back-propagation; a few steps lower the loss. Tiny model, CPU.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -86,3 +88,18 @@ def test_a_few_normal_steps_lower_the_loss(tmp_path):
     assert totals[0] == pytest.approx(float(metrics["temporal/warp_error_prior"]), rel=1e-5)
     assert totals[-1] < 0.95 * totals[0], totals
     assert float(metrics["temporal/warp_error_video"]) < float(metrics["temporal/warp_error_prior"])
+
+
+def test_the_edge_mask_follows_the_task_and_is_refused_for_normals(tmp_path):
+    normal = ['task="normal"', "data.size=[64, 64]"]
+    assert load_config(None).flow.edge_mask and not load_config(None, normal).flow.edge_mask
+    assert not load_config(Path("normal.toml")).flow.edge_mask and load_config(Path("depth.toml")).flow.edge_mask
+    clips = write_moving_clip(tmp_path / "clips" / "a", frames=3, size=(32, 32))
+    args = [f"--set={text}" for text in [*normal, "flow.edge_mask=true"]]
+    result = subprocess.run(
+        [sys.executable, "-m", "bufferany_training.cli", *args, "--data", str(clips), "--out", str(tmp_path / "r")],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 2
+    assert "flow.edge_mask" in result.stderr and "normal" in result.stderr
+    assert not (tmp_path / "r").exists()

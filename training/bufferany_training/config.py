@@ -51,7 +51,9 @@ class FlowSection:
     weights: str = ""  # RAFT weights ("" = registry, "random[:SEED]", or a path)
     cycle_tolerance: float = 1.0  # tau_c, pixels at the training resolution
     cycle_mask: bool = True
-    edge_mask: bool = True  # drop pixels within Manhattan distance < 3 of a Canny edge of the prior's depth
+    # Drop pixels within Manhattan distance < 3 of a Canny edge of the prior's depth. None = by
+    # task: on for depth, off for normals (there is no depth to find edges in).
+    edge_mask: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -93,6 +95,10 @@ class TrainConfig:
     optim: OptimSection = field(default_factory=OptimSection)
     run: RunSection = field(default_factory=RunSection)
 
+    def __post_init__(self) -> None:
+        if self.flow.edge_mask is None:
+            object.__setattr__(self, "flow", dataclasses.replace(self.flow, edge_mask=self.task == "depth"))
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
@@ -111,6 +117,11 @@ class TrainConfig:
             (bool(self.data.strides) and min(self.data.strides) >= 1, "data.strides", "must be steps >= 1"),
             (self.data.workers >= 0, "data.workers", "must be >= 0"),
             (self.flow.backend in ("dis", "raft-small", "raft-large"), "flow.backend", "must be dis, raft-small or raft-large"),
+            (
+                not (self.flow.edge_mask and self.task == "normal"),
+                "flow.edge_mask",
+                "must be false for task normal (the edge mask needs depth edges; normals have no depth)",
+            ),
             (self.flow.cycle_tolerance >= 0, "flow.cycle_tolerance", "must be >= 0"),
             (self.loss.w_reg >= 0 and self.loss.w_stable >= 0, "loss", "weights must be >= 0"),
             (self.optim.lr > 0, "optim.lr", "must be > 0"),
@@ -175,15 +186,15 @@ def from_mapping(data: Mapping[str, Any], *, source: str) -> TrainConfig:
             continue
         if not isinstance(value, Mapping):
             raise BadArgumentsError(f"{source}: [{key}] must be a table")
-        defaults = getattr(base, key)
+        defaults = section()  # unresolved: by-task defaults follow the task read from `data`
         known = {f.name for f in dataclasses.fields(section)}
         fields = {}
         for name, item in value.items():
             if name not in known:
                 raise BadArgumentsError(f"{source}: unknown key {key}.{name} (known: {', '.join(sorted(known))})")
-            fields[name] = _coerce(item, getattr(defaults, name), f"{source}: {key}.{name}")
+            fields[name] = _coerce(item, getattr(getattr(base, key), name), f"{source}: {key}.{name}")
         top[key] = dataclasses.replace(defaults, **fields)
-    return dataclasses.replace(base, **top)
+    return TrainConfig(**top)
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:

@@ -121,7 +121,7 @@ class ClipDataset(Dataset):
         self.data = data
         self.seed = seed
         self.with_flows = with_flows
-        self.cache = FlowCache(Path(data.cache)) if data.cache and with_flows else None
+        self.cache = FlowCache(Path(data.cache), colorspace=data.colorspace) if data.cache and with_flows else None
 
     def __len__(self) -> int:
         return 2**62  # samples are indexed by step; the sampler decides which are drawn
@@ -140,7 +140,7 @@ class ClipDataset(Dataset):
         if self.with_flows:
             if self.cache is not None:
                 full = torch.from_numpy(rgb).permute(0, 3, 1, 2)  # (T, 3, H, W)
-                fw, bw = self.cache.flows(clip.name, plan.frames, full)
+                fw, bw = self.cache.flows(clip.sequence, plan.frames, full)
                 item["flows_fw"] = crop_flow(fw, plan.box, size, flip=plan.flip)
                 item["flows_bw"] = crop_flow(bw, plan.box, size, flip=plan.flip)
             else:
