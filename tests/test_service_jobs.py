@@ -197,3 +197,20 @@ def test_shutdown_during_a_job_cancels_it_and_the_queue(tmp_path):
         assert not server.discovery.exists()
     finally:
         server.stop()
+
+
+@pytest.mark.slow  # a second server: pays torch's import and the model loads again
+def test_a_server_with_max_models_1_unloads_the_last_model_and_reloads_it(tmp_path):
+    process = ServerProcess(tmp_path, "--max-models", "1")
+    plate = write_plate(tmp_path / "plate", range(1, 7), name="plate")
+    try:
+        with Client.connect(process.discovery, timeout=30) as client:
+            for size in (28, 42, 28):
+                options = {**TINY["options"], "processing_size": size}
+                client.wait(client.submit({**TINY, "input": plate, "options": options, "overwrite": True}))
+            status = client.status()
+    finally:
+        process.stop()
+    assert status["max_models"] == 1
+    assert status["model_loads"] == 3  # the 28 px predictor was evicted by the 42 px one, then loaded again
+    assert [m["processing_size"] for m in status["models_loaded"]] == [28]

@@ -342,3 +342,25 @@ def test_two_hosts_starting_a_server_at_once_share_one(tmp_path):
         assert time.monotonic() < deadline, "a server still holds the discovery lock"
         time.sleep(0.05)
     lock.release()
+
+
+@pytest.mark.parametrize("value", ["0", "-3", "four"])
+def test_a_bad_max_models_exits_2_naming_the_option(tmp_path, value):
+    run = subprocess.run(
+        [*server_command(), "--max-models", value, "--discovery", str(tmp_path / "s.json")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode == ExitCode.BAD_ARGUMENTS == 2, run.stderr
+    assert "--max-models" in run.stderr and "Traceback" not in run.stderr
+    assert not (tmp_path / "s.json").exists()
+
+
+def test_status_reports_the_max_models_the_server_was_started_with(tmp_path):
+    process = ServerProcess(tmp_path, "--max-models", "2")
+    try:
+        with Client.connect(process.discovery) as client:
+            assert client.status()["max_models"] == 2
+    finally:
+        process.stop()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,10 +55,18 @@ def _file_key(path: Path) -> tuple[str, int, int]:
 
 class PredictorCache:
     """Loaded predictors kept between jobs (the server holds one for its lifetime), keyed by model,
-    weights, temporal weights, models folder, device, processing size and precision. Thread-safe."""
+    weights, temporal weights, models folder, device, processing size and precision. Thread-safe.
 
-    def __init__(self) -> None:
-        self._loaded: dict[PredictorKey, PassPredictor] = {}
+    At most `max_models` stay loaded: every retrained temporal-weights file or new precision is a new
+    key, so a long-lived server would otherwise keep them all. The least recently used one goes first.
+    """
+
+    def __init__(self, *, max_models: int = 4) -> None:
+        if max_models < 1:
+            raise ValueError(f"max_models must be at least 1, got {max_models}")
+        self.max_models = max_models
+        self.loads = 0  # predictors built since creation; a cache hit adds nothing
+        self._loaded: OrderedDict[PredictorKey, PassPredictor] = OrderedDict()  # least recently used first
         self._lock = threading.Lock()
 
     def get(
@@ -85,15 +94,33 @@ class PredictorCache:
             precision=choose_precision(precision, chosen),
         )
         with self._lock:
-            if key not in self._loaded:
-                self._loaded[key] = _load(key, parsed)
-            return self._loaded[key]
+            if key in self._loaded:
+                self._loaded.move_to_end(key)
+                return self._loaded[key]
+            # Evict before loading, so the device never holds max_models + 1 predictors at once.
+            while len(self._loaded) >= self.max_models:
+                self._evict_oldest()
+            predictor = _load(key, parsed)
+            self.loads += 1
+            self._loaded[key] = predictor
+            return predictor
+
+    def entries(self) -> list[tuple[PredictorKey, PassPredictor]]:
+        """The loaded predictors, least recently used first."""
+        with self._lock:
+            return list(self._loaded.items())
 
     def clear(self) -> None:
         with self._lock:
             self._loaded.clear()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
+
+    def _evict_oldest(self) -> None:
+        key = next(iter(self._loaded))
+        del self._loaded[key]  # a job still rendering with it keeps its own reference until it ends
+        if key.device.startswith("cuda"):
+            torch.cuda.empty_cache()  # hand the freed blocks back so other processes see the memory
 
 
 def _load(key: PredictorKey, weights: Path | RandomWeights | None) -> PassPredictor:

@@ -43,12 +43,23 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="a folder outputs may be written under (repeatable); outputs beside a job's input are always allowed",
     )
+    parser.add_argument(
+        "--max-models",
+        type=int,
+        default=4,
+        metavar="N",
+        help="predictors kept loaded between jobs (default 4: depth and normal at two settings); "
+        "past N the least recently used one is unloaded and loads again when a job needs it",
+    )
     parser.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.max_models < 1:
+        parser.error(f"--max-models must be at least 1, got {args.max_models}")  # exits 2
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s bufferany-server %(levelname)s: %(message)s"
     )
@@ -78,7 +89,12 @@ def main(argv: list[str] | None = None) -> int:
     # with the default 5 ms GIL switch interval every reply waited ~10 ms behind it.
     sys.setswitchinterval(0.0005)
     server = Server(
-        host=args.host, port=args.port, device=args.device, discovery_path=path, allowed_roots=args.allow_root
+        host=args.host,
+        port=args.port,
+        device=args.device,
+        discovery_path=path,
+        allowed_roots=args.allow_root,
+        max_models=args.max_models,
     )
     try:
         asyncio.run(server.run())

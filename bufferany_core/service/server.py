@@ -107,11 +107,13 @@ class Server:
         device: str = "auto",
         discovery_path: Path,
         allowed_roots: list[str] | tuple[str, ...] = (),
+        max_models: int = 4,
     ):
         self.host = host
         self.port = port
         self.device = device
         self.discovery_path = discovery_path
+        self.max_models = max_models
         self.allowed_roots = [os.path.realpath(os.path.expanduser(root)) for root in allowed_roots]
         self.token = secrets.token_urlsafe(32)
         self.jobs: dict[str, Job] = {}
@@ -120,7 +122,7 @@ class Server:
         self.connections: set[Connection] = set()
         self._handlers: set[asyncio.Task[None]] = set()  # one per open connection
         self.queue: queue.Queue[Job | None] = queue.Queue()
-        self.worker = Worker(self.queue, emit=self._emit_from_worker, device=device)
+        self.worker = Worker(self.queue, emit=self._emit_from_worker, device=device, max_models=max_models)
         self.started_at = time.time()
         self._loop: asyncio.AbstractEventLoop | None = None  # set by run(); the worker posts events to it
         self._stop = asyncio.Event()
@@ -437,4 +439,5 @@ class Server:
             "pipeline_loaded": predictors is not None,
             "models_loaded": [] if predictors is None else predictors.describe(),
             "model_loads": 0 if predictors is None else predictors.loads,
+            "max_models": self.max_models,
         }

@@ -103,12 +103,18 @@ class Worker(threading.Thread):
     """
 
     def __init__(
-        self, jobs: queue.Queue[Job | None], *, emit: Callable[[Job, dict[str, Any]], None], device: str
+        self,
+        jobs: queue.Queue[Job | None],
+        *,
+        emit: Callable[[Job, dict[str, Any]], None],
+        device: str,
+        max_models: int,
     ):
         super().__init__(name="bufferany-gpu-worker", daemon=True)
         self.jobs = jobs
         self.emit = emit
         self.device = device
+        self.max_models = max_models
         self.jobs_run = 0
         self._pipeline: tuple[Callable[..., Any], Any] | None = None  # (run_render, ObservedPredictorCache)
 
@@ -136,7 +142,7 @@ class Worker(threading.Thread):
             from bufferany_core.pipeline.render import run_render
             from bufferany_core.service.predictors import ObservedPredictorCache
 
-            self._pipeline = (run_render, ObservedPredictorCache())
+            self._pipeline = (run_render, ObservedPredictorCache(max_models=self.max_models))
         return self._pipeline
 
     def _execute(self, job: Job) -> dict[str, Any]:
