@@ -11,24 +11,18 @@ import sys
 import traceback
 from collections.abc import Callable
 
-from bufferany_core.errors import BadArgumentsError, BufferanyError, ExitCode
+from bufferany_core.errors import (
+    BadArgumentsError,
+    BufferanyError,
+    ExitCode,
+    is_out_of_memory,
+    out_of_memory_error,
+)
 
 
 def say(line: str, *, stream=None) -> None:
     """Print one line and flush it (farm log parsers read progress as it comes)."""
     print(line, file=stream or sys.stdout, flush=True)
-
-
-def is_out_of_memory(exc: BaseException) -> bool:
-    """torch.OutOfMemoryError (CUDA), Python's MemoryError and the CPU allocator's RuntimeError,
-    recognised without importing torch."""
-    text = str(exc)
-    return (
-        isinstance(exc, MemoryError)
-        or type(exc).__name__ == "OutOfMemoryError"
-        or "out of memory" in text
-        or "can't allocate memory" in text
-    )
 
 
 def run_cli(
@@ -56,8 +50,7 @@ def run_cli(
         return ExitCode.CANCELLED
     except Exception as exc:
         if is_out_of_memory(exc):
-            detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            say(f"{prog}: error: out of memory: {detail}; try a smaller window or processing size, or another device", stream=sys.stderr)
+            say(f"{prog}: error: {out_of_memory_error(exc)}", stream=sys.stderr)
             return ExitCode.OUT_OF_MEMORY
         traceback.print_exc()
         return ExitCode.INTERNAL

@@ -28,7 +28,7 @@ from typing import Any
 
 from bufferany_core import discovery as _discovery
 from bufferany_core import protocol
-from bufferany_core.errors import ExitCode, ServiceError
+from bufferany_core.errors import ExitCode, ServiceError, exit_code_for
 from bufferany_core.jobs import RenderJob
 from bufferany_core.protocol import ProtocolError
 
@@ -53,13 +53,6 @@ else:
     _DETACHED = {"start_new_session": True}
 
 
-def _exit_code(value: int) -> ExitCode:
-    try:
-        return ExitCode(value)
-    except ValueError:  # a newer server's code
-        return ExitCode.INTERNAL
-
-
 class ServerNotFoundError(ServiceError):
     """No server answers where the discovery file (or the arguments) say, or it cannot be started."""
 
@@ -76,7 +69,7 @@ class RequestRejectedError(ServiceError):
         super().__init__(message)
         self.code = code
         if exit_code is not None:
-            self.exit_code = _exit_code(exit_code)
+            self.exit_code = exit_code_for(exit_code)
 
 
 class JobFailedError(ServiceError):
@@ -84,7 +77,7 @@ class JobFailedError(ServiceError):
 
     def __init__(self, message: str, *, exit_code: int, job_id: str):
         super().__init__(message)
-        self.exit_code = _exit_code(exit_code)
+        self.exit_code = exit_code_for(exit_code)
         self.job_id = job_id
 
 

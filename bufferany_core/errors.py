@@ -87,3 +87,62 @@ class CancelledError(BufferanyError):
 
 class ServiceError(BufferanyError):
     exit_code = ExitCode.SERVICE
+
+
+# --- one rule per failure ------------------------------------------------------------------------
+
+OUT_OF_MEMORY_HINT = (
+    "try a smaller --window, --depth-processing-size or --normal-processing-size, or --device cpu"
+)
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """torch.OutOfMemoryError (CUDA), Python's MemoryError and the CPU allocator's RuntimeError,
+    recognised without importing torch."""
+    if isinstance(exc, OutOfMemoryError):
+        return True
+    text = str(exc)
+    return (
+        isinstance(exc, MemoryError)
+        or type(exc).__name__ == "OutOfMemoryError"
+        or "out of memory" in text
+        or "can't allocate memory" in text
+    )
+
+
+def out_of_memory_error(exc: BaseException, *, doing: str = "", device: object = None) -> OutOfMemoryError:
+    """The one message for running out of memory: where, while doing what, the allocator's first line,
+    and what to change. Use as `raise out_of_memory_error(exc, doing=..., device=...) from exc`.
+
+    `doing` says what was running ("predicting depth for frames 1-32 (32 frames of 1920x1080)");
+    `device` is the device (a torch.device or its name), left out of the message when unknown.
+    """
+    if isinstance(exc, OutOfMemoryError):
+        return exc
+    detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    where = f" on device {str(device)!r}" if device is not None else ""
+    what = f" {doing}" if doing else ""
+    return OutOfMemoryError(f"out of memory{where}{what}: {detail}; {OUT_OF_MEMORY_HINT}")
+
+
+def exit_code_for(value: int) -> ExitCode:
+    """`value` as an ExitCode; codes this version does not know (a newer server's) are INTERNAL."""
+    try:
+        return ExitCode(value)
+    except ValueError:
+        return ExitCode.INTERNAL
+
+
+def error_class_for(code: int) -> type[BufferanyError]:
+    """The BufferanyError subclass whose exit code is `code` (the base class for INTERNAL and unknown codes)."""
+    wanted = exit_code_for(code)
+    for kind in list(globals().values()):
+        if isinstance(kind, type) and issubclass(kind, BufferanyError) and kind.exit_code == wanted:
+            return kind
+    return BufferanyError
+
+
+def error_for_exit_code(code: int, message: str) -> BufferanyError:
+    """The exception a process (a CLI, a server's job) that ended with exit code `code` stands for:
+    `error_class_for(code)` with `message`."""
+    return error_class_for(code)(message)

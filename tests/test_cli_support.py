@@ -59,3 +59,21 @@ def test_a_bug_shows_its_traceback_and_exits_1(capsys):
     assert run_cli("prog", _raise(ZeroDivisionError("division by zero"))) == ExitCode.INTERNAL
     err = capsys.readouterr().err
     assert "Traceback" in err and "ZeroDivisionError: division by zero" in err
+
+
+def test_one_out_of_memory_message_names_what_where_and_the_hint():
+    from bufferany_core.errors import OutOfMemoryError, is_out_of_memory, out_of_memory_error
+
+    error = out_of_memory_error(
+        torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB\nmore"),
+        doing="predicting depth for frames 1-32",
+        device=torch.device("cuda", 0),
+    )
+    assert isinstance(error, OutOfMemoryError) and is_out_of_memory(error)
+    assert str(error) == (
+        "out of memory on device 'cuda:0' predicting depth for frames 1-32: CUDA out of memory. "
+        "Tried to allocate 2.00 GiB; try a smaller --window, --depth-processing-size or "
+        "--normal-processing-size, or --device cpu"
+    )
+    assert out_of_memory_error(error) is error
+    assert not is_out_of_memory(ValueError("bad value"))

@@ -26,11 +26,18 @@ from service_support import ServerProcess
 
 from bufferany_core import conventions
 from bufferany_core.conventions import HEADER
-from bufferany_core.errors import BadArgumentsError, MissingFramesError, ServiceError
+from bufferany_core.errors import (
+    BadArgumentsError,
+    ExitCode,
+    MissingFramesError,
+    ServiceError,
+    error_class_for,
+    error_for_exit_code,
+)
 from bufferany_core.frames import read_channels, read_info
 from bufferany_core.publish import checks
 from bufferany_core.publish.actions import RenderMissingFrames, RewriteLossless
-from bufferany_core.publish.render import error_for_exit_code, job_for
+from bufferany_core.publish.render import job_for
 
 SHOT = range(1001, 1007)
 TINY_JOB = {
@@ -192,6 +199,9 @@ def test_render_job_spans_the_shot_and_keeps_the_instance_paths(tmp_path):
 
 
 def test_cli_exit_codes_map_to_the_project_errors():
-    assert error_for_exit_code(4) is MissingFramesError
-    assert error_for_exit_code(14) is ServiceError
-    assert error_for_exit_code(99).__name__ == "BufferanyError"
+    assert error_class_for(4) is MissingFramesError
+    assert error_class_for(14) is ServiceError
+    assert error_class_for(99).__name__ == "BufferanyError"
+    error = error_for_exit_code(4, "frames 3-4 missing")
+    assert isinstance(error, MissingFramesError) and str(error) == "frames 3-4 missing"
+    assert error_for_exit_code(99, "?").exit_code == ExitCode.INTERNAL

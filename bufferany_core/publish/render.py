@@ -9,9 +9,8 @@ from __future__ import annotations
 import subprocess
 from typing import Any
 
-from bufferany_core import errors
 from bufferany_core.client import Client
-from bufferany_core.errors import BadArgumentsError, BufferanyError, ExitCode
+from bufferany_core.errors import BadArgumentsError, error_for_exit_code
 from bufferany_core.jobs import PASSES, RenderJob
 from bufferany_core.pipeline.farm import render_arguments
 from bufferany_core.publish import instances as keys
@@ -93,8 +92,9 @@ def _render_with_cli(instance: Any, job: RenderJob, frames: list[int], log: Any)
         ) from error
     if run.returncode != 0:
         tail = "\n".join(run.stderr.strip().splitlines()[-_STDERR_LINES:])
-        raise error_for_exit_code(run.returncode)(
-            f"{command[0]} failed (exit code {run.returncode}) rendering frames {job.frames} of {job.input}:\n{tail}"
+        raise error_for_exit_code(
+            run.returncode,
+            f"{command[0]} failed (exit code {run.returncode}) rendering frames {job.frames} of {job.input}:\n{tail}",
         )
     return {
         "frames_written": list(frames),
@@ -125,16 +125,3 @@ def _render_in_nuke(instance: Any, *, overwrite: bool, changes: dict[str, Any]) 
         return bufferany_nuke.generate(group, synchronous=True) or {}
     finally:
         group["force"].setValue(force)
-
-
-def error_for_exit_code(code: int) -> type[BufferanyError]:
-    """The BufferanyError subclass whose exit code is `code` (the base class for unknown codes)."""
-    try:
-        wanted = ExitCode(code)
-    except ValueError:
-        return BufferanyError
-    for name in dir(errors):
-        kind = getattr(errors, name)
-        if isinstance(kind, type) and issubclass(kind, BufferanyError) and kind.exit_code == wanted:
-            return kind
-    return BufferanyError

@@ -11,8 +11,14 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from bufferany_core.cli_support import is_out_of_memory
-from bufferany_core.errors import BufferanyError, CancelledError, ExitCode
+from bufferany_core.errors import (
+    BufferanyError,
+    CancelledError,
+    ExitCode,
+    OutOfMemoryError,
+    is_out_of_memory,
+    out_of_memory_error,
+)
 from bufferany_core.jobs import RenderJob
 
 log = logging.getLogger("bufferany.server")
@@ -160,16 +166,14 @@ class Worker(threading.Thread):
         except CancelledError as exc:
             return {"type": "cancelled", "message": _short(str(exc) or "cancelled")}
         except BufferanyError as exc:
+            if isinstance(exc, OutOfMemoryError):
+                _release_gpu_memory()
             return {"type": "failed", "error": _short(str(exc)), "exit_code": int(exc.exit_code)}
         except Exception as exc:
             if is_out_of_memory(exc):
                 _release_gpu_memory()
-                detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-                message = (
-                    f"out of memory on device {spec.device!r} rendering {spec.input}: {detail}; "
-                    f"try a smaller window or processing size, or another device"
-                )
-                return {"type": "failed", "error": _short(message), "exit_code": int(ExitCode.OUT_OF_MEMORY)}
+                error = out_of_memory_error(exc, doing=f"rendering {spec.input}", device=spec.device)
+                return {"type": "failed", "error": _short(str(error)), "exit_code": int(error.exit_code)}
             log.exception("job %s: internal error", job.id)
             return {
                 "type": "failed",
