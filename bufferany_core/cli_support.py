@@ -25,6 +25,42 @@ def say(line: str, *, stream=None) -> None:
     print(line, file=stream or sys.stdout, flush=True)
 
 
+def progress_lines(percent: int) -> list[str]:
+    """The progress lines every command prints: Deadline's and Tractor's (Alfred's) formats."""
+    return [f"Progress: {int(percent)}%", f"ALF_PROGRESS {int(percent)}%"]
+
+
+def frame_written_line(frame: int, path: object) -> str:
+    """The line every command prints when a frame's file is complete."""
+    return f"Frame {frame} written: {path}"
+
+
+def print_event(event: dict) -> None:
+    """Print one pipeline event (`run_render`'s `on_event`) as the farm-friendly lines every command
+    shares: `Progress: NN%`, `ALF_PROGRESS NN%`, `Frame N written: PATH`, each flushed."""
+    kind = event["type"]
+    if kind == "started":
+        say(f"Rendering {len(event['frames'])} frame(s) to {event['output']}")
+        if event.get("untrained"):
+            say(
+                "WARNING: UNTRAINED WEIGHTS: these passes come from random weights and mean nothing; "
+                "the output is marked bufferany/untrained=1",
+                stream=sys.stderr,
+            )
+    elif kind == "progress":
+        for line in progress_lines(event["percent"]):
+            say(line)
+    elif kind == "frame_done":
+        say(frame_written_line(event["frame"], event["path"]))
+    elif kind == "frame_skipped":
+        say(f"Frame {event['frame']} already rendered, skipped: {event['path']}")
+    elif kind == "log":
+        if event.get("level") == "warning":
+            say(f"WARNING: {event['message']}", stream=sys.stderr)
+        else:
+            say(event["message"])
+
+
 def run_cli(
     prog: str,
     body: Callable[[], int],

@@ -76,7 +76,7 @@ def test_cli_stabilises_depth_and_normals_keeping_the_plate_geometry(shot_files,
     ]  # fmt: skip
     result = subprocess.run(command, capture_output=True, text=True, timeout=300, env=dict(os.environ))
     assert result.returncode == 0, result.stderr
-    assert "Progress: 100%" in result.stdout and result.stdout.count("Wrote frame") == len(FRAMES)
+    assert "Progress: 100%" in result.stdout and result.stdout.count(" written: ") == len(FRAMES)
 
     info = read_info(str(output).replace("####", "1005"))
     assert info.data_window == (*ORIGIN, 64, 48) and info.display_window == DISPLAY

@@ -3,7 +3,8 @@
 Reads the plate (for optical flow) and per-frame depth and/or normal passes (any EXR channels, e.g.
 from Nuke's Cattery Depth Anything), writes `depth.Z` and `N.X/Y/Z` in the project's conventions
 with the plate's data window and metadata. Prints `Progress: NN%` / `ALF_PROGRESS NN%` and one line
-per written frame; exits with `bufferany_core.errors.ExitCode`.
+per written frame (`Frame N written: PATH`), all through `cli_support.print_event`; exits with
+`bufferany_core.errors.ExitCode`.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import numpy as np
 import torch
 
 from bufferany_core import __version__, conventions
-from bufferany_core.cli_support import run_cli, say
+from bufferany_core.cli_support import print_event, run_cli, say
 from bufferany_core.conventions import HEADER
 from bufferany_core.devices import choose_device
 from bufferany_core.errors import (
@@ -237,10 +238,8 @@ def run(ns: argparse.Namespace) -> int:
         path = output.path(number)
         write_exr(path, channels, like=infos.pop(number), metadata=header, half=half)
         written += 1
-        percent = 100 * written // len(frames)
-        say(f"Wrote frame {number}: {path}")
-        say(f"Progress: {percent}%")
-        say(f"ALF_PROGRESS {percent}%")
+        print_event({"type": "frame_done", "frame": number, "path": str(path)})
+        print_event({"type": "progress", "percent": 100 * written // len(frames)})
     say(f"Done: {written} frame(s) written ({output.hash_pattern}), flow {estimator.name}")
     return ExitCode.OK
 
