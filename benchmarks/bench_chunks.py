@@ -71,7 +71,8 @@ def main() -> None:
         "weights": "random",
         "device": "cpu",
         "overwrite": True,
-        "options": {"processing_size": args.processing_size},
+        "depth_processing_size": args.processing_size,
+        "normal_processing_size": args.processing_size,
     }
     where = machine("cpu")
     setup = (

@@ -55,7 +55,10 @@ def measure(plate: str, out: Path, args: argparse.Namespace) -> dict:
         "normal_model": "buffer-anytime-normal-tiny",
         "weights": "random",
         "device": "cpu",
-        "options": {"window": args.window, "overlap": args.overlap, "processing_size": args.processing_size},
+        "window": args.window,
+        "overlap": args.overlap,
+        "depth_processing_size": args.processing_size,
+        "normal_processing_size": args.processing_size,
     }
     run = subprocess.run([sys.executable, "-c", CHILD, json.dumps(spec)], capture_output=True, text=True, check=True)
     return json.loads(run.stdout.strip().splitlines()[-1])

@@ -97,7 +97,10 @@ def main() -> None:
             weights="random",
             device=args.device,
             overwrite=True,
-            options={"window": 6, "overlap": 2, "processing_size": args.processing_size},
+            window=6,
+            overlap=2,
+            depth_processing_size=args.processing_size,
+            normal_processing_size=args.processing_size,
         )
 
         cache = PredictorCache()

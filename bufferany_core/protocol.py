@@ -8,27 +8,23 @@ both sides reject the same things with the same words. Standard library only (ho
 from __future__ import annotations
 
 import json
-import math
 import os
 import struct
-import types
-import typing
 from dataclasses import dataclass
 from typing import Any
 
 from bufferany_core.errors import BadArgumentsError, ServiceError
-from bufferany_core.jobs import RenderJob
+from bufferany_core.jobs import PASSES, RenderJob, check_field, is_random_weights, job_fields
 
 PROTOCOL_VERSION = 1
 MAX_MESSAGE_BYTES = 1 << 20  # one message, JSON body only
 MAX_STRING = 4096  # any single string field (paths included)
-MAX_OPTIONS_BYTES = 64 << 10  # a job's `options` object, encoded
 MAX_ID_LENGTH = 64
 HEADER = struct.Struct(">I")
 
 # Job fields that name files: the client makes them absolute (the server's working directory means
-# nothing to the host) and the server refuses relative ones.
-PATH_FIELDS = ("input", "output", "models_dir", "depth_temporal_weights", "normal_temporal_weights")
+# nothing to the host) and the server refuses relative ones (`weights` may also be `random[:SEED]`).
+PATH_FIELDS = tuple(f.name for f, spec in job_fields() if spec.path)
 
 TERMINAL_EVENTS = ("finished", "failed", "cancelled")
 
@@ -148,48 +144,23 @@ def validate_request(message: dict[str, Any]) -> dict[str, Any]:
     return message
 
 
-def _matches(value: Any, hint: Any) -> bool:
-    """Does a JSON value fit one of RenderJob's field annotations?"""
-    if hint is Any:
-        return True
-    if hint is type(None):
-        return value is None
-    origin = typing.get_origin(hint)
-    if origin in (typing.Union, types.UnionType):
-        return any(_matches(value, arm) for arm in typing.get_args(hint))
-    if origin is tuple:  # tuple[str, ...] arrives as a JSON array
-        (item, _ellipsis) = typing.get_args(hint)
-        return isinstance(value, list) and len(value) <= 16 and all(_matches(v, item) for v in value)
-    if origin is dict:
-        return isinstance(value, dict)
-    if hint is bool:
-        return isinstance(value, bool)
-    if hint is str:
-        return isinstance(value, str) and len(value) <= MAX_STRING
-    if hint in (int, float):
-        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    return False
-
-
-_JOB_HINTS = typing.get_type_hints(RenderJob)
-
-
 def job_from_wire(data: dict[str, Any]) -> RenderJob:
     """A `submit` message's job object -> RenderJob, checking every field's JSON type first.
 
     Raises BadArgumentsError (exit code 2) naming the field, so the server can pass the exit code on.
     """
-    unknown = sorted(set(data) - set(_JOB_HINTS))
+    if not isinstance(data, dict):
+        raise BadArgumentsError("a job must be a JSON object")
+    specs = {f.name: spec for f, spec in job_fields()}
+    unknown = sorted(set(data) - set(specs))
     if unknown:
         raise BadArgumentsError(f"unknown job field(s): {', '.join(unknown)}")
     for name, value in data.items():
-        if not _matches(value, _JOB_HINTS[name]):
-            raise BadArgumentsError(
-                f"job field {name!r} has the wrong type ({type(value).__name__}) or is too long; "
-                f"expected {_JOB_HINTS[name]}"
-            )
-    if "options" in data and len(json.dumps(data["options"])) > MAX_OPTIONS_BYTES:
-        raise BadArgumentsError(f"job field 'options' is larger than {MAX_OPTIONS_BYTES} bytes")
+        if specs[name].kind == "passes" and isinstance(value, list) and len(value) > len(PASSES):
+            raise BadArgumentsError(f"job field {name!r} lists {len(value)} passes; there are {len(PASSES)}")
+        if isinstance(value, str) and len(value) > MAX_STRING:
+            raise BadArgumentsError(f"job field {name!r} is longer than {MAX_STRING} characters")
+        check_field(name, specs[name], value)
     return RenderJob.from_dict(data)
 
 
@@ -203,17 +174,10 @@ def job_to_wire(job: RenderJob | dict[str, Any], *, cwd: str | None = None) -> d
     data = job_from_wire(fields).to_dict()
     base = cwd or os.getcwd()
     for name in PATH_FIELDS:
-        if data.get(name):
-            data[name] = os.path.normpath(os.path.join(base, os.path.expanduser(data[name])))
-    weights = data.get("weights")
-    if weights and not is_random_weights(weights):
-        data["weights"] = os.path.normpath(os.path.join(base, os.path.expanduser(weights)))
+        value = data.get(name)
+        if value and not (name == "weights" and is_random_weights(value)):
+            data[name] = os.path.normpath(os.path.join(base, os.path.expanduser(value)))
     return data
-
-
-def is_random_weights(weights: str) -> bool:
-    """`random[:SEED]` names generated weights, not a file (models.weights.parse_weights_arg)."""
-    return weights == "random" or weights.startswith("random:")
 
 
 def error_message(

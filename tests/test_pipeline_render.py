@@ -20,7 +20,7 @@ TINY = dict(
     normal_model="buffer-anytime-normal-tiny",
     weights="random",
     device="cpu",
-    options={"window": 6, "overlap": 2, "processing_size": 28},
+    window=6, overlap=2, depth_processing_size=28, normal_processing_size=28,
 )
 
 

@@ -45,7 +45,7 @@ TINY_JOB = {
     "normal_model": "buffer-anytime-normal-tiny",
     "weights": "random",
     "device": "cpu",
-    "options": {"window": 8, "overlap": 2, "processing_size": 28},
+    "window": 8, "overlap": 2, "depth_processing_size": 28, "normal_processing_size": 28,
 }
 CLI = [sys.executable, "-m", "bufferany_core.pipeline.cli"]
 

@@ -37,7 +37,7 @@ def test_render_arguments_parse_back_into_the_same_job():
         depth_convention="distance",
         stabilize=True,
         include_plate=True,
-        options={"window": 12, "overlap": 4, "processing_size": 56},
+        window=12, overlap=4, depth_processing_size=56, normal_processing_size=56,
     )
     parsed = job_from_args(build_parser().parse_args(farm.render_arguments(job)))
     assert parsed == job

@@ -118,7 +118,7 @@ def test_header_records_the_precision(tmp_path):
         depth_model="video-depth-anything-tiny",
         weights="random",
         device="cpu",
-        options={"window": 6, "overlap": 2, "processing_size": 28},
+        window=6, overlap=2, depth_processing_size=28, normal_processing_size=28,
     )
     run_render(job)
     assert read_info(tmp_path / "plate" / "shot_buffers.0002.exr").metadata[HEADER.precision] == "fp32"

@@ -105,7 +105,7 @@ def test_trained_layers_on_a_real_prior_are_not_marked_untrained(tmp_path, depth
     job = RenderJob(
         input=plate, output=str(tmp_path / "out" / "o.####.exr"), passes=("depth",), depth_model=MODEL,
         weights=str(prior), depth_temporal_weights=str(trained), device="cpu",
-        options={"window": 4, "overlap": 1, "processing_size": 28},
+        window=4, overlap=1, depth_processing_size=28, normal_processing_size=28,
     )
     result = run_render(job, predictors=PredictorCache())
     assert not result.untrained
@@ -128,7 +128,7 @@ def test_normal_temporal_weights_reach_the_normal_model(tmp_path):
         job = RenderJob(
             input=plate, output=str(tmp_path / name / "o.####.exr"), passes=("normal",),
             normal_model="buffer-anytime-normal-tiny", weights="random", normal_temporal_weights=temporal,
-            device="cpu", options={"window": 3, "overlap": 1, "processing_size": 32},
+            device="cpu", window=3, overlap=1, depth_processing_size=32, normal_processing_size=32,
         )
         frame = run_render(job, predictors=cache).output_pattern.replace("%04d", "0002")
         normals[name] = read_channels(frame, conventions.NORMAL_CHANNELS)

@@ -22,7 +22,7 @@ TINY = {
     "passes": ["depth"],
     "depth_model": "video-depth-anything-tiny",
     "weights": "random",
-    "options": {"window": 6, "overlap": 2, "processing_size": 28},
+    "window": 6, "overlap": 2, "depth_processing_size": 28, "normal_processing_size": 28,
 }
 # Long enough that a cancel sent after the first frame lands well before the last, even on a GPU.
 LONG_SHOT = 90
@@ -85,7 +85,7 @@ def test_a_failing_job_reports_why_and_the_next_job_runs(server, client):
     corrupt = client.submit({"input": corrupt_plate, **TINY})
     huge = {
         **TINY,
-        "options": {**TINY["options"], "processing_size": 300_000},
+        "depth_processing_size": 300_000,
     }  # terabytes: the allocator refuses
     out_of_memory = client.submit({"input": corrupt_plate, **huge, "frames": "1-2"})
     good = client.submit({"input": _plate(server, "good", range(1, 7)), **TINY})
@@ -206,8 +206,8 @@ def test_a_server_with_max_models_1_unloads_the_last_model_and_reloads_it(tmp_pa
     try:
         with Client.connect(process.discovery, timeout=30) as client:
             for size in (28, 42, 28):
-                options = {**TINY["options"], "processing_size": size}
-                client.wait(client.submit({**TINY, "input": plate, "options": options, "overwrite": True}))
+                sizes = {"depth_processing_size": size, "normal_processing_size": size}
+                client.wait(client.submit({**TINY, **sizes, "input": plate, "overwrite": True}))
             status = client.status()
     finally:
         process.stop()

@@ -114,7 +114,7 @@ def _malformed(rng: random.Random) -> bytes:
             {"input": "/a.exr", "passes": 3},
             {"input": "rel.exr"},
             {"input": "/a.exr", "bogus": 1},
-            {"input": "/a.exr", "options": {"k": "v" * 70_000}},
+            {"input": "/a.exr", "output": "v" * 70_000},
         ]
     )
     return json.dumps({"type": "submit", "id": 4, "job": job}).encode()

@@ -12,11 +12,43 @@ import sys
 from collections.abc import Sequence
 
 from bufferany_core.cli_support import run_cli, say
-from bufferany_core.conventions import DEFAULT_DEPTH_CONVENTION
-from bufferany_core.errors import ExitCode
-from bufferany_core.jobs import DEPTH_CONVENTIONS, PASSES, PRECISIONS, RenderJob
+from bufferany_core.errors import BadArgumentsError, ExitCode
+from bufferany_core.jobs import RenderJob, job_fields, parse_passes
 
 PROG = "bufferany-render"
+
+
+def add_job_arguments(parser: argparse.ArgumentParser) -> None:
+    """One option per RenderJob field, from the field's own description and default."""
+    for f, spec in job_fields():
+        if spec.flag is None:
+            parser.add_argument(f.name, help=spec.help)
+            continue
+        names = [spec.short] if spec.short else []
+        names.append(spec.flag or "--" + f.name.replace("_", "-"))
+        help_text = spec.help.replace("%", "%%")
+        if spec.kind == "flag":
+            parser.add_argument(*names, dest=f.name, action="store_true", help=help_text)
+            continue
+        kwargs: dict = {"dest": f.name, "default": f.default}
+        if spec.metavar:
+            kwargs["metavar"] = spec.metavar
+        if spec.kind == "choice":
+            kwargs["choices"] = spec.choices
+            help_text += f" (default: {f.default})"
+        elif spec.kind == "int":
+            kwargs["type"] = int
+        elif spec.kind == "passes":
+            kwargs["type"] = _passes_argument
+            help_text += f" (default: {','.join(f.default)})"
+        parser.add_argument(*names, help=help_text, **kwargs)
+
+
+def _passes_argument(text: str) -> tuple[str, ...]:
+    try:
+        return parse_passes(text)
+    except BadArgumentsError as exc:  # argparse reports its own errors (exit 2, the same code)
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,32 +57,13 @@ def build_parser() -> argparse.ArgumentParser:
         description="Render temporally stable depth (depth.Z) and normal (N.X/Y/Z) passes for a plate.",
         epilog="Exit codes: see README.md (2 bad arguments, 3 input not found, 10 missing weights, 11 out of GPU memory, ...).",
     )
-    p.add_argument("input", help="plate: shot.####.exr, shot.%%04d.exr, shot.$F4.exr, one frame of a sequence, or a movie")
-    p.add_argument("-o", "--output", help="output sequence (default: <name>_buffers.####.exr beside the input)")
-    p.add_argument("--frames", help="frames to render: 1001-1100, 1-100x5, 5,10 (default: all)")
-    p.add_argument("--shot-range", help="the whole shot when --frames is one farm chunk of it (same windows and anchors)")
-    p.add_argument("--passes", default=",".join(PASSES), help="comma-separated subset of depth,normal (default: both)")
-    p.add_argument("--depth-model", help="depth model registry name")
-    p.add_argument("--normal-model", help="normal model registry name")
-    p.add_argument("--weights", help="weights file, or random[:SEED] for deterministic untrained weights")
-    p.add_argument("--depth-temporal-weights", metavar="PATH", help="trained temporal layers (.safetensors from bufferany-train) for the depth model")
-    p.add_argument("--normal-temporal-weights", metavar="PATH", help="trained temporal layers (.safetensors from bufferany-train) for the normal model")
-    p.add_argument("--models-dir", help="folder holding downloaded weights (default: $BUFFERANY_MODELS)")
-    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda or cuda:N")
+    add_job_arguments(p)
     p.add_argument(
-        "--precision",
-        choices=PRECISIONS,
-        default="auto",
-        help="float type the models run in: auto (fp16 on CUDA, fp32 on the CPU), fp32, or fp16/bf16 (CUDA only: refused on the CPU)",
+        "--processing-size",
+        type=int,
+        metavar="N",
+        help="shorthand for --depth-processing-size N --normal-processing-size N (each keeps its own meaning)",
     )
-    p.add_argument("--colorspace", dest="input_colorspace", help="the plate's colour space (default: by file type)")
-    p.add_argument("--depth-convention", choices=DEPTH_CONVENTIONS, default=DEFAULT_DEPTH_CONVENTION.value)
-    p.add_argument("--window", type=int, help="model slots per window (default: the model's)")
-    p.add_argument("--overlap", type=int, help="frames shared by consecutive windows (default: the model's)")
-    p.add_argument("--processing-size", type=int, help="the model's working resolution (default: the model's)")
-    p.add_argument("--stabilize", action="store_true", help="run the optical-flow stabiliser as a final stage")
-    p.add_argument("--include-plate", action="store_true", help="also carry the plate's RGBA into the output")
-    p.add_argument("--overwrite", action="store_true", help="re-render frames already finished")
     p.add_argument("--dry-run", action="store_true", help="print what would be rendered, render nothing")
     farm = p.add_argument_group("render farms")
     farm.add_argument("--deadline-job", metavar="DIR", help="write Deadline job_info.job and plugin_info.job to DIR")
@@ -60,29 +73,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def job_from_args(ns: argparse.Namespace) -> RenderJob:
-    options = {name: getattr(ns, name) for name in ("window", "overlap", "processing_size") if getattr(ns, name) is not None}
-    passes = tuple(p.strip() for p in ns.passes.split(",") if p.strip())
-    return RenderJob(
-        input=ns.input,
-        output=ns.output,
-        frames=ns.frames,
-        shot_range=ns.shot_range,
-        passes=passes,
-        depth_model=ns.depth_model,
-        normal_model=ns.normal_model,
-        weights=ns.weights,
-        depth_temporal_weights=ns.depth_temporal_weights,
-        normal_temporal_weights=ns.normal_temporal_weights,
-        models_dir=ns.models_dir,
-        device=ns.device,
-        precision=ns.precision,
-        input_colorspace=ns.input_colorspace,
-        depth_convention=ns.depth_convention,
-        stabilize=ns.stabilize,
-        include_plate=ns.include_plate,
-        overwrite=ns.overwrite,
-        options=options,
-    )
+    values = {f.name: getattr(ns, f.name) for f, _ in job_fields()}
+    if ns.processing_size is not None:
+        for name in ("depth_processing_size", "normal_processing_size"):
+            if values[name] is None:
+                values[name] = ns.processing_size
+    return RenderJob(**values)
 
 
 def print_event(event: dict) -> None:

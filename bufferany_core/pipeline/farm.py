@@ -10,13 +10,12 @@ from __future__ import annotations
 import re
 import shlex
 import sys
-from dataclasses import fields
 from functools import partial
 from pathlib import Path
 
 from bufferany_core.atomic import atomic_write
 from bufferany_core.errors import BadArgumentsError, FrameRangeError, OutputNotWritableError
-from bufferany_core.jobs import PASSES, RenderJob
+from bufferany_core.jobs import RenderJob, field_spec
 
 DEADLINE_START = "<STARTFRAME>"
 DEADLINE_END = "<ENDFRAME>"
@@ -28,39 +27,19 @@ _TOKEN = re.compile(r"<(STARTFRAME|ENDFRAME)(?:%(\d+))?>|#(FRAME_START|FRAME_END
 
 def render_arguments(job: RenderJob) -> list[str]:
     """`bufferany-render` arguments (without the program) that describe `job`; the CLI parses them back
-    into an equal job."""
+    into an equal job. Fields left at their defaults are left out."""
     args = [job.input]
-    defaults = {f.name: f.default for f in fields(RenderJob)}
-    if job.output:
-        args += ["-o", job.output]
-    for name, flag in (
-        ("frames", "--frames"),
-        ("shot_range", "--shot-range"),
-        ("depth_model", "--depth-model"),
-        ("normal_model", "--normal-model"),
-        ("weights", "--weights"),
-        ("depth_temporal_weights", "--depth-temporal-weights"),
-        ("normal_temporal_weights", "--normal-temporal-weights"),
-        ("models_dir", "--models-dir"),
-        ("input_colorspace", "--colorspace"),
-    ):
-        value = getattr(job, name)
-        if value is not None:
+    for name, value in job.changed_fields().items():
+        spec = field_spec(name)
+        if spec.flag is None:
+            continue
+        flag = spec.flag or "--" + name.replace("_", "-")
+        if spec.kind == "flag":
+            args.append(flag)
+        elif spec.kind == "passes":
+            args += [flag, ",".join(value)]
+        else:
             args += [flag, str(value)]
-    if tuple(job.passes) != PASSES:
-        args += ["--passes", ",".join(job.passes)]
-    if job.device != defaults["device"]:
-        args += ["--device", job.device]
-    if job.precision != defaults["precision"]:
-        args += ["--precision", job.precision]
-    if job.depth_convention != defaults["depth_convention"]:
-        args += ["--depth-convention", job.depth_convention]
-    for name in ("window", "overlap", "processing_size"):
-        if name in job.options:
-            args += ["--" + name.replace("_", "-"), str(job.options[name])]
-    for name in ("stabilize", "include_plate", "overwrite"):
-        if getattr(job, name):
-            args.append("--" + name.replace("_", "-"))
     return args
 
 

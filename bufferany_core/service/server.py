@@ -25,7 +25,7 @@ from typing import Any
 import bufferany_core
 from bufferany_core import discovery, protocol
 from bufferany_core.errors import BadArgumentsError, BufferanyError, OutputNotWritableError
-from bufferany_core.jobs import RenderJob
+from bufferany_core.jobs import RenderJob, is_random_weights
 from bufferany_core.protocol import ProtocolError, error_message
 from bufferany_core.service.worker import Job, Worker
 
@@ -406,7 +406,7 @@ class Server:
             if value is not None and not os.path.isabs(value):
                 raise BadArgumentsError(f"job field {name!r} must be an absolute path, got {value!r}")
         weights = spec.weights
-        if weights and not protocol.is_random_weights(weights) and not os.path.isabs(weights):
+        if weights and not is_random_weights(weights) and not os.path.isabs(weights):
             raise BadArgumentsError(
                 f"job field 'weights' must be an absolute path or random[:SEED], got {weights!r}"
             )
