@@ -27,7 +27,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 ADDON = REPO / "blender_addon"
 CORE = REPO / "bufferany_core"
-CORE_ROOTS = ("client", "conventions", "errors", "protocol")  # what blender_addon/core.py imports
+CORE_ROOTS = ("client", "conventions", "errors", "framepaths", "protocol")  # what blender_addon/core.py imports
 ADDON_SUFFIXES = (".py", ".toml")
 _IMPORT = re.compile(r"^(\s*)from bufferany_core(\.(\w+))? import ", re.MULTILINE)
 

@@ -7,6 +7,7 @@ from conftest import run_without_heavy_modules
 
 from bufferany_core import conventions
 from bufferany_core.errors import BadArgumentsError, BufferanyError, ExitCode
+from bufferany_core.framepaths import frame_path, has_frame_token
 from bufferany_core.jobs import RenderJob
 
 
@@ -14,7 +15,7 @@ def test_host_modules_import_without_heavy_dependencies():
     result = run_without_heavy_modules(
         """
         import bufferany_core, bufferany_core.conventions, bufferany_core.errors, bufferany_core.jobs
-        import bufferany_core.atomic, bufferany_core.cli_support
+        import bufferany_core.atomic, bufferany_core.cli_support, bufferany_core.framepaths
         try:
             import numpy
         except ImportError:
@@ -47,3 +48,15 @@ def test_render_job_round_trips_and_rejects_bad_fields():
         RenderJob.from_dict({"input": "x", "bogus": 1})
     with pytest.raises(BadArgumentsError, match="passes"):
         RenderJob(input="x", passes=("albedo",))
+
+
+def test_frame_path_formats_both_pattern_styles():
+    assert frame_path("/x/shot_buffers.%04d.exr", 7) == "/x/shot_buffers.0007.exr"
+    assert frame_path("/x/shot_buffers.####.exr", 1001) == "/x/shot_buffers.1001.exr"
+    assert frame_path("/x/shot.%d.exr", 7) == "/x/shot.7.exr"
+    assert frame_path("/x/shot.##.exr", 1001) == "/x/shot.1001.exr"
+    assert frame_path("/x/shot.####.exr", -1) == "/x/shot.-001.exr"  # printf's padding after the sign
+    assert frame_path("/x/v#/shot.####.exr", 3) == "/x/v3/shot.####.exr"  # the first token only
+    assert has_frame_token("a.%04d.exr") and not has_frame_token("a.exr")
+    with pytest.raises(BadArgumentsError, match="no frame token"):
+        frame_path("/x/shot_buffers.exr", 1)

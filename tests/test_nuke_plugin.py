@@ -64,7 +64,7 @@ print(json.dumps(sorted(m for m in sys.modules if m.startswith("bufferany_core")
     assert heavy == "[]"
     # the host side of the core only: the client (and its wire modules), conventions, errors, jobs,
     # atomic writes (discovery file, cache markers)
-    allowed = {"", ".client", ".protocol", ".discovery", ".atomic", ".conventions", ".errors", ".jobs"}
+    allowed = {"", ".client", ".protocol", ".discovery", ".atomic", ".conventions", ".errors", ".jobs", ".framepaths"}
     assert {m.removeprefix("bufferany_core") for m in json.loads(core_modules)} <= allowed, core_modules
 
     bad = dict(env, BUFFERANY_CORE_PATH=str(tmp_path / "nowhere"))

@@ -17,6 +17,7 @@ import numpy as np
 from bufferany_core import conventions
 from bufferany_core.errors import InputNotFoundError, MissingFramesError, UnreadableImageError
 from bufferany_core.frames import read_channels
+from bufferany_core.framepaths import frame_path
 
 CAMERAS_JSON = "cameras.json"
 PLATE_PATTERN = "plate/shot.####.exr"
@@ -40,7 +41,7 @@ class SyntheticShot:
 
 
 def _path(folder: Path, pattern: str, frame: int) -> Path:
-    return folder / pattern.replace("####", f"{frame:0{conventions.OUTPUT_PADDING}d}")
+    return folder / frame_path(pattern, frame)
 
 
 def load_synthetic_shot(folder: str | Path) -> SyntheticShot:

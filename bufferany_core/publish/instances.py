@@ -6,11 +6,11 @@ once (`context.data["flickerThreshold"] = 0.02`) and a shot overrides it.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from bufferany_core import framepaths
 from bufferany_core.errors import BadArgumentsError
 
 FAMILY = "bufferany.passes"
@@ -35,9 +35,6 @@ PUBLISH_ROOT = "publishRoot"
 FAILED_FRAMES = "failedFrames"  # set by validators: plugin class name -> frames it failed on
 PUBLISHED = "published"  # set by the integrator: {"version", "folder", "pattern"}
 
-_HASHES = re.compile(r"#+")
-_PRINTF = re.compile(r"%(0?\d*)d")
-
 
 def setting(instance: Any, key: str, default: Any = None) -> Any:
     """`key` from the instance's data, else from its context's data, else `default`."""
@@ -57,12 +54,8 @@ def frame_range(instance: Any) -> list[int]:
 
 
 def frame_path(pattern: str, frame: int) -> Path:
-    """The file of `frame` in a `shot.####.exr` or `shot.%04d.exr` pattern."""
-    if _HASHES.search(pattern):
-        return Path(_HASHES.sub(lambda m: str(frame).zfill(len(m[0])), pattern, count=1))
-    if _PRINTF.search(pattern):
-        return Path(_PRINTF.sub(lambda m: str(frame).zfill(int(m[1] or 0)), pattern, count=1))
-    raise BadArgumentsError(f"sequence pattern {pattern!r} has no frame token (#### or %04d)")
+    """The file of `frame` in a `shot.####.exr` or `shot.%04d.exr` pattern (`framepaths.frame_path`)."""
+    return Path(framepaths.frame_path(pattern, frame))
 
 
 def missing_frames(instance: Any) -> list[int]:
