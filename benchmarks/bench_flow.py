@@ -2,7 +2,7 @@
 when no RAFT weights are installed) against torchvision's RAFT small and large with deterministic
 random weights (a network's cost does not depend on its weights).
 
-Pairs are consecutive frames of the procedural shot (bufferany_core.stabilize.synthetic). Each
+Pairs are consecutive frames of the procedural shot (bufferany_core.testing.procedural_shot). Each
 backend runs in its own process, so its peak memory is its own (CUDA: peak allocated; CPU: peak
 resident set size). CPU times are process CPU time, which other jobs inflate less than wall time.
 
@@ -24,7 +24,7 @@ def _run_backend(name: str, args: argparse.Namespace, queue) -> None:
 
     from bufferany_core.flow import load_flow_estimator
     from bufferany_core.models.weights import RandomWeights
-    from bufferany_core.stabilize.synthetic import procedural_shot
+    from bufferany_core.testing.procedural_shot import procedural_shot
 
     torch.set_num_threads(args.threads)
     cv2.setNumThreads(args.threads)

@@ -29,11 +29,11 @@ import torch
 from harness import add_json_option, machine, table, write_json
 
 from bufferany_core.evaluation.metrics import depth_accuracy
-from bufferany_core.evaluation.synthetic import load_synthetic_shot
+from bufferany_core.evaluation.ground_truth_shot import load_synthetic_shot
 from bufferany_core.flow import load_flow_estimator
 from bufferany_core.frames import FrameSequence, read_frames
 from bufferany_core.stabilize import StabilizeSettings, StreamingStabilizer, stabilize_clip
-from bufferany_core.stabilize.synthetic import (
+from bufferany_core.testing.procedural_shot import (
     add_depth_flicker,
     add_normal_flicker,
     depth_scores,

@@ -3,7 +3,7 @@ against exact depth.
 
 1. An image prior: a tiny Depth Anything V2 (random init) trained per frame, WITH labels, on the
    first half of the Blender sample shot (examples/sample_shot, frames 1001-1020) and on two
-   procedural shots (bufferany_core.stabilize.synthetic). Like real per-frame priors, it flickers.
+   procedural shots (bufferany_core.testing.procedural_shot). Like real per-frame priors, it flickers.
 2. Buffer Anytime fine-tuning with `bufferany_training` exactly as `bufferany-train` runs it (frozen
    ViT, temporal blocks + head, w_reg * L_reg + L_stable, DIS flows with cycle and edge masks),
    WITHOUT labels, on the plates of the Blender shot and the two procedural shots.
@@ -36,14 +36,14 @@ from harness import add_json_option, machine, table, write_json
 from safetensors.torch import save_file
 
 from bufferany_core.evaluation.metrics import align_depth, depth_accuracy, depth_opw, temporal_gradient_error
-from bufferany_core.evaluation.synthetic import load_synthetic_shot
+from bufferany_core.evaluation.ground_truth_shot import load_synthetic_shot
 from bufferany_core.flow import DISFlow, adjacent_flows
 from bufferany_core.frames import FrameSequence, read_frames
 from bufferany_core.losses import depth_regularization_loss
 from bufferany_core.models.depth import DepthAnythingV2, load_depth_predictor
 from bufferany_core.models.depth.preprocess import IMAGENET_MEAN, IMAGENET_STD
 from bufferany_core.models.weights import deterministic_state_dict
-from bufferany_core.stabilize.synthetic import procedural_shot
+from bufferany_core.testing.procedural_shot import procedural_shot
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE_SHOT = REPO / "examples" / "sample_shot"

@@ -9,7 +9,7 @@ instances whose `render` setting is "cli", "service" or "nuke" are rendered.
 import pyblish.api
 
 from bufferany_core.publish import instances as keys
-from bufferany_core.publish.render import render_frames
+from bufferany_core.publish.render_missing import render_frames
 
 
 class ExtractBufferanyMissingPasses(pyblish.api.InstancePlugin):

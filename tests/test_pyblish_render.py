@@ -37,7 +37,7 @@ from bufferany_core.errors import (
 from bufferany_core.frames import read_channels, read_info
 from bufferany_core.publish import checks
 from bufferany_core.publish.actions import RenderMissingFrames, RewriteLossless
-from bufferany_core.publish.render import job_for
+from bufferany_core.publish.render_missing import job_for
 
 SHOT = range(1001, 1007)
 TINY_JOB = {

@@ -7,7 +7,7 @@ import torch
 from bufferany_core.flow import DISFlow, FramePairs, pair_validity
 from bufferany_core.stabilize import StabilizeSettings, StreamingStabilizer, stabilize_clip, stabilize_depth
 from bufferany_core.stabilize.affine import remove_trend, robust_affine_fit, solve_frame_affines
-from bufferany_core.stabilize.synthetic import (
+from bufferany_core.testing.procedural_shot import (
     add_depth_flicker,
     add_normal_flicker,
     depth_scores,

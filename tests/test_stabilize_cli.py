@@ -13,7 +13,7 @@ from bufferany_core.conventions import DEPTH_CHANNEL, HEADER, NORMAL_CHANNELS
 from bufferany_core.errors import ExitCode
 from bufferany_core.frames import DISPLAY_COLORSPACE, read_channels, read_info
 from bufferany_core.stabilize.cli import main
-from bufferany_core.stabilize.synthetic import (
+from bufferany_core.testing.procedural_shot import (
     add_depth_flicker,
     add_normal_flicker,
     depth_scores,

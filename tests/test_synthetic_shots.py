@@ -15,7 +15,7 @@ import pytest
 from bufferany_core import conventions
 from bufferany_core.errors import InputNotFoundError, MissingFramesError
 from bufferany_core.evaluation import metrics
-from bufferany_core.evaluation.synthetic import load_synthetic_shot
+from bufferany_core.evaluation.ground_truth_shot import load_synthetic_shot
 from bufferany_core.frames import FrameSequence, read_frames, read_info
 
 REPO = Path(__file__).resolve().parents[1]

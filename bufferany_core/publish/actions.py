@@ -13,7 +13,7 @@ from typing import Any
 import pyblish.api
 
 from bufferany_core.publish import instances as keys
-from bufferany_core.publish.render import render_frames
+from bufferany_core.publish.render_missing import render_frames
 
 
 def failed_instances(context: Any, plugin: type) -> Iterator[Any]:

@@ -34,7 +34,7 @@ from bufferany_core.frames import FrameSequence, ImageInfo, read_channels, read_
 from bufferany_core.frames.framespec import format_frame_spec
 from bufferany_core.models.weights import parse_weights_arg
 from bufferany_core.stabilize.stabilizer import StabilizeSettings
-from bufferany_core.stabilize.windows import stabilize_in_windows, window_ranges
+from bufferany_core.stabilize.windowed import stabilize_in_windows, window_ranges
 
 PROG = "bufferany-stabilize"
 
