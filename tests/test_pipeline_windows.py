@@ -5,13 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bufferany_core.pipeline.align import (
-    fit_scale_shift,
-    inverse_to_distance,
-    reference_range,
-    renormalise,
-)
+from bufferany_core.pipeline.align import inverse_to_distance, reference_range, renormalise
 from bufferany_core.pipeline.windows import WindowSchedule
+from bufferany_core.scale_shift import fit_scale_shift
 
 
 def test_vda_defaults_give_evenly_spread_windows_covering_the_shot():

@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from bufferany_core.conventions import DepthConvention
-from bufferany_core.pipeline.align import fit_scale_shift
+from bufferany_core.scale_shift import fit_scale_shift
 
 DELTA1_THRESHOLD = 1.25
 NORMAL_ANGLE_THRESHOLDS = (11.25, 22.5, 30.0)  # degrees

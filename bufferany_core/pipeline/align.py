@@ -1,4 +1,5 @@
-"""Putting windows on one shot-wide scale: least-squares scale and shift, cross-fades, conventions.
+"""Putting windows on one shot-wide scale: the shot's reference range, cross-fades, conventions (the
+least-squares scale and shift itself is `bufferany_core.scale_shift`, shared with the metrics).
 
 Arithmetic is float64 on the CPU in a fixed order, so two processes given the same predictions
 produce the same numbers (farm chunks agree with one run of the whole shot).
@@ -10,6 +11,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
+# fit_scale_shift is imported here for pipeline/render.py until it imports bufferany_core.scale_shift itself.
+from bufferany_core.scale_shift import fit_scale_shift, sample_pixels  # noqa: F401
+
 # Anchor-frame quantiles mapped to 0 and 1: the shot's relative inverse depth is 0 at its far end
 # and 1 at its near end (robust to a few outlier pixels).
 REFERENCE_QUANTILES = (0.02, 0.98)
@@ -20,34 +24,10 @@ DISTANCE_FLOOR = 1e-3
 DISTANCE_RULE = f"distance = 1 / max(inverse + {DISTANCE_OFFSET}, {DISTANCE_FLOOR}); inverse is 0 at the anchors' {REFERENCE_QUANTILES[0]:g} quantile, 1 at their {REFERENCE_QUANTILES[1]:g} quantile"
 
 
-def _samples(images: Sequence[np.ndarray], stride: int) -> np.ndarray:
-    return np.concatenate([np.asarray(im, dtype=np.float64)[..., ::stride, ::stride].ravel() for im in images])
-
-
-def fit_scale_shift(
-    source: Sequence[np.ndarray], target: Sequence[np.ndarray], *, stride: int = 1
-) -> tuple[float, float]:
-    """(scale, shift) minimising sum((scale * source + shift - target)^2) over all pixels of all
-    pairs (every `stride`-th pixel in each image axis). A flat source gets scale 1 and the mean offset."""
-    if len(source) != len(target) or not source:
-        raise ValueError(f"need matching non-empty lists of images, got {len(source)} and {len(target)}")
-    for s, t in zip(source, target, strict=True):
-        if np.shape(s) != np.shape(t):
-            raise ValueError(f"source and target shapes differ: {np.shape(s)} vs {np.shape(t)}")
-    x = _samples(source, stride)
-    y = _samples(target, stride)
-    x_mean, y_mean = x.mean(), y.mean()
-    var = np.mean((x - x_mean) ** 2)
-    if var <= 1e-12 * max(1.0, x_mean**2):
-        return 1.0, float(y_mean - x_mean)
-    scale = float(np.mean((x - x_mean) * (y - y_mean)) / var)
-    return scale, float(y_mean - scale * x_mean)
-
-
 def reference_range(anchors: Sequence[np.ndarray], *, stride: int = 1) -> tuple[float, float]:
     """(offset, scale) mapping raw anchor predictions to the shot's relative inverse depth:
     `(raw - offset) * scale` is 0 at the low quantile and 1 at the high one."""
-    values = _samples(anchors, stride)
+    values = sample_pixels(anchors, stride)
     lo, hi = np.quantile(values, REFERENCE_QUANTILES)
     width = hi - lo
     return float(lo), float(1.0 / width) if width > 1e-12 else 1.0
