@@ -6,9 +6,13 @@ generated passes, so validation sees exactly what the node shows; missing passes
 node itself (its Generate, synchronously) unless the context sets another `render`.
 """
 
+from typing import Any
+
 import pyblish.api
 
+from bufferany_core.errors import BadArgumentsError
 from bufferany_core.publish import instances as keys
+from bufferany_core.publish.render_missing import register_host_renderer
 
 
 class CollectBufferanyNuke(pyblish.api.ContextPlugin):
@@ -22,6 +26,7 @@ class CollectBufferanyNuke(pyblish.api.ContextPlugin):
         import nuke
         from bufferany_nuke import cache, node, settings
 
+        register_host_renderer("nuke", render_in_nuke)
         for group in nuke.allNodes("Group", recurseGroups=True):
             if not node.is_bufferany_node(group) or group["disable"].value():
                 continue
@@ -49,17 +54,37 @@ class CollectBufferanyNuke(pyblish.api.ContextPlugin):
             self.log.info(f"{group.fullName()}: frames {found.first}-{found.last} -> {entry.passes_pattern}")
 
 
+# decided by the instance itself (publish.render_missing.job_for refuses them in renderJob)
+_INSTANCE_FIELDS = ("passes", "shot_range")
+
+
 def _job_fields(found):
-    """The node's settings as RenderJob fields, for rendering through the service or the CLI."""
-    fields = {
-        "depth_model": found.depth_model,
-        "normal_model": found.normal_model,
-        "weights": found.weights,
-        "models_dir": found.models_dir,
-        "device": found.device,
-        "input_colorspace": found.input_colorspace,
-        "depth_convention": found.depth_convention,
-        "stabilize": found.stabilize,
-        "options": found.options,
+    """The node's settings as RenderJob fields, for rendering through the service or the CLI: every
+    job knob that is set (the passes are the instance's own)."""
+    return {
+        name: value for name, value in found.job.items() if name not in _INSTANCE_FIELDS and value is not None
     }
-    return {name: value for name, value in fields.items() if value is not None}
+
+
+def render_in_nuke(instance: Any, *, overwrite: bool, changes: dict[str, Any]) -> dict[str, Any]:
+    """The BufferAnytime node renders its own plate cache and passes (its Generate, synchronously):
+    the whole range, `overwrite` through its `force` knob, `changes` on its knobs of the same name."""
+    import bufferany_nuke
+    import nuke
+
+    group = nuke.toNode(instance.data["nukeNode"])
+    if group is None:
+        raise BadArgumentsError(
+            f"instance {instance.name!r}: node {instance.data['nukeNode']} no longer exists"
+        )
+    unknown = [name for name in changes if group.knob(name) is None]
+    if unknown:
+        raise BadArgumentsError(f"{group.fullName()}: no knob {', '.join(unknown)} to change for the render")
+    for name, value in changes.items():
+        group[name].setValue(value)
+    force = group["force"].value()
+    group["force"].setValue(force or overwrite)
+    try:
+        return bufferany_nuke.generate(group, synchronous=True) or {}
+    finally:
+        group["force"].setValue(force)

@@ -28,6 +28,7 @@ from nuke_support import (
 import bufferany_nuke
 import nuke
 from bufferany_nuke import batch, cache, node, settings
+from bufferany_nuke.generate import _render_job
 
 from bufferany_core.client import ServerNotFoundError
 from bufferany_core.errors import ExitCode, FrameRangeError
@@ -64,7 +65,17 @@ print(json.dumps(sorted(m for m in sys.modules if m.startswith("bufferany_core")
     assert heavy == "[]"
     # the host side of the core only: the client (and its wire modules), conventions, errors, jobs,
     # atomic writes (discovery file, cache markers)
-    allowed = {"", ".client", ".protocol", ".discovery", ".atomic", ".conventions", ".errors", ".jobs", ".framepaths"}
+    allowed = {
+        "",
+        ".client",
+        ".protocol",
+        ".discovery",
+        ".atomic",
+        ".conventions",
+        ".errors",
+        ".jobs",
+        ".framepaths",
+    }
     assert {m.removeprefix("bufferany_core") for m in json.loads(core_modules)} <= allowed, core_modules
 
     bad = dict(env, BUFFERANY_CORE_PATH=str(tmp_path / "nowhere"))
@@ -253,16 +264,52 @@ def test_batch_script_exits_with_the_error_code_naming_the_node(script, tmp_path
     assert "has no BufferAnytime node" in capsys.readouterr().err
 
 
-def test_model_options_must_be_a_json_object(script):
+def test_every_host_field_of_the_job_has_a_knob_and_reaches_the_job(script):
+    """The knobs come from RenderJob's host fields: name, label, tooltip (the field's help), the
+    Advanced tab for advanced fields; an int knob one below the field's minimum means the default."""
+    from bufferany_core.jobs import host_fields
+
     group = make_node()
-    group["options"].setValue("[1, 2]")
+    names = list(group.knobs())
+    advanced_tab = names.index("advanced")
+    for f, spec in host_fields():
+        knob = group.knob(f.name)
+        assert knob is not None, f.name
+        assert knob.label() == spec.label and knob.tooltip().startswith(spec.help)
+        assert (names.index(f.name) > advanced_tab) == spec.advanced, f.name
+    assert group.knob("options") is None  # the old JSON knob is gone: every option is a knob of its own
+    assert type(group["window"]).__name__ == "Int_Knob" and group["window"].value() == 0
+    assert group["overlap"].value() == -1  # overlap may be 0: -1 stands for the default
+    assert "0 = the default" in group["window"].tooltip() and "-1 = the default" in group["overlap"].tooltip()
+    assert type(group["models_dir"]).__name__ == "File_Knob" and group["precision"].value() == "auto"
+    job = settings.read_settings(group).job
+    assert job["window"] is None and job["overlap"] is None and job["device"] == "auto"
+
+    group["window"].setValue(8)
+    group["overlap"].setValue(0)
+    group["precision"].setValue("fp32")
+    group["depth_temporal_weights"].setValue(" /tmp/depth_temporal.safetensors ")
+    found = settings.read_settings(group)
+    assert found.job["window"] == 8 and found.job["overlap"] == 0
+    entry = cache.entry_for(group, found)
+    job = _render_job(found, entry)
+    assert (job.window, job.overlap, job.precision) == (8, 0, "fp32")
+    assert job.depth_temporal_weights == "/tmp/depth_temporal.safetensors"
+    assert (job.input, job.output, job.frames) == (
+        entry.plate_pattern,
+        entry.passes_pattern,
+        f"{FIRST}-{LAST}",
+    )
+
+    group["window"].setValue(-3)
     bufferany_nuke.generate(group)
-    assert "'model options' must be a JSON object" in group["status"].value()
-    group["options"].setValue('{"window": 8')
-    bufferany_nuke.generate(group)
-    assert "'model options' is not valid JSON" in group["status"].value()
-    group["options"].setValue('{"window": 8}')
-    assert settings.read_settings(group).options == {"window": 8}
+    assert "knob 'window' must be at least 1, or 0 for the default; got -3" in group["status"].value()
+
+
+def test_a_node_saved_before_a_field_existed_reads_its_default(script):
+    group = make_node()
+    group.removeKnob(group["anchors"])  # as a node from an older script has no knob for a newer field
+    assert settings.read_settings(group).job["anchors"] is None
 
 
 def test_cancel_without_a_job_says_so(script):

@@ -3,7 +3,6 @@ loopback, with tiny models and random weights."""
 
 from __future__ import annotations
 
-import json
 import threading
 
 import numpy as np
@@ -35,7 +34,8 @@ TINY = {
     "normal_model": "marigold-e2e-ft-normals-tiny",
     "weights": "random",
     "device": "cpu",
-    "options": json.dumps({"processing_size": 28}),
+    "depth_processing_size": 28,
+    "normal_processing_size": 28,
 }
 
 
@@ -73,7 +73,8 @@ def _long_job(group, tmp_path):
     pattern = write_plate(tmp_path / "long", FIRST, FIRST + 39)
     group.setInput(0, nuke.nodes.Read(file=pattern, first=FIRST, last=FIRST + 39))
     group["passes"].setValue("depth")
-    group["options"].setValue(json.dumps({"processing_size": 28, "window": 4, "overlap": 1}))
+    group["window"].setValue(4)
+    group["overlap"].setValue(1)
 
 
 def _last_job_state(server):

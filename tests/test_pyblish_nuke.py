@@ -40,7 +40,7 @@ def test_each_enabled_node_is_an_instance_with_its_cache_paths(script, plugins):
     first = make_node()
     first["passes"].setValue("depth")
     first["weights"].setValue("random:3")
-    first["options"].setValue('{"window": 8}')
+    first["window"].setValue(8)
     second = make_node()
     second.setInput(0, nuke.toNode("Read1"))
     second["use_input_range"].setValue(False)
@@ -60,7 +60,8 @@ def test_each_enabled_node_is_an_instance_with_its_cache_paths(script, plugins):
     assert data["passes"] == ["depth"]
     assert data["resolution"] == [40, 24] and data["pixelAspect"] == PIXEL_ASPECT
     assert data["render"] == "nuke" and data["nukeNode"] == first.fullName()
-    assert data["renderJob"]["weights"] == "random:3" and data["renderJob"]["options"] == {"window": 8}
+    assert data["renderJob"]["weights"] == "random:3" and data["renderJob"]["window"] == 8
+    assert "passes" not in data["renderJob"] and "overlap" not in data["renderJob"]  # the instance's; unset
     other = instances[second.fullName()].data
     assert (other["frameStart"], other["frameEnd"]) == (FIRST + 1, LAST)
     assert other["passes"] == ["depth", "normal"]
@@ -92,7 +93,8 @@ def test_publish_from_nuke_renders_through_the_node_and_publishes(script, plugin
         "normal_model": "buffer-anytime-normal-tiny",
         "weights": "random",
         "device": "cpu",
-        "options": '{"processing_size": 28}',
+        "depth_processing_size": 28,
+        "normal_processing_size": 28,
     }.items():
         group[name].setValue(value)
     context = pyblish.api.Context()

@@ -181,19 +181,10 @@ class _Run:
 
 def _render_job(settings: NodeSettings, entry: cache.CacheEntry) -> RenderJob:
     return RenderJob(
+        **settings.job,
         input=entry.plate_pattern,
         output=entry.passes_pattern,
         frames=f"{settings.first}-{settings.last}",
-        passes=settings.passes,
-        depth_model=settings.depth_model,
-        normal_model=settings.normal_model,
-        weights=settings.weights,
-        models_dir=settings.models_dir,
-        device=settings.device,
-        input_colorspace=settings.input_colorspace,
-        depth_convention=settings.depth_convention,
-        stabilize=settings.stabilize,
-        options=settings.options,
         overwrite=settings.force,  # a resumed render keeps the frames a cancelled one finished
     )
 

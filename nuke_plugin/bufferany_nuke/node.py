@@ -10,6 +10,8 @@ from __future__ import annotations
 import nuke
 
 from bufferany_core import conventions
+from bufferany_nuke import job_knobs
+from bufferany_nuke.job_knobs import PASS_CHOICES
 
 NODE_MARKER = "bufferany_node"  # hidden knob telling a BufferAnytime Group from any other Group
 PLATE = "Plate"
@@ -18,8 +20,6 @@ PASSES_READ = "PassesRead"
 COPY = "CopyPasses"
 OUTPUT = "Output"
 
-PASS_CHOICES = {"depth and normal": ("depth", "normal"), "depth": ("depth",), "normal": ("normal",)}
-DEPTH_CONVENTIONS = [convention.value for convention in conventions.DepthConvention]  # the first is the default
 COPY_SLOTS = 4  # Nuke's Copy node copies at most four channels: depth.Z + N.X/Y/Z
 LAYER_KNOBS = ("depth_layer", "normal_layer", "passes")
 
@@ -65,20 +65,18 @@ def build_node(name: str = "BufferAnytime1") -> nuke.Group:
 
 
 def _add_knobs(group: nuke.Group) -> None:
+    """The job knobs (one per host field of RenderJob, see job_knobs) around the node's own: frame
+    range, layer names, server, cache, the buttons and the status line."""
     marker = nuke.String_Knob(NODE_MARKER, "")
     marker.setFlag(nuke.INVISIBLE)
     root = nuke.root()
+    group.addKnob(nuke.Tab_Knob("bufferany", "BufferAnytime"))
+    group.addKnob(marker)
+    job_knobs.add_job_knobs(group, advanced=False)
     knobs: list[nuke.Knob] = [
-        nuke.Tab_Knob("bufferany", "BufferAnytime"),
-        marker,
-        nuke.Enumeration_Knob("passes", "passes", list(PASS_CHOICES)),
-        nuke.String_Knob("depth_model", "depth model"),
-        nuke.String_Knob("normal_model", "normal model"),
         nuke.Boolean_Knob("use_input_range", "use input range", True),
         nuke.Int_Knob("first_frame", "frame range"),
         nuke.Int_Knob("last_frame", ""),
-        nuke.Boolean_Knob("stabilize", "stabilise", False),
-        nuke.Enumeration_Knob("depth_convention", "depth values", DEPTH_CONVENTIONS),
         nuke.String_Knob("depth_layer", "depth layer", conventions.DEPTH_LAYER),
         nuke.String_Knob("normal_layer", "normal layer", conventions.NORMAL_LAYER),
         nuke.File_Knob("server", "server discovery file"),
@@ -88,33 +86,29 @@ def _add_knobs(group: nuke.Group) -> None:
         nuke.PyScript_Knob("generate", "Generate", _GENERATE),
         nuke.PyScript_Knob("cancel", "Cancel", _CANCEL),
         nuke.Text_Knob("status", "status", "not generated"),
-        nuke.Tab_Knob("advanced", "Advanced"),
-        nuke.String_Knob("weights", "weights"),
-        nuke.String_Knob("models_dir", "models folder"),
-        nuke.String_Knob("device", "device", "auto"),
-        nuke.String_Knob("input_colorspace", "input colorspace"),
-        nuke.String_Knob("options", "model options"),
     ]
     for knob in knobs:
         group.addKnob(knob)
+    group.addKnob(nuke.Tab_Knob("advanced", "Advanced"))
+    job_knobs.add_job_knobs(group, advanced=True)
     group["first_frame"].setValue(root.firstFrame())
     group["last_frame"].setValue(root.lastFrame())
     group["last_frame"].clearFlag(nuke.STARTLINE)
     group["cancel"].clearFlag(nuke.STARTLINE)
     tips = {
-        "depth_model": "registry name of the depth model; empty: the server's default",
-        "normal_model": "registry name of the normal model; empty: the server's default",
         "use_input_range": "render the input's whole frame range instead of the range below",
         "server": "the server's discovery file; empty: $BUFFERANY_SERVER_FILE or ~/.bufferany/server.json",
         "cache_dir": "where plate frames and passes are cached; empty: $BUFFERANY_NUKE_CACHE or "
         "~/.bufferany/nuke_cache",
-        "weights": "empty: the registry's weights; a file path; or random[:SEED] (untrained test run)",
-        "input_colorspace": "colorspace of the plate as written to the cache (raw working space); "
-        "empty: the pipeline's default for EXR",
-        "options": 'JSON object of model options, e.g. {"window": 32, "overlap": 10, "processing_size": 518}',
     }
     for name, tip in tips.items():
         group[name].setTooltip(tip)
+    # the plate reaches the server as the Write renders it: raw, in the script's working space
+    colorspace = group.knob("input_colorspace")
+    if colorspace is not None:
+        colorspace.setTooltip(
+            colorspace.tooltip() + " (the cache holds the plate raw, in the script's working space)"
+        )
 
 
 def is_bufferany_node(node: nuke.Node | None) -> bool:
@@ -144,7 +138,8 @@ def channel_pairs(group: nuke.Group) -> list[tuple[str, str]]:
     if "normal" in passes:
         layer = str(group["normal_layer"].value())
         stream = conventions.normal_channels(layer)
-        pairs.extend(zip(conventions.NORMAL_CHANNELS, stream, strict=True))
+        # (no zip(strict=): Nuke 14 runs Python 3.9)
+        pairs.extend((channel, stream[i]) for i, channel in enumerate(conventions.NORMAL_CHANNELS))
         _ensure_layer(layer, stream)
     return pairs
 

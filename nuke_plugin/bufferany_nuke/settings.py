@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,7 +10,7 @@ from typing import Any
 import nuke
 
 from bufferany_core.errors import BadArgumentsError, FrameRangeError
-from bufferany_nuke.node import selected_passes
+from bufferany_nuke.job_knobs import read_job
 
 CACHE_ENV = "BUFFERANY_NUKE_CACHE"
 
@@ -30,36 +29,21 @@ class Connection:
 
 @dataclass(frozen=True)
 class NodeSettings:
-    passes: tuple[str, ...]
-    depth_model: str | None
-    normal_model: str | None
+    job: dict[str, Any]  # every host field of RenderJob (job_knobs.read_job), by field name
     first: int
     last: int
-    stabilize: bool
-    depth_convention: str
-    weights: str | None
-    models_dir: str | None
-    device: str
-    input_colorspace: str | None
-    options: dict[str, Any]
     connection: Connection
     cache_root: Path
     force: bool
 
+    @property
+    def passes(self) -> tuple[str, ...]:
+        return tuple(self.job["passes"])
+
     def result_fields(self) -> dict[str, Any]:
-        """What decides the passes' pixels (the cache key's settings part)."""
-        return {
-            "passes": list(self.passes),
-            "depth_model": self.depth_model,
-            "normal_model": self.normal_model,
-            "frames": [self.first, self.last],
-            "stabilize": self.stabilize,
-            "depth_convention": self.depth_convention,
-            "weights": self.weights,
-            "models_dir": self.models_dir,
-            "input_colorspace": self.input_colorspace,
-            "options": self.options,
-        }
+        """The cache key's settings part: every job field's value and the frame range."""
+        job = {name: list(value) if isinstance(value, tuple) else value for name, value in self.job.items()}
+        return {"job": job, "frames": [self.first, self.last]}
 
 
 def read_settings(group: nuke.Group) -> NodeSettings:
@@ -74,18 +58,9 @@ def read_settings(group: nuke.Group) -> NodeSettings:
         return str(group[knob].value()).strip() or None
 
     return NodeSettings(
-        passes=selected_passes(group),
-        depth_model=text("depth_model"),
-        normal_model=text("normal_model"),
+        job=read_job(group),
         first=first,
         last=last,
-        stabilize=bool(group["stabilize"].value()),
-        depth_convention=str(group["depth_convention"].value()),
-        weights=text("weights"),
-        models_dir=text("models_dir"),
-        device=text("device") or "auto",
-        input_colorspace=text("input_colorspace"),
-        options=_options(name, text("options")),
         connection=Connection(discovery=text("server"), start_server=bool(group["start_server"].value())),
         cache_root=_cache_root(text("cache_dir")),
         force=bool(group["force"].value()),
@@ -108,16 +83,6 @@ def _frame_range(group: nuke.Group, plate: nuke.Node) -> tuple[int, int]:
             f"(input node {plate.fullName()})"
         )
     return first, last
-
-
-def _options(name: str, text: str | None) -> dict[str, Any]:
-    try:
-        options = json.loads(text) if text else {}
-    except ValueError as exc:
-        raise BadArgumentsError(f"{name}: knob 'model options' is not valid JSON: {exc}") from None
-    if not isinstance(options, dict):
-        raise BadArgumentsError(f"{name}: knob 'model options' must be a JSON object, got {text}")
-    return options
 
 
 def _cache_root(knob_value: str | None) -> Path:

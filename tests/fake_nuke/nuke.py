@@ -377,6 +377,13 @@ class Node:
             raise ValueError(f"knob {knob.name()} exists")
         self._attach(knob)
 
+    def removeKnob(self, knob: Knob) -> None:
+        _main_only("removeKnob()")
+        if self._knobs.get(knob.name()) is not knob:
+            raise ValueError(f"knob {knob.name()} is not on {self.name()}")
+        del self._knobs[knob.name()]
+        knob._node = None
+
     def input(self, index: int) -> Node | None:
         _main_only("input()")
         return self._inputs[index] if index < len(self._inputs) else None
