@@ -1,4 +1,5 @@
-"""Render an instance's missing frames through the bufferany service or the `bufferany-render` CLI.
+"""Render an instance's missing frames through the bufferany service, the `bufferany-render` CLI, or a
+host's own renderer (registered by its collector: the Nuke node's Generate).
 
 Standard library only: runs inside Nuke, Blender or any pyblish host. The whole instance range is
 passed as the shot range, so frames rendered later share the scale and shift of those already there.
@@ -7,6 +8,7 @@ passed as the shot range, so frames rendered later share the scale and shift of 
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Callable
 from typing import Any
 
 from bufferany_core.client import Client
@@ -15,7 +17,10 @@ from bufferany_core.jobs import PASSES, RenderJob
 from bufferany_core.pipeline.farm import render_arguments
 from bufferany_core.publish import instances as keys
 
-METHODS = ("cli", "service", "nuke")
+METHODS = ("cli", "service")  # built in; hosts add theirs with register_host_renderer
+# render(instance, *, overwrite, changes) -> the job's result: renders the instance's whole range
+HostRenderer = Callable[..., dict[str, Any]]
+_HOST_RENDERERS: dict[str, HostRenderer] = {}
 DEFAULT_COMMAND = ("bufferany-render",)
 _STDERR_LINES = 20
 
@@ -48,6 +53,19 @@ def job_for(
     )
 
 
+def register_host_renderer(method: str, render: HostRenderer) -> None:
+    """Let instances whose `render` setting is `method` render through a host adapter's own renderer
+    (the adapter calls this from its collector; publish never imports a host adapter)."""
+    if method in METHODS:
+        raise ValueError(f"render method {method!r} is built in")
+    _HOST_RENDERERS[method] = render
+
+
+def render_methods() -> tuple[str, ...]:
+    """The `render` settings this process can honour: the built-in ones and the registered hosts'."""
+    return (*METHODS, *_HOST_RENDERERS)
+
+
 def render_frames(
     instance: Any,
     frames: list[int],
@@ -61,12 +79,12 @@ def render_frames(
     Raises the BufferanyError subclass of the failure (the CLI's exit code, or the server's).
     """
     method = keys.setting(instance, keys.RENDER) or "cli"
-    if method not in METHODS:
+    if method not in render_methods():
         raise BadArgumentsError(
-            f"instance {instance.name!r}: render must be one of {', '.join(METHODS)}, not {method!r}"
+            f"instance {instance.name!r}: render must be one of {', '.join(render_methods())}, not {method!r}"
         )
-    if method == "nuke":
-        return _render_in_nuke(instance, overwrite=overwrite, changes=changes or {})
+    if method in _HOST_RENDERERS:
+        return _HOST_RENDERERS[method](instance, overwrite=overwrite, changes=changes or {})
     job = job_for(instance, frames, overwrite=overwrite, changes=changes)
     if method == "service":
         with Client.connect(
@@ -101,27 +119,3 @@ def _render_with_cli(instance: Any, job: RenderJob, frames: list[int], log: Any)
         "output_pattern": job.output,
         "stdout": run.stdout,
     }
-
-
-def _render_in_nuke(instance: Any, *, overwrite: bool, changes: dict[str, Any]) -> dict[str, Any]:
-    """The BufferAnytime node renders its own plate cache and passes (its Generate, synchronously):
-    the whole range, `overwrite` through its `force` knob, `changes` on its knobs of the same name."""
-    import bufferany_nuke  # noqa: PLC0415
-    import nuke  # noqa: PLC0415  (only inside Nuke)
-
-    group = nuke.toNode(instance.data["nukeNode"])
-    if group is None:
-        raise BadArgumentsError(
-            f"instance {instance.name!r}: node {instance.data['nukeNode']} no longer exists"
-        )
-    unknown = [name for name in changes if group.knob(name) is None]
-    if unknown:
-        raise BadArgumentsError(f"{group.fullName()}: no knob {', '.join(unknown)} to change for the render")
-    for name, value in changes.items():
-        group[name].setValue(value)
-    force = group["force"].value()
-    group["force"].setValue(force or overwrite)
-    try:
-        return bufferany_nuke.generate(group, synchronous=True) or {}
-    finally:
-        group["force"].setValue(force)
