@@ -202,7 +202,8 @@ class RenderJob:
     )
     depth_processing_size: int | None = job_field(
         None,
-        help="depth model's working resolution: the short side, a multiple of the patch size (default: the model's)",
+        help="depth model's working resolution: the plate's short side is scaled to about this, both sides rounded "
+        "to multiples of 14 (default: the model's)",
         label="depth processing size",
         kind="int",
         minimum=1,
@@ -319,3 +320,21 @@ def parse_passes(text: str) -> tuple[str, ...]:
     passes = tuple(p.strip() for p in text.split(",") if p.strip())
     check_field("passes", field_spec("passes"), passes)
     return passes
+
+
+def fields_markdown() -> str:
+    """The job fields as the Markdown table in docs/jobs.md (`python -m bufferany_core.jobs`)."""
+    rows = ["| field | CLI | type | default | pixels | host | what it is |", "|---|---|---|---|---|---|---|"]
+    for f, spec in job_fields():
+        flag = "positional" if spec.flag is None else " ".join(filter(None, (spec.short, spec.flag or "--" + f.name.replace("_", "-"))))
+        kind = " \\| ".join(spec.choices) if spec.kind == "choice" else spec.kind
+        default = "required" if f.default is dataclasses.MISSING else ",".join(f.default) if isinstance(f.default, tuple) else f.default
+        host = ("advanced" if spec.advanced else "yes") if spec.host else "no"
+        rows.append(
+            f"| `{f.name}` | `{flag}` | {kind} | `{default}` | {'yes' if spec.pixels else 'no'} | {host} | {spec.help.replace('|', '/')} |"
+        )
+    return "\n".join(rows) + "\n"
+
+
+if __name__ == "__main__":
+    print(fields_markdown(), end="")

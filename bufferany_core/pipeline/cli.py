@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from bufferany_core.cli_support import run_cli, say
-from bufferany_core.errors import BadArgumentsError, ExitCode
+from bufferany_core.errors import ExitCode
 from bufferany_core.jobs import RenderJob, job_fields, parse_passes
 
 PROG = "bufferany-render"
@@ -21,12 +21,12 @@ PROG = "bufferany-render"
 def add_job_arguments(parser: argparse.ArgumentParser) -> None:
     """One option per RenderJob field, from the field's own description and default."""
     for f, spec in job_fields():
+        help_text = spec.help.replace("%", "%%")  # argparse formats help with %
         if spec.flag is None:
-            parser.add_argument(f.name, help=spec.help)
+            parser.add_argument(f.name, help=help_text)
             continue
         names = [spec.short] if spec.short else []
         names.append(spec.flag or "--" + f.name.replace("_", "-"))
-        help_text = spec.help.replace("%", "%%")
         if spec.kind == "flag":
             parser.add_argument(*names, dest=f.name, action="store_true", help=help_text)
             continue
@@ -38,17 +38,10 @@ def add_job_arguments(parser: argparse.ArgumentParser) -> None:
             help_text += f" (default: {f.default})"
         elif spec.kind == "int":
             kwargs["type"] = int
-        elif spec.kind == "passes":
-            kwargs["type"] = _passes_argument
-            help_text += f" (default: {','.join(f.default)})"
+        elif spec.kind == "passes":  # checked in job_from_args, under run_cli's messages and exit codes
+            kwargs["default"] = ",".join(f.default)
+            help_text += f" (default: {kwargs['default']})"
         parser.add_argument(*names, help=help_text, **kwargs)
-
-
-def _passes_argument(text: str) -> tuple[str, ...]:
-    try:
-        return parse_passes(text)
-    except BadArgumentsError as exc:  # argparse reports its own errors (exit 2, the same code)
-        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -73,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def job_from_args(ns: argparse.Namespace) -> RenderJob:
-    values = {f.name: getattr(ns, f.name) for f, _ in job_fields()}
+    values = {f.name: parse_passes(getattr(ns, f.name)) if spec.kind == "passes" else getattr(ns, f.name) for f, spec in job_fields()}
     if ns.processing_size is not None:
         for name in ("depth_processing_size", "normal_processing_size"):
             if values[name] is None:

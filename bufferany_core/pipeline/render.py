@@ -47,8 +47,9 @@ from bufferany_core.frames import (
     read_frames,
     validate_sequence,
 )
-from bufferany_core.jobs import RenderJob
+from bufferany_core.jobs import RenderJob, is_random_weights
 from bufferany_core.models.api import PassName, PassPredictor
+from bufferany_core.models.catalog import ModelEntry, get_model_entry
 from bufferany_core.models.precision import choose_precision
 from bufferany_core.models.weights import sha256_of
 from bufferany_core.pipeline import farm
@@ -127,32 +128,14 @@ class RenderPlan:
         return [self.shot[p] for p in self.schedule.anchor_positions] if "depth" in self.job.passes else []
 
 
-def _option_int(job: RenderJob, name: str, default: int) -> int:
-    value = job.options.get(name, default)
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise BadArgumentsError(f"job option {name!r} must be an integer, got {value!r}")
-    return value
-
-
-def _family_schedule(passes: tuple[str, ...]) -> tuple[int, int]:
-    """Window and overlap the model family was trained with (the depth model's when both run)."""
-    if "depth" in passes:
-        from bufferany_core.models.depth.catalog import DEFAULT_OVERLAP, DEFAULT_WINDOW
-    else:
-        from bufferany_core.models.normal.configs import DEFAULT_OVERLAP, DEFAULT_WINDOW
-    return DEFAULT_WINDOW, DEFAULT_OVERLAP
-
-
-def plan_render(job: RenderJob, *, default_window: int | None = None, default_overlap: int | None = None) -> RenderPlan:
-    """Resolve input, shot, output, windows and finished frames. `run_render` passes the loaded
-    model's window size; without it (`--dry-run`) the model family's stands in."""
-    family_window, family_overlap = _family_schedule(job.passes)
-    default_window = family_window if default_window is None else default_window
-    default_overlap = family_overlap if default_overlap is None else default_overlap
+def plan_render(job: RenderJob) -> RenderPlan:
+    """Resolve input, shot, output, windows and finished frames, once, without loading a model: the
+    models' schedules come from their catalogue entries (dry runs and real runs plan alike)."""
+    entries = {p: get_model_entry(p, getattr(job, f"{p}_model")) for p in job.passes}
     for name, value in (("frames", job.frames), ("shot_range", job.shot_range)):
         if value is not None:
             farm.check_expanded(value, field=f"--{name.replace('_', '-')}")
-    if job.weights and not str(job.weights).startswith("random") and len(job.passes) > 1:
+    if job.weights and not is_random_weights(job.weights) and len(job.passes) > 1:
         raise BadArgumentsError("--weights PATH names one model's weights: render one pass with it (--passes depth or normal)")
     temporal = _temporal_weights_sha256(job)
     precision = choose_precision(job.precision, job.device)
@@ -171,29 +154,17 @@ def plan_render(job: RenderJob, *, default_window: int | None = None, default_ov
         raise BadArgumentsError(f"output {output.hash_pattern} must be an EXR sequence (.exr)")
     if not sequence.is_movie and sequence.path(requested[0]) == output.path(requested[0]):
         raise BadArgumentsError(f"output {output.hash_pattern} would overwrite the input {sequence.hash_pattern}")
-    window = _option_int(job, "window", default_window)
-    overlap = _option_int(job, "overlap", default_overlap)
-    keys = KEY_FRAMES if "depth" in job.passes else 0
-    try:
-        schedule = WindowSchedule(
-            length=len(shot), size=window, overlap=overlap, keys=keys, anchors=max(keys, _option_int(job, "anchors", ANCHOR_FRAMES))
-        )
-    except ValueError as exc:
-        raise BadArgumentsError(f"--window {window} --overlap {overlap}: {exc}") from None
+    schedule = _window_schedule(job, entries, shot_length=len(shot))
+    recorded = job.pixel_settings()
+    for resolved in ("input", "window", "overlap", "anchors", "precision", "depth_temporal_weights", "normal_temporal_weights"):
+        recorded.pop(resolved, None)  # recorded below as what they resolve to
     settings = fingerprint(
         {
+            **recorded,
             "input": sequence.hash_pattern,
             "shot": [shot[0], shot[-1], len(shot)],
-            "passes": list(job.passes),
-            "models": [job.depth_model, job.normal_model],
-            "weights": job.weights,
-            "colorspace": job.input_colorspace,
-            "depth_convention": job.depth_convention,
-            "stabilize": job.stabilize,
-            "include_plate": job.include_plate,
-            "schedule": [window, overlap, keys, schedule.anchors],
-            "processing_size": job.options.get("processing_size"),
-            # by content: retraining into the same file re-renders; absent, earlier outputs stay valid
+            "schedule": [schedule.size, schedule.overlap, schedule.keys, schedule.anchors],
+            # by content: retraining into the same file re-renders
             **({"temporal_weights": temporal} if temporal else {}),
             # absent for fp32, so outputs rendered before precision was a setting stay finished
             **({"precision": precision} if precision != "fp32" else {}),
@@ -216,6 +187,26 @@ def plan_render(job: RenderJob, *, default_window: int | None = None, default_ov
         dropped=dropped,
     )
     return plan
+
+
+def _window_schedule(job: RenderJob, entries: dict[str, ModelEntry], *, shot_length: int) -> WindowSchedule:
+    """The job's windows: its own window and overlap, else the model's (the depth model's when both
+    run), checked against what each network takes at once."""
+    lead = entries["depth"] if "depth" in entries else entries["normal"]
+    window = lead.schedule.window if job.window is None else job.window
+    overlap = lead.schedule.overlap if job.overlap is None else job.overlap
+    keys = KEY_FRAMES if "depth" in job.passes else 0
+    anchors = max(keys, ANCHOR_FRAMES if job.anchors is None else job.anchors)
+    try:
+        schedule = WindowSchedule(length=shot_length, size=window, overlap=overlap, keys=keys, anchors=anchors)
+    except ValueError as exc:
+        raise BadArgumentsError(f"--window {window} --overlap {overlap}: {exc}") from None
+    for pass_name, entry in entries.items():
+        limit = entry.schedule.max_frames
+        slots = max(schedule.size, len(schedule.anchor_positions)) if pass_name == "depth" else schedule.span
+        if limit is not None and slots > limit:
+            raise BadArgumentsError(f"--window {schedule.size}: {entry.name} takes at most {limit} frames at once")
+    return schedule
 
 
 def temporal_weights_paths(job: RenderJob) -> dict[str, Path]:
@@ -349,6 +340,7 @@ class _ShotRenderer:
     def run(self) -> list[int]:
         windows = self.plan.windows
         anchors = self._anchor_reference() if "depth" in self.predictors else {}
+        anchor_frames = {self.shot[p] for p in anchors}
         previous: tuple[Window, np.ndarray, tuple[float, float]] | None = None  # window, raw depth, keys-only fit
         for window in windows:
             self._check_cancel()
@@ -374,14 +366,14 @@ class _ShotRenderer:
                 self._accumulate(window, "normal", _predict(self.predictors["normal"], plates, what))  # (T, 3, H, W)
             self._write_final(window)
             later = {self.shot[p] for w in windows if w.index > window.index for p in w.positions}
-            self.cache.keep_only(later)
+            self.cache.keep_only(later | anchor_frames)  # anchors stay: their plates are held as key frames anyway
         return self.written
 
     def _anchor_reference(self) -> dict[int, tuple]:
         """Anchor position -> (plate frame, shot-relative inverse depth): one prediction of all anchors
         together, mapped so the anchors span 0 (far) to 1 (near)."""
         positions = list(self.schedule.anchor_positions)
-        plates = list(read_frames(self.plan.sequence, [self.shot[p] for p in positions], colorspace=self.job.input_colorspace))
+        plates = self.cache.get([self.shot[p] for p in positions])
         raw = _predict(self.predictors["depth"], plates, f"anchor frames {format_frame_spec([self.shot[p] for p in positions])}")[:, 0]
         offset, scale = reference_range(list(raw), stride=ALIGN_STRIDE)
         return {p: (plate, (r - offset) * scale) for p, plate, r in zip(positions, plates, raw, strict=True)}
@@ -449,7 +441,7 @@ def _load_predictors(plan: RenderPlan, cache: PredictorCache) -> dict[str, PassP
     job = plan.job
     models = {"depth": job.depth_model, "normal": job.normal_model}
     temporal = temporal_weights_paths(job)
-    size = job.options.get("processing_size")
+    sizes = {"depth": job.depth_processing_size, "normal": job.normal_processing_size}
     return {
         p: cache.get(
             cast(PassName, p),
@@ -458,7 +450,7 @@ def _load_predictors(plan: RenderPlan, cache: PredictorCache) -> dict[str, PassP
             temporal_weights=None if p not in temporal else str(temporal[p]),
             models_dir=job.models_dir,
             device=job.device,
-            processing_size=size,
+            processing_size=sizes[p],
             precision=plan.precision,
         )
         for p in job.passes
@@ -492,14 +484,6 @@ def run_render(
     if plan.to_render:
         _validate_inputs(plan)
     loaded = _load_predictors(plan, predictors or PredictorCache()) if plan.to_render else {}
-    if loaded:  # the model's own window size unless the job names one
-        info = (loaded.get("depth") or loaded["normal"]).info
-        plan = plan_render(job, default_window=info.default_window, default_overlap=info.default_overlap)
-    for name, predictor in loaded.items():
-        limit = getattr(predictor, "max_frames", None)
-        slots = plan.schedule.size if name == "depth" else plan.schedule.span
-        if limit is not None and max(slots, len(plan.schedule.anchor_positions)) > limit:
-            raise BadArgumentsError(f"--window {plan.schedule.size}: {predictor.info.model_id} takes at most {limit} frames at once")
     untrained = any(p.info.untrained for p in loaded.values())
     emit({"type": "started", "frames": plan.to_render, "output": plan.output.pattern, "untrained": untrained})
     for number in plan.finished:
