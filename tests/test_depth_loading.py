@@ -3,6 +3,7 @@ temporal weights beside the prior's, registry resolution and what the predictor 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 
@@ -12,17 +13,16 @@ from depth_support import one_torch_thread  # noqa: F401  (autouse fixture)
 from safetensors.torch import save_file
 
 from bufferany_core.errors import BadArgumentsError, MissingWeightsError
+from bufferany_core.models import weights
 from bufferany_core.models.api import PassPredictor
+from bufferany_core.models.catalog import DEFAULT_MODELS, DEPTH_MODELS
 from bufferany_core.models.depth import (
-    DEFAULT_DEPTH_MODEL,
-    DEPTH_MODELS,
     BufferAnytimeConfig,
     build_depth_model,
     load_depth_predictor,
-    load_temporal_depth,
-    save_temporal_depth,
 )
 from bufferany_core.models.depth.preprocess import processing_shape
+from bufferany_core.models.temporal_weights import read_temporal_weights, save_temporal_weights
 from bufferany_core.models.weights import (
     MODELS_ENV,
     RandomWeights,
@@ -39,7 +39,7 @@ def _plate(t: int = 3, h: int = 30, w: int = 50) -> torch.Tensor:
 
 
 def test_names_defaults_and_registry():
-    assert DEFAULT_DEPTH_MODEL == "video-depth-anything-small"
+    assert DEFAULT_MODELS["depth"] == "video-depth-anything-small"
     assert {
         "depth-anything-v2-small",
         "depth-anything-v2-base",
@@ -163,8 +163,11 @@ def test_missing_official_weights_say_what_to_put_where(tmp_path, monkeypatch):
 
 
 def test_official_file_in_models_folder_is_found(tmp_path, monkeypatch):
-    # A vits-sized file under its official name, found through BUFFERANY_MODELS (real loading path).
+    # A vits-sized file under its official name, found through BUFFERANY_MODELS (real loading path);
+    # its pinned size and hash unset, since this file only has the official one's keys and shapes.
     monkeypatch.setenv(MODELS_ENV, str(tmp_path))
+    spec = get_spec("depth-anything-v2-small")
+    monkeypatch.setitem(weights._REGISTRY, spec.name, dataclasses.replace(spec, size_bytes=None, sha256=None))
     with torch.device("meta"):
         shapes = {k: v.shape for k, v in build_depth_model("depth-anything-v2-small").state_dict().items()}
     state = {k: torch.full(s, 0.01) for k, s in shapes.items()}
@@ -184,16 +187,15 @@ def test_temporal_weights_round_trip_beside_the_prior(tmp_path, train_head):
         for p in model.trainable_parameters():
             p.add_(0.05 * torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())))
     path = tmp_path / "temporal" / "bat_tiny.safetensors"
-    save_temporal_depth(path, model, config=config, extra={"prior_sha256": "abc"})
+    save_temporal_weights(path, model, prior_sha256="abc")
 
     saved = json.loads(path.with_suffix(".json").read_text())
-    assert (
-        saved["prior_size"] == "tiny" and saved["train_head"] is train_head and saved["prior_sha256"] == "abc"
-    )
-    loaded_config, state = load_temporal_depth(path)
-    assert loaded_config == config
-    assert not any(k.startswith("prior.") for k in state)  # never a copy of the prior's weights
-    assert any(k.startswith("video_head.") for k in state) == train_head
+    assert saved["config"]["prior_size"] == "tiny" and saved["config"]["train_head"] is train_head
+    assert saved["provenance"] == {"prior_sha256": "abc", "temporal_sha256": sha256_of(path)}
+    loaded = read_temporal_weights(path, family="depth")
+    assert BufferAnytimeConfig.from_dict(loaded.config) == config
+    assert not any(k.startswith("prior.") for k in loaded.state)  # never a copy of the prior's weights
+    assert any(k.startswith("video_head.") for k in loaded.state) == train_head
     assert sorted(os.listdir(path.parent)) == [
         "bat_tiny.json",
         "bat_tiny.safetensors",
@@ -237,17 +239,19 @@ def test_temporal_weights_need_their_config_and_the_right_prior(tmp_path):
     config = BufferAnytimeConfig.for_size("tiny")
     model = build_depth_model("buffer-anytime-depth-tiny", config=config)
     path = tmp_path / "t.safetensors"
-    save_temporal_depth(path, model, config=config)
+    save_temporal_weights(path, model, prior_sha256=None)
     with pytest.raises(BadArgumentsError, match="prior size 'tiny'"):
         load_depth_predictor("buffer-anytime-depth-small", weights=RandomWeights(0), temporal_weights=path)
     with pytest.raises(BadArgumentsError, match="only buffer-anytime"):
         load_depth_predictor("depth-anything-v2-tiny", weights=RandomWeights(0), temporal_weights=path)
-    path.with_suffix(".json").write_text(json.dumps({**config.to_dict(), "insert_after": ["layer3"]}))
+    saved = json.loads(path.with_suffix(".json").read_text())
+    saved["config"]["insert_after"] = ["layer3"]
+    path.with_suffix(".json").write_text(json.dumps(saved))
     with pytest.raises(BadArgumentsError, match="insert_after"):
-        load_temporal_depth(path)
+        load_depth_predictor("buffer-anytime-depth-tiny", weights=RandomWeights(0), temporal_weights=path)
     path.with_suffix(".json").unlink()
     with pytest.raises(MissingWeightsError, match=r"t\.json"):
-        load_temporal_depth(path)
+        read_temporal_weights(path, family="depth")
 
 
 def test_precision_and_window_limits():

@@ -3,6 +3,8 @@ handles batch and frame dimensions, and its temporal blocks really mix frames.""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 from depth_support import one_torch_thread  # noqa: F401  (autouse fixture)
@@ -10,7 +12,6 @@ from depth_support import one_torch_thread  # noqa: F401  (autouse fixture)
 from bufferany_core.models.depth import (
     BufferAnytimeConfig,
     BufferAnytimeDepth,
-    DepthAnythingV2,
     build_depth_model,
 )
 from bufferany_core.models.temporal import TemporalBlock, zero_initialised_prefixes
@@ -108,11 +109,7 @@ def test_wrong_shapes_and_too_long_windows_are_refused():
     with pytest.raises(ValueError, match="exceeds"):
         model(torch.zeros(1, model.max_frames + 1, 3, 14, 14))
     with pytest.raises(ValueError, match="insert_after"):
-        BufferAnytimeDepth(
-            prior=DepthAnythingV2.from_size("tiny"),
-            temporal=BufferAnytimeConfig().temporal,
-            insert_after=("layer3",),
-        )
+        BufferAnytimeDepth(config=replace(BufferAnytimeConfig.for_size("tiny"), insert_after=("layer3",)))
 
 
 def test_temporal_block_is_identity_at_init_and_attends_over_time():

@@ -13,11 +13,10 @@ from bufferany_core.models.normal import (
     BufferAnytimeNormals,
     NormalPredictor,
     load_normal_predictor,
-    load_temporal_weights,
-    save_temporal_weights,
 )
 from bufferany_core.models.normal.build import random_image_model, video_model
 from bufferany_core.models.normal.configs import TEMPORAL_CONFIGS
+from bufferany_core.models.temporal_weights import load_temporal_weights, save_temporal_weights
 from bufferany_core.models.weights import RandomWeights
 from bufferany_core.normal_space import convert_axes
 
@@ -132,11 +131,12 @@ def test_temporal_weights_round_trip(tmp_path):
     for block in model.temporal.blocks.values():
         torch.nn.init.normal_(block.proj_out.weight, std=0.05, generator=torch.Generator().manual_seed(0))
     path = tmp_path / "normal_temporal.safetensors"
-    save_temporal_weights(model, path, extra={"trained_steps": 7})
-    assert path.is_file() and json.loads(path.with_suffix(".json").read_text())["trained_steps"] == 7
+    save_temporal_weights(path, model, prior_sha256=None, provenance={"trained_steps": 7})
+    saved = json.loads(path.with_suffix(".json").read_text())
+    assert path.is_file() and saved["provenance"]["trained_steps"] == 7
 
     fresh = video_model(random_image_model("tiny", seed=0), TEMPORAL_CONFIGS["tiny"], seed=5)
-    load_temporal_weights(fresh, path)
+    load_temporal_weights(path, fresh)
     for key, value in model.temporal.state_dict().items():
         assert torch.equal(fresh.temporal.state_dict()[key], value), key
 
@@ -149,13 +149,13 @@ def test_temporal_weights_round_trip(tmp_path):
 def test_temporal_weights_of_another_architecture_are_refused(tmp_path):
     model = video_model(random_image_model("tiny", seed=0), TEMPORAL_CONFIGS["tiny"], seed=0)
     path = tmp_path / "t.safetensors"
-    save_temporal_weights(model, path)
+    save_temporal_weights(path, model, prior_sha256=None)
     other = video_model(random_image_model("tiny", seed=0), TEMPORAL_CONFIGS["sd2"], seed=0)
     with pytest.raises(BadArgumentsError, match="other temporal blocks"):
-        load_temporal_weights(other, path)
+        load_temporal_weights(path, other)
     path.with_suffix(".json").unlink()
     with pytest.raises(MissingWeightsError, match="config"):
-        load_temporal_weights(model, path)
+        load_temporal_weights(path, model)
 
 
 def test_training_interface_freezes_the_prior():

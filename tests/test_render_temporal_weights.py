@@ -18,10 +18,10 @@ from bufferany_core import conventions
 from bufferany_core.errors import ExitCode
 from bufferany_core.frames import read_channels, read_info
 from bufferany_core.jobs import RenderJob
-from bufferany_core.models.depth import BufferAnytimeConfig, build_depth_model, save_temporal_depth
-from bufferany_core.models.normal import save_temporal_weights
+from bufferany_core.models.depth import BufferAnytimeConfig, build_depth_model
 from bufferany_core.models.normal.build import random_image_model, video_model
 from bufferany_core.models.normal.configs import TEMPORAL_CONFIGS
+from bufferany_core.models.temporal_weights import save_temporal_weights
 from bufferany_core.models.weights import deterministic_state_dict, sha256_of
 from bufferany_core.pipeline.cli import main
 from bufferany_core.pipeline.predictors import PredictorCache
@@ -54,7 +54,7 @@ def depth_model():
 def trained(tmp_path_factory, depth_model) -> Path:
     model, config = depth_model
     path = tmp_path_factory.mktemp("run") / "temporal.safetensors"
-    save_temporal_depth(path, model, config=config)
+    save_temporal_weights(path, model, prior_sha256=None)
     return path
 
 
@@ -120,7 +120,7 @@ def test_normal_temporal_weights_reach_the_normal_model(tmp_path):
     for block in model.temporal.blocks.values():
         torch.nn.init.normal_(block.proj_out.weight, std=0.05, generator=torch.Generator().manual_seed(0))
     path = tmp_path / "normal_temporal.safetensors"
-    save_temporal_weights(model, path)
+    save_temporal_weights(path, model, prior_sha256=None)
     plate = write_plate(tmp_path / "plate", range(1, 4))
     cache = PredictorCache()
     normals = {}

@@ -9,7 +9,7 @@ from bufferany_core.models.weights import deterministic_state_dict
 
 
 def _model() -> BufferAnytimeDepth:
-    model = BufferAnytimeDepth.from_config(BufferAnytimeConfig.for_size("tiny", train_head=True))
+    model = BufferAnytimeDepth(config=BufferAnytimeConfig.for_size("tiny", train_head=True))
     # Every weight random, the output projections included, so the blocks are not the identity.
     model.load_state_dict(deterministic_state_dict(model, seed=4))
     return model

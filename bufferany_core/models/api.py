@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Protocol
 
 import torch
 
-PassName = Literal["depth", "normal"]
+from bufferany_core.models.catalog import PassName
+
+__all__ = ["ModelInfo", "PassName", "PassPredictor"]
 
 
 @dataclass(frozen=True)
@@ -18,7 +20,7 @@ class ModelInfo:
     model_id: str  # registry name, e.g. "buffer-anytime-depth-small"
     weights_sha256: str | None  # None for random weights
     untrained: bool  # True for `random[:SEED]` weights or temporal layers never trained
-    default_window: int  # frames per window the model was trained on
+    default_window: int  # frames per window (the catalogue entry's schedule)
     default_overlap: int  # frames shared by consecutive windows
 
 

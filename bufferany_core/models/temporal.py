@@ -12,11 +12,14 @@ so its official checkpoints load with `strict=True`.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from bufferany_core.errors import BadArgumentsError
 
 
 @dataclass(frozen=True)
@@ -29,6 +32,16 @@ class TemporalBlockConfig:
     max_frames: int = 32  # length of the positional encoding over time: the longest window
     norm_groups: int = 32  # GroupNorm groups at the block's input
     ff_mult: int = 4  # feed-forward width, in multiples of the channel count
+
+    @classmethod
+    def from_dict(cls, data: Mapping, *, source: str) -> TemporalBlockConfig:
+        """The config saved as JSON (`dataclasses.asdict`) in a temporal weights file, checked."""
+        if not isinstance(data, Mapping):
+            raise BadArgumentsError(f"{source}: field 'temporal' must be an object, got {data!r}")
+        unknown = sorted(set(data) - {f.name for f in fields(cls)})
+        if unknown:
+            raise BadArgumentsError(f"{source}: unknown temporal block fields {unknown}")
+        return cls(**data)
 
 
 class TimePositionalEncoding(nn.Module):

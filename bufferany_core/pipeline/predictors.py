@@ -12,18 +12,9 @@ import torch
 from bufferany_core.devices import choose_device
 from bufferany_core.errors import MissingWeightsError
 from bufferany_core.models.api import PassName, PassPredictor
+from bufferany_core.models.catalog import get_model_entry
 from bufferany_core.models.precision import choose_precision
 from bufferany_core.models.weights import RandomWeights, parse_weights_arg
-
-
-def default_model(pass_name: PassName) -> str:
-    if pass_name == "depth":
-        from bufferany_core.models.depth import DEFAULT_DEPTH_MODEL
-
-        return DEFAULT_DEPTH_MODEL
-    from bufferany_core.models.normal import DEFAULT_NORMAL_MODEL
-
-    return DEFAULT_NORMAL_MODEL
 
 
 @dataclass(frozen=True)
@@ -34,7 +25,7 @@ class PredictorKey:
     temporal_weights: tuple[str, int, int] | None  # (path, size, mtime): a file retrained in place reloads
     models_dir: str | None
     device: str
-    processing_size: int | None
+    processing_size: int  # resolved: the catalogue's default when none was asked for
     precision: str  # resolved: fp32 | fp16 | bf16
 
 
@@ -81,16 +72,18 @@ class PredictorCache:
         processing_size: int | None = None,
         precision: str = "auto",
     ) -> PassPredictor:
+        entry = get_model_entry(pass_name, model)  # an unknown name fails here, before anything loads
         parsed = parse_weights_arg(weights)
         chosen = choose_device(device)
         key = PredictorKey(
             pass_name=pass_name,
-            model=model or default_model(pass_name),
+            model=entry.name,
             weights=_weights_key(parsed),
             temporal_weights=None if temporal_weights is None else _file_key(Path(temporal_weights)),
             models_dir=models_dir,
             device=str(chosen),
-            processing_size=processing_size,
+            # Resolved, so that asking for the default and asking for its value share one predictor.
+            processing_size=entry.processing_size if processing_size is None else processing_size,
             precision=choose_precision(precision, chosen),
         )
         with self._lock:
@@ -124,30 +117,16 @@ class PredictorCache:
 
 
 def _load(key: PredictorKey, weights: Path | RandomWeights | None) -> PassPredictor:
-    models_dir = Path(key.models_dir) if key.models_dir else None
-    device = torch.device(key.device)
-    temporal = Path(key.temporal_weights[0]) if key.temporal_weights else None
     if key.pass_name == "depth":
-        from bufferany_core.models.depth import load_depth_predictor
-
-        return load_depth_predictor(
-            key.model,
-            weights=weights,
-            models_dir=models_dir,
-            device=device,
-            processing_size=key.processing_size,
-            temporal_weights=temporal,
-            precision=key.precision,
-        )
-    from bufferany_core.models.normal import load_normal_predictor
-
-    size = {} if key.processing_size is None else {"processing_size": key.processing_size}  # none: the model's own
-    return load_normal_predictor(
+        from bufferany_core.models.depth import load_depth_predictor as load
+    else:
+        from bufferany_core.models.normal import load_normal_predictor as load
+    return load(
         key.model,
         weights=weights,
-        models_dir=models_dir,
-        device=device,
-        temporal_weights=temporal,
+        models_dir=Path(key.models_dir) if key.models_dir else None,
+        device=torch.device(key.device),
         precision=key.precision,
-        **size,
+        processing_size=key.processing_size,
+        temporal_weights=Path(key.temporal_weights[0]) if key.temporal_weights else None,
     )

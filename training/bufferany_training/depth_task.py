@@ -14,59 +14,56 @@ from torch import nn
 
 from bufferany_core.errors import BadArgumentsError
 from bufferany_core.losses import depth_regularization_loss, stable_loss
+from bufferany_core.models.catalog import get_model_entry
 from bufferany_core.models.depth import (
     BufferAnytimeConfig,
     BufferAnytimeDepth,
-    get_entry,
+    build_depth_model,
     load_depth_predictor,
-    load_temporal_depth,
-    save_temporal_depth,
 )
-from bufferany_core.models.depth.preprocess import IMAGENET_MEAN, IMAGENET_STD
 from bufferany_core.models.weights import parse_weights_arg
 from bufferany_training.config import TrainConfig
 from bufferany_training.stable import clip_normalize, coverage, stable_validity, warp_error
+from bufferany_training.task import TemporalWeightsTask
 
 
 class DepthObjective(nn.Module):
     """What DistributedDataParallel wraps: frames (B, T, 3, h, w) sRGB in [0, 1] ->
     (video prediction, image-model prediction), each (B, T, h, w), sharing one ViT pass."""
 
-    mean: torch.Tensor
-    std: torch.Tensor
-
     def __init__(self, model: BufferAnytimeDepth):
         super().__init__()
         self.model = model
-        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 1, 3, 1, 1), persistent=False)
 
     def forward(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.model.forward_with_prior((frames - self.mean) / self.std)
+        return self.model.forward_with_prior(self.model.normalize(frames))
 
 
-def build_depth_model(config: TrainConfig) -> tuple[BufferAnytimeDepth, BufferAnytimeConfig]:
-    """The video model with the prior's weights loaded (registry, path or random) and its temporal
-    config; `model.train_head` decides whether the head trains."""
-    entry = get_entry(config.model.name)
-    if entry.family != "buffer-anytime":
+def load_training_model(config: TrainConfig) -> tuple[BufferAnytimeDepth, str | None]:
+    """The video model with the prior's weights loaded (registry, path or random), and the prior's
+    sha256 (None for random weights); `model.train_head` decides whether the head trains."""
+    entry = get_model_entry("depth", config.model.name)
+    if entry.architecture != "buffer-anytime":
         raise BadArgumentsError(f"model.name {config.model.name!r} is not a buffer-anytime depth model")
-    loaded = load_depth_predictor(
-        config.model.name,
+    predictor = load_depth_predictor(
+        entry.name,
         weights=parse_weights_arg(config.model.weights or None),
         models_dir=Path(config.model.models_dir) if config.model.models_dir else None,
-    ).model
-    if not isinstance(loaded, BufferAnytimeDepth):  # guaranteed by the family check above
-        raise TypeError(f"{config.model.name} did not build a BufferAnytimeDepth")
+    )
+    loaded = predictor.model
+    if not isinstance(loaded, BufferAnytimeDepth):  # guaranteed by the architecture check above
+        raise TypeError(f"{entry.name} did not build a BufferAnytimeDepth")
     temporal = BufferAnytimeConfig.for_size(entry.size, train_head=config.model.train_head)
     if temporal.temporal.max_frames < config.data.frames:
         raise BadArgumentsError(
             f"data.frames {config.data.frames} exceeds the temporal blocks' {temporal.temporal.max_frames} frames"
         )
-    model = BufferAnytimeDepth.from_config(temporal)
+    model = build_depth_model(entry.name, config=temporal)
+    if not isinstance(model, BufferAnytimeDepth):  # the same architecture check
+        raise TypeError(f"{entry.name} did not build a BufferAnytimeDepth")
     model.load_prior_state_dict(loaded.prior.state_dict())
     model.temporal_blocks.load_state_dict(loaded.temporal_blocks.state_dict(), strict=True)
-    return model, temporal
+    return model, predictor.info.weights_sha256
 
 
 def regularization_frames(indices: torch.Tensor, frames: int, *, seed: int) -> list[int]:
@@ -74,12 +71,12 @@ def regularization_frames(indices: torch.Tensor, frames: int, *, seed: int) -> l
     return [random.Random(f"{seed}:{int(i)}:reg").randrange(frames) for i in indices]
 
 
-class DepthTask:
+class DepthTask(TemporalWeightsTask):
     name = "depth"
 
     def __init__(self, config: TrainConfig):
         self.config = config
-        self.model, self.temporal_config = build_depth_model(config)
+        self.model, self.prior_sha256 = load_training_model(config)
         self.objective = DepthObjective(self.model)
 
     def trainable_parameters(self) -> list[nn.Parameter]:
@@ -88,13 +85,6 @@ class DepthTask:
     def train_mode(self) -> None:
         self.model.train()
         self.model.prior.eval()  # frozen: no dropout or statistics of its own
-
-    def save_weights(self, path: Path, *, extra: dict) -> None:
-        save_temporal_depth(path, self.model, config=self.temporal_config, extra=extra)
-
-    def load_weights(self, path: Path) -> None:
-        _, state = load_temporal_depth(path)
-        self.model.load_temporal_state_dict(state)
 
     def step(
         self, module: nn.Module, batch: dict[str, torch.Tensor], *, amp, log: bool

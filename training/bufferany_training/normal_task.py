@@ -21,10 +21,10 @@ from torch import nn
 from bufferany_core.errors import BadArgumentsError
 from bufferany_core.losses import normal_latent_loss, stable_loss
 from bufferany_core.models.normal import BufferAnytimeNormals, load_normal_predictor
-from bufferany_core.models.normal.temporal_weights import load_temporal_weights, save_temporal_weights
 from bufferany_core.models.weights import parse_weights_arg
 from bufferany_training.config import TrainConfig
 from bufferany_training.stable import coverage, stable_validity, warp_error
+from bufferany_training.task import TemporalWeightsTask
 
 
 class NormalObjective(nn.Module):
@@ -79,7 +79,7 @@ def deferred_decode_backward(
     return loss.detach()
 
 
-class NormalTask:
+class NormalTask(TemporalWeightsTask):
     name = "normal"
 
     def __init__(self, config: TrainConfig):
@@ -92,6 +92,7 @@ class NormalTask:
         if not isinstance(predictor.model, BufferAnytimeNormals):
             raise BadArgumentsError(f"model.name {config.model.name!r} is not a normal video model")
         self.model = predictor.model
+        self.prior_sha256 = predictor.info.weights_sha256  # no temporal weights loaded: the prior's alone
         if self.model.max_frames < config.data.frames:
             raise BadArgumentsError(
                 f"data.frames {config.data.frames} exceeds the temporal blocks' {self.model.max_frames} frames"
@@ -108,18 +109,12 @@ class NormalTask:
         self.model.eval()  # the frozen UNet and VAE keep inference behaviour
         self.model.temporal.train()
 
-    def save_weights(self, path: Path, *, extra: dict) -> None:
-        save_temporal_weights(self.model, path, extra=extra)
-
-    def load_weights(self, path: Path) -> None:
-        load_temporal_weights(self.model, path)
-
     def step(
         self, module: nn.Module, batch: dict[str, torch.Tensor], *, amp, log: bool
     ) -> dict[str, torch.Tensor]:
         """One forward and backward on `batch` (frames, flows, index); returns detached metrics."""
         cfg = self.config
-        images = batch["frames"] * 2.0 - 1.0  # (B, T, 3, h, w) in [-1, 1]
+        images = self.model.normalize(batch["frames"])  # (B, T, 3, h, w) in [-1, 1]
         b, t = images.shape[:2]
         chunk = cfg.run.decode_chunk
         with torch.no_grad(), amp():

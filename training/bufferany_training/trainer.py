@@ -164,7 +164,7 @@ def _train(config: TrainConfig, data: Path, out: Path, ctx: distributed.Context,
             writer.close()
     final = out / FINAL_WEIGHTS
     if ctx.is_main:
-        task.save_weights(final, extra={"trained_steps": step, "training_data": str(data)})
+        task.save_weights(final, provenance={"trained_steps": step, "training_data": str(data)})
         say(f"Temporal weights written: {final}")
     distributed.barrier(ctx)
     return final
@@ -179,7 +179,7 @@ def _save(task, optimizer, ctx: distributed.Context, out: Path, step: int, confi
         save_checkpoint(
             out,
             step=step,
-            save_weights=lambda path: task.save_weights(path, extra={"trained_steps": step}),
+            save_weights=lambda path: task.save_weights(path, provenance={"trained_steps": step}),
             optimizer=optimizer,
             rng_states=rng_states,
             extra={"config": config.to_dict(), "rank_weight_digests": digests},

@@ -7,13 +7,14 @@ regularisation loss (`image_forward`). Every temporal block starts as the identi
 initialisation `forward` equals `image_forward` on every frame.
 
 Only the temporal part (`temporal_state_dict`: temporal blocks, plus `video_head` when trained) is
-saved by this project; the prior keeps loading from the official Depth Anything V2 files.
+saved by this project (`bufferany_core.models.temporal_weights`); the prior keeps loading from the
+official Depth Anything V2 files.
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -23,11 +24,11 @@ from bufferany_core.errors import BadArgumentsError
 from bufferany_core.models.depth.backbone import PATCH_SIZE
 from bufferany_core.models.depth.depth_anything import SIZES, DepthAnythingV2, get_size
 from bufferany_core.models.depth.dpt import DPTHead, TemporalHook
+from bufferany_core.models.depth.preprocess import ImageNetInput
 from bufferany_core.models.temporal import TemporalBlock, TemporalBlockConfig
 
 FUSION_POINTS = ("fusion4", "fusion3", "fusion2")
 TEMPORAL_PREFIXES = ("temporal_blocks.", "video_head.")
-CONFIG_FORMAT = "bufferany/buffer-anytime-depth"
 _HEAD_WIDTH = 32  # channels per temporal attention head
 
 
@@ -55,18 +56,14 @@ class BufferAnytimeConfig:
         )
 
     def to_dict(self) -> dict:
-        return {"format": CONFIG_FORMAT, **asdict(self), "insert_after": list(self.insert_after)}
+        return {**asdict(self), "insert_after": list(self.insert_after)}
 
     @classmethod
     def from_dict(cls, data: Mapping, *, source: str = "config") -> BufferAnytimeConfig:
-        if data.get("format") != CONFIG_FORMAT:
-            raise BadArgumentsError(
-                f"{source}: field 'format' must be {CONFIG_FORMAT!r}, got {data.get('format')!r}"
-            )
         try:
             config = cls(
                 prior_size=str(data["prior_size"]),
-                temporal=TemporalBlockConfig(**data["temporal"]),
+                temporal=TemporalBlockConfig.from_dict(data["temporal"], source=source),
                 insert_after=tuple(data["insert_after"]),
                 train_head=bool(data["train_head"]),
             )
@@ -81,18 +78,14 @@ class BufferAnytimeConfig:
         return config
 
 
-class BufferAnytimeDepth(nn.Module):
-    """forward(x (B, T, 3, H, W) ImageNet-normalised, H, W multiples of 14) -> (B, T, H, W)."""
+class BufferAnytimeDepth(ImageNetInput, nn.Module):
+    """forward(x (B, T, 3, H, W) ImageNet-normalised (`normalize`), H, W multiples of 14) -> (B, T, H, W)."""
 
-    def __init__(
-        self,
-        *,
-        prior: DepthAnythingV2,
-        temporal: TemporalBlockConfig,
-        insert_after: Sequence[str] = FUSION_POINTS,
-        train_head: bool = False,
-    ):
+    family = "depth"  # the pass its temporal weights belong to (models.temporal_weights)
+
+    def __init__(self, *, config: BufferAnytimeConfig):
         super().__init__()
+        insert_after = config.insert_after
         if (
             not insert_after
             or not set(insert_after) <= set(FUSION_POINTS)
@@ -101,25 +94,17 @@ class BufferAnytimeDepth(nn.Module):
             raise ValueError(
                 f"insert_after must name distinct points among {FUSION_POINTS}, got {insert_after}"
             )
-        self.prior = prior.requires_grad_(False)
+        self.config = config
+        self.prior = DepthAnythingV2.from_size(config.prior_size).requires_grad_(False)
         self.insert_after = tuple(insert_after)
-        self.max_frames = temporal.max_frames
-        features = prior.depth_head.features
+        self.max_frames = config.temporal.max_frames
+        features = self.prior.depth_head.features
         self.temporal_blocks = nn.ModuleList(
-            TemporalBlock.from_config(temporal, channels=features) for _ in self.insert_after
+            TemporalBlock.from_config(config.temporal, channels=features) for _ in self.insert_after
         )
         # A trainable copy of the prior's head; it follows the prior's weights (see load_prior_state_dict).
         self.video_head: DPTHead | None = (
-            copy.deepcopy(prior.depth_head).requires_grad_(True) if train_head else None
-        )
-
-    @classmethod
-    def from_config(cls, config: BufferAnytimeConfig) -> BufferAnytimeDepth:
-        return cls(
-            prior=DepthAnythingV2.from_size(config.prior_size),
-            temporal=config.temporal,
-            insert_after=config.insert_after,
-            train_head=config.train_head,
+            copy.deepcopy(self.prior.depth_head).requires_grad_(True) if config.train_head else None
         )
 
     # -- weights ------------------------------------------------------------------------------------
@@ -129,6 +114,10 @@ class BufferAnytimeDepth(nn.Module):
         self.prior.load_state_dict(state, strict=True)
         if self.video_head is not None:
             self.video_head.load_state_dict(self.prior.depth_head.state_dict())
+
+    def temporal_config(self) -> dict:
+        """What rebuilds the temporal part (`BufferAnytimeConfig.from_dict`), as JSON."""
+        return self.config.to_dict()
 
     def temporal_state_dict(self) -> dict[str, torch.Tensor]:
         """What training changes: the temporal blocks, and the video head when it trains."""

@@ -9,6 +9,7 @@ from torch import nn
 
 from bufferany_core.models.depth.backbone import PATCH_SIZE, DinoV2Backbone
 from bufferany_core.models.depth.dpt import DPTHead
+from bufferany_core.models.depth.preprocess import ImageNetInput
 
 
 @dataclass(frozen=True)
@@ -49,8 +50,9 @@ def get_size(size: str) -> DepthAnythingSize:
         raise ValueError(f"unknown Depth Anything size {size!r}; known: {', '.join(SIZES)}") from None
 
 
-class DepthAnythingV2(nn.Module):
-    """forward(x (B, 3, H, W) ImageNet-normalised, H, W multiples of 14) -> (B, H, W) relative inverse depth."""
+class DepthAnythingV2(ImageNetInput, nn.Module):
+    """forward(x (B, 3, H, W) ImageNet-normalised (`normalize`), H, W multiples of 14) -> (B, H, W)
+    relative inverse depth."""
 
     def __init__(
         self,

@@ -9,19 +9,14 @@ from torch import nn
 
 from bufferany_core.errors import BadArgumentsError, MissingWeightsError
 from bufferany_core.models.api import ModelInfo
-from bufferany_core.models.depth.buffer_anytime import BufferAnytimeDepth
-from bufferany_core.models.depth.catalog import (
-    DEFAULT_DEPTH_MODEL,
-    DEFAULT_OVERLAP,
-    DEFAULT_WINDOW,
-    build_depth_model,
-    get_entry,
-)
+from bufferany_core.models.catalog import ModelEntry, get_model_entry
+from bufferany_core.models.depth.buffer_anytime import BufferAnytimeConfig, BufferAnytimeDepth
+from bufferany_core.models.depth.build import build_depth_model
 from bufferany_core.models.depth.depth_anything import DepthAnythingV2
-from bufferany_core.models.depth.preprocess import to_model_input, to_plate_resolution
-from bufferany_core.models.depth.temporal_io import load_temporal_depth
+from bufferany_core.models.depth.preprocess import resize_for_model, to_plate_resolution
 from bufferany_core.models.precision import Precision, autocast, check_precision
 from bufferany_core.models.temporal import zero_initialised_prefixes
+from bufferany_core.models.temporal_weights import read_temporal_weights
 from bufferany_core.models.weights import (
     RandomWeights,
     deterministic_state_dict,
@@ -31,8 +26,6 @@ from bufferany_core.models.weights import (
     sha256_of,
     state_dict_mismatch,
 )
-
-DEFAULT_PROCESSING_SIZE = 518
 
 
 class DepthPredictor:
@@ -67,7 +60,7 @@ class DepthPredictor:
                 f"{self.info.model_id} takes windows of at most {self.max_frames} frames, got {frames.shape[0]}"
             )
         height, width = frames.shape[-2:]
-        x = to_model_input(frames.to(self.device, torch.float32), self.processing_size)
+        x = self.model.normalize(resize_for_model(frames.to(self.device, torch.float32), self.processing_size))
         with torch.inference_mode(), autocast(self.precision, self.device):
             if self.joint:
                 depth = self.model(x.unsqueeze(0))[0]  # (T, h, w)
@@ -77,87 +70,76 @@ class DepthPredictor:
 
 
 def load_depth_predictor(
-    name: str = DEFAULT_DEPTH_MODEL,
+    name: str | None,
     *,
     weights: Path | RandomWeights | None = None,
     models_dir: Path | None = None,
     device: str | torch.device = "cpu",
+    precision: Precision = "fp32",
     processing_size: int | None = None,
     temporal_weights: Path | None = None,
-    precision: Precision = "fp32",
-    allow_download: bool = False,
 ) -> DepthPredictor:
-    """Build the named model, load its weights and wrap it for the pipeline.
+    """Build the named model (None: the default depth model), load its weights and wrap it for the pipeline.
 
     weights: None resolves the official file from the registry (models folder, Hugging Face cache);
     a path loads that `.pth` (weights only) or `.safetensors` file; `RandomWeights(seed)` builds
     deterministic untrained weights. For buffer-anytime models these are the prior's weights and
-    `temporal_weights` (a `.safetensors` with its `.json` config) the trained temporal part; without
-    it the temporal blocks are zero-initialised and the model predicts what its prior predicts.
+    `temporal_weights` (a `.safetensors` with its `.json`, `models.temporal_weights`) the trained
+    temporal part; without it the temporal blocks are zero-initialised and the model predicts what
+    its prior predicts. `processing_size`: the bound on the frames' short side, None for the
+    catalogue's (518).
     """
-    entry = get_entry(name)
+    entry = get_model_entry("depth", name)
     device = torch.device(device)
-    size = DEFAULT_PROCESSING_SIZE if processing_size is None else processing_size
+    size = entry.processing_size if processing_size is None else processing_size
     if size < 14:
         raise BadArgumentsError(f"processing size {size} is too small (at least 14 pixels)")
     check_precision(precision, device)
-    if temporal_weights is not None and entry.family != "buffer-anytime":
-        raise BadArgumentsError(f"{name} has no temporal weights to load (only buffer-anytime models do)")
+    if temporal_weights is not None and entry.architecture != "buffer-anytime":
+        raise BadArgumentsError(f"{entry.name} has no temporal weights to load (only buffer-anytime models do)")
 
-    config, temporal_state = (
-        (None, None) if temporal_weights is None else load_temporal_depth(Path(temporal_weights))
-    )
-    model = build_depth_model(name, config=config)
+    temporal = None if temporal_weights is None else read_temporal_weights(temporal_weights, family="depth")
+    config = None if temporal is None else BufferAnytimeConfig.from_dict(temporal.config, source=str(temporal.path))
+    model = build_depth_model(entry.name, config=config)
     prior = model.prior if isinstance(model, BufferAnytimeDepth) else model
-    weights_sha256 = _load_prior(
-        prior, weights, name=name, models_dir=models_dir, allow_download=allow_download
-    )
-    untrained = weights_sha256 is None
+    weights_sha256 = _load_prior(prior, weights, entry=entry, models_dir=models_dir)
+    untrained = weights_sha256 is None or (entry.video and not entry.trained_temporal)
 
     if isinstance(model, BufferAnytimeDepth):
         model.load_prior_state_dict(prior.state_dict())  # keeps a trainable head copy in step
-        if temporal_state is not None:
-            try:
-                model.load_temporal_state_dict(temporal_state)
-            except ValueError as exc:
-                raise BadArgumentsError(f"temporal weights {temporal_weights}: {exc}") from None
+        if temporal is not None:
+            temporal.load_into(model)
+            untrained = weights_sha256 is None
             if weights_sha256 is not None:
-                weights_sha256 = f"{weights_sha256}+{sha256_of(Path(temporal_weights))}"
-        else:
-            untrained = True
-            if isinstance(weights, RandomWeights):
-                _randomise_temporal_blocks(model, seed=weights.seed)
+                weights_sha256 = f"{weights_sha256}+{temporal.temporal_sha256}"
+        elif isinstance(weights, RandomWeights):
+            _randomise_temporal_blocks(model, seed=weights.seed)
 
     model.requires_grad_(False).eval().to(device)
     info = ModelInfo(
         pass_name="depth",
-        model_id=name,
+        model_id=entry.name,
         weights_sha256=weights_sha256,
         untrained=untrained,
-        default_window=DEFAULT_WINDOW,
-        default_overlap=DEFAULT_OVERLAP,
+        default_window=entry.schedule.window,
+        default_overlap=entry.schedule.overlap,
     )
     return DepthPredictor(model=model, info=info, device=device, processing_size=size, precision=precision)
 
 
 def _load_prior(
-    prior: nn.Module,
-    weights: Path | RandomWeights | None,
-    *,
-    name: str,
-    models_dir: Path | None,
-    allow_download: bool,
+    prior: nn.Module, weights: Path | RandomWeights | None, *, entry: ModelEntry, models_dir: Path | None
 ) -> str | None:
     """Load the official (or random) weights into `prior`; returns the file's sha256, None for random."""
     if isinstance(weights, RandomWeights):
         _load_strict(
-            prior, deterministic_state_dict(prior, seed=weights.seed), name=name, source="random weights"
+            prior, deterministic_state_dict(prior, seed=weights.seed), name=entry.name, source="random weights"
         )
         return None
-    path = Path(weights) if weights is not None else _registry_path(name, models_dir, allow_download)
+    path = Path(weights) if weights is not None else _registry_path(entry, models_dir)
     if not path.is_file():
-        raise MissingWeightsError(f"weights file {path} does not exist (model {name})")
-    _load_strict(prior, load_state_dict_file(path), name=name, source=str(path))
+        raise MissingWeightsError(f"weights file {path} does not exist (model {entry.name})")
+    _load_strict(prior, load_state_dict_file(path), name=entry.name, source=str(path))
     return sha256_of(path)
 
 
@@ -168,11 +150,11 @@ def _randomise_temporal_blocks(model: BufferAnytimeDepth, *, seed: int) -> None:
     blocks.load_state_dict(state, strict=True)
 
 
-def _registry_path(name: str, models_dir: Path | None, allow_download: bool) -> Path:
-    entry = get_entry(name)
+def _registry_path(entry: ModelEntry, models_dir: Path | None) -> Path:
     if entry.weights is None:
-        raise BadArgumentsError(f"{name} is a test model without published weights: use random weights")
-    return resolve(get_spec(entry.weights), models_dir=models_dir, allow_download=allow_download)
+        raise BadArgumentsError(f"{entry.name} is a test model without published weights: use random weights")
+    (spec_name,) = entry.weights  # a depth model loads one file (the prior's, for buffer-anytime)
+    return resolve(get_spec(spec_name), models_dir=models_dir)
 
 
 def _load_strict(module: nn.Module, state: dict, *, name: str, source: str) -> None:

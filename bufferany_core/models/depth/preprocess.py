@@ -25,13 +25,22 @@ def processing_shape(height: int, width: int, size: int) -> tuple[int, int]:
     return to_multiple(scale * height), to_multiple(scale * width)
 
 
-def to_model_input(frames: torch.Tensor, size: int) -> torch.Tensor:
-    """(T, 3, H, W) sRGB in [0, 1] -> (T, 3, h, w) resized (bicubic) and ImageNet-normalised."""
+def resize_for_model(frames: torch.Tensor, size: int) -> torch.Tensor:
+    """(T, 3, H, W) sRGB in [0, 1] -> (T, 3, h, w) at the processing shape (bicubic); the model's
+    `normalize` then turns it into the network's input."""
     h, w = processing_shape(frames.shape[-2], frames.shape[-1], size)
-    x = F.interpolate(frames, size=(h, w), mode="bicubic", align_corners=False)
-    mean = torch.tensor(IMAGENET_MEAN, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
-    return (x - mean) / std
+    return F.interpolate(frames, size=(h, w), mode="bicubic", align_corners=False)
+
+
+class ImageNetInput:
+    """Mixin of the depth models: they take sRGB normalised with ImageNet's mean and std, as the
+    DINOv2 backbone was trained. `normalize` works on any (..., 3, H, W) tensor in [0, 1]."""
+
+    @staticmethod
+    def normalize(rgb: torch.Tensor) -> torch.Tensor:
+        mean = torch.tensor(IMAGENET_MEAN, device=rgb.device, dtype=rgb.dtype).view(3, 1, 1)
+        std = torch.tensor(IMAGENET_STD, device=rgb.device, dtype=rgb.dtype).view(3, 1, 1)
+        return (rgb - mean) / std
 
 
 def to_plate_resolution(depth: torch.Tensor, height: int, width: int) -> torch.Tensor:

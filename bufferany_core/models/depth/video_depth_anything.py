@@ -12,6 +12,7 @@ from torch import nn
 from bufferany_core.models.depth.backbone import PATCH_SIZE, DinoV2Backbone
 from bufferany_core.models.depth.depth_anything import get_size
 from bufferany_core.models.depth.dpt import DPTHead
+from bufferany_core.models.depth.preprocess import ImageNetInput
 from bufferany_core.models.temporal import TemporalBlock, TemporalBlockConfig
 
 # Where the official model attends over time: on the two coarsest reassembled maps, then after two fusions.
@@ -54,8 +55,8 @@ class DPTHeadTemporal(DPTHead):
         return super().forward(tokens, patch_h, patch_w, temporal_hook=hook)
 
 
-class VideoDepthAnything(nn.Module):
-    """forward(x (B, T, 3, H, W) ImageNet-normalised, H, W multiples of 14) -> (B, T, H, W)."""
+class VideoDepthAnything(ImageNetInput, nn.Module):
+    """forward(x (B, T, 3, H, W) ImageNet-normalised (`normalize`), H, W multiples of 14) -> (B, T, H, W)."""
 
     def __init__(
         self,

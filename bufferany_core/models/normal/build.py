@@ -1,4 +1,5 @@
-"""Build the normal models from a diffusers folder or from deterministic random weights."""
+"""Building the normal models of the catalogue (`models.catalog.NORMAL_MODELS`): without weights, from
+a diffusers folder, or with deterministic random weights."""
 
 from __future__ import annotations
 
@@ -9,8 +10,10 @@ import torch
 from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
 
 from bufferany_core.errors import BadArgumentsError, MissingWeightsError
+from bufferany_core.models.catalog import get_model_entry
 from bufferany_core.models.normal.configs import (
     DEFAULT_SCHEDULER,
+    TEMPORAL_CONFIGS,
     TEXT_TOKENS,
     UNET_CONFIGS,
     VAE_CONFIGS,
@@ -19,12 +22,17 @@ from bufferany_core.models.normal.marigold import MarigoldNormals, clean_latent_
 from bufferany_core.models.normal.text_embedding import empty_prompt_embedding
 from bufferany_core.models.normal.video import BufferAnytimeNormals
 from bufferany_core.models.temporal import TemporalBlockConfig, zero_initialised_prefixes
-from bufferany_core.models.weights import deterministic_state_dict, deterministic_tensor
+from bufferany_core.models.weights import (
+    check_checkpoint_folder,
+    deterministic_state_dict,
+    deterministic_tensor,
+)
 
 
 def image_model_from_folder(folder: Path) -> MarigoldNormals:
     """Marigold-E2E-FT normals from a diffusers folder (unet/, vae/, scheduler/, and text_encoder/ +
     tokenizer/ or the cached empty-prompt embedding)."""
+    check_checkpoint_folder(folder, ("unet", "vae"))  # LFS pointers, web pages, truncated files: named
     # local_files_only: a folder path that is not a diffusers folder must fail here, never be
     # taken for a Hugging Face repository id and fetched.
     try:
@@ -45,14 +53,34 @@ def image_model_from_folder(folder: Path) -> MarigoldNormals:
     return _assemble(unet, vae, empty_prompt_embedding(folder), scheduler_config)
 
 
+def build_normal_model(
+    name: str | None, *, config: TemporalBlockConfig | None = None
+) -> MarigoldNormals | BufferAnytimeNormals:
+    """The untrained module for `name` (None: the default normal model) from the size's config
+    tables; build it under `torch.device("meta")` to skip allocating it. Its empty-prompt embedding
+    is zeros until weights load. `config` (video models only) chooses the temporal blocks; by default
+    the size's `TEMPORAL_CONFIGS` entry."""
+    entry = get_model_entry("normal", name)
+    if config is not None and not entry.video:
+        raise BadArgumentsError(f"{entry.name} is an image model: a temporal config applies to the video models only")
+    image = _table_image_model(entry.size)
+    return video_model(image, config or TEMPORAL_CONFIGS[entry.size]) if entry.video else image
+
+
 def random_image_model(size: str, *, seed: int) -> MarigoldNormals:
     """Deterministic untrained weights of the `size` config table (tests, demos, benchmarks)."""
+    model = _table_image_model(size)
+    model.unet.load_state_dict(deterministic_state_dict(model.unet, seed=seed))
+    model.vae.load_state_dict(deterministic_state_dict(model.vae, seed=seed))
+    shape = tuple(model.text_embedding.shape)
+    model.text_embedding = deterministic_tensor("empty_prompt_embedding", shape, seed=seed)
+    return model
+
+
+def _table_image_model(size: str) -> MarigoldNormals:
     unet = UNet2DConditionModel(**UNET_CONFIGS[size])
     vae = AutoencoderKL(**VAE_CONFIGS[size])
-    unet.load_state_dict(deterministic_state_dict(unet, seed=seed))
-    vae.load_state_dict(deterministic_state_dict(vae, seed=seed))
-    shape = (1, TEXT_TOKENS, unet.config.cross_attention_dim)
-    text = deterministic_tensor("empty_prompt_embedding", shape, seed=seed)
+    text = torch.zeros(1, TEXT_TOKENS, unet.config.cross_attention_dim)
     return _assemble(unet, vae, text, DEFAULT_SCHEDULER)
 
 
@@ -74,7 +102,9 @@ def video_model(
 def _assemble(
     unet: UNet2DConditionModel, vae: AutoencoderKL, text: torch.Tensor, scheduler_config: dict[str, Any]
 ) -> MarigoldNormals:
-    scheduler = DDPMScheduler.from_config(scheduler_config)
+    # The schedule's numbers are needed as Python floats, also while the modules are built on "meta".
+    with torch.device("cpu"):
+        scheduler = DDPMScheduler.from_config(scheduler_config)
     timestep = scheduler.config.num_train_timesteps - 1  # the trailing single step: t = 999
     coefficient = clean_latent_coefficient(
         alpha_cumprod=float(scheduler.alphas_cumprod[timestep]),

@@ -1,4 +1,4 @@
-"""Model names and one config table per model size.
+"""One config table per model size (the sizes of `models.catalog.NORMAL_MODELS`).
 
 "sd2" is the Stable Diffusion 2 architecture Marigold-E2E-FT uses (real weights bring their own
 config from the diffusers folder; the table builds random ones of the same shape). "tiny" runs the
@@ -7,32 +7,14 @@ whole pipeline and training on a CPU in seconds, with random weights only.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
+from bufferany_core.models.catalog import DEFAULT_MODELS, NORMAL_MODELS
 from bufferany_core.models.temporal import TemporalBlockConfig
-
-DEFAULT_NORMAL_MODEL = "buffer-anytime-normal"
-PRIOR_WEIGHTS = "marigold-e2e-ft-normals"  # registry name of the diffusers folder (see specs.py)
 
 # The axis convention of the normals Marigold-E2E-FT decodes, for outward normals (docs/models.md
 # explains how this was established from the E2E-FT training data code and the DSINE benchmark).
 MODEL_AXES = "x-left y-up z-towards-camera"
-
-
-@dataclass(frozen=True)
-class NormalModelSpec:
-    size: str  # key of the config tables below
-    video: bool  # Buffer Anytime temporal layers on top of the image prior
-    random_only: bool  # tiny test models: no released weights
-
-
-MODELS: dict[str, NormalModelSpec] = {
-    "marigold-e2e-ft-normals": NormalModelSpec(size="sd2", video=False, random_only=False),
-    "buffer-anytime-normal": NormalModelSpec(size="sd2", video=True, random_only=False),
-    "marigold-e2e-ft-normals-tiny": NormalModelSpec(size="tiny", video=False, random_only=True),
-    "buffer-anytime-normal-tiny": NormalModelSpec(size="tiny", video=True, random_only=True),
-}
 
 UNET_CONFIGS: dict[str, dict[str, Any]] = {
     "sd2": dict(
@@ -114,7 +96,7 @@ TEMPORAL_CONFIGS: dict[str, TemporalBlockConfig] = {
     "tiny": TemporalBlockConfig(num_heads=4, num_layers=1, max_frames=32, norm_groups=32),
 }
 
-# The longest window the temporal layers see at once (the paper trains normals on up to 32 frames).
-MAX_FRAMES = 32
-DEFAULT_WINDOW = 32
-DEFAULT_OVERLAP = 8
+# Transitional: pipeline/render.py still reads the normal schedule here; once it asks
+# models.catalog.get_model_entry, delete these two.
+DEFAULT_WINDOW = NORMAL_MODELS[DEFAULT_MODELS["normal"]].schedule.window
+DEFAULT_OVERLAP = NORMAL_MODELS[DEFAULT_MODELS["normal"]].schedule.overlap

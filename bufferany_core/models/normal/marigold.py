@@ -28,7 +28,7 @@ def clean_latent_coefficient(*, alpha_cumprod: float, prediction_type: str) -> f
 
 class MarigoldNormals(nn.Module):
     """Image prior: `forward(images (B,3,H,W) in [-1,1], H and W multiples of 8) -> (B,3,H,W)` unit
-    normals in the model's own axis convention (configs.MODEL_AXES)."""
+    normals in the model's own axis convention (configs.MODEL_AXES); `normalize` maps sRGB to its input."""
 
     def __init__(
         self,
@@ -58,6 +58,11 @@ class MarigoldNormals(nn.Module):
         self.latent_coefficient = float(latent_coefficient)
         self.timestep = int(timestep)
         self.latent_scale = float(vae.config.scaling_factor)
+
+    @staticmethod
+    def normalize(rgb: torch.Tensor) -> torch.Tensor:
+        """sRGB in [0, 1] -> the [-1, 1] images the VAE encodes (as Stable Diffusion was trained)."""
+        return rgb * 2.0 - 1.0
 
     def encode(self, images: torch.Tensor) -> torch.Tensor:
         """(B,3,H,W) in [-1,1] -> scaled latents (B,4,H/8,W/8): the posterior mean, as E2E-FT does."""

@@ -1,4 +1,4 @@
-"""`NormalPredictor`: a loaded normal model behind the pipeline's `PassPredictor` contract.
+"""Loading a normal model by name into a `NormalPredictor`, the pipeline's `PassPredictor`.
 
 Frames are resized so their longest edge is the processing size (bilinear, antialiased, as
 Marigold does), padded to a multiple of 8 by edge replication, run through the model, cropped,
@@ -7,15 +7,24 @@ upsampled back to the plate, re-normalised to unit length and converted to the p
 
 from __future__ import annotations
 
+import hashlib
+from pathlib import Path
+
 import torch
 import torch.nn.functional as F
 
 from bufferany_core.conventions import NORMAL_AXES
+from bufferany_core.errors import BadArgumentsError
 from bufferany_core.models.api import ModelInfo
-from bufferany_core.models.normal.configs import MODEL_AXES
+from bufferany_core.models.catalog import get_model_entry
+from bufferany_core.models.normal.build import image_model_from_folder, random_image_model, video_model
+from bufferany_core.models.normal.configs import MODEL_AXES, TEMPORAL_CONFIGS
 from bufferany_core.models.normal.marigold import MarigoldNormals
 from bufferany_core.models.normal.video import BufferAnytimeNormals
-from bufferany_core.models.precision import Precision, autocast
+from bufferany_core.models.precision import Precision, autocast, check_precision
+from bufferany_core.models.temporal import TemporalBlockConfig
+from bufferany_core.models.temporal_weights import read_temporal_weights
+from bufferany_core.models.weights import RandomWeights, get_spec, resolve, sha256_of
 from bufferany_core.normal_space import convert_axes
 
 LATENT_FACTOR = 8  # the VAE's downsampling
@@ -77,7 +86,7 @@ class NormalPredictor:
         if size != (height, width):
             x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
         pad_h, pad_w = (-size[0]) % LATENT_FACTOR, (-size[1]) % LATENT_FACTOR
-        x = F.pad(x * 2.0 - 1.0, (0, pad_w, 0, pad_h), mode="replicate")  # (T, 3, H8, W8)
+        x = F.pad(self.model.normalize(x), (0, pad_w, 0, pad_h), mode="replicate")  # (T, 3, H8, W8)
 
         chunks = x.split(self.decode_chunk)
         latents = torch.cat([self.image_model.encode(c) for c in chunks])  # (T, 4, H8/8, W8/8)
@@ -93,3 +102,88 @@ class NormalPredictor:
             normals = F.interpolate(normals, size=(height, width), mode="bilinear", align_corners=False)
         normals = F.normalize(normals, dim=1, eps=1e-6)
         return convert_axes(normals, MODEL_AXES, NORMAL_AXES, axis=1)
+
+
+def load_normal_predictor(
+    name: str | None,
+    *,
+    weights: Path | RandomWeights | None = None,
+    models_dir: Path | None = None,
+    device: str | torch.device = "cpu",
+    precision: Precision = "fp32",
+    processing_size: int | None = None,
+    temporal_weights: Path | None = None,
+    decode_chunk: int = 4,
+) -> NormalPredictor:
+    """Load a normal model by name (None: the default normal model; `models.catalog.NORMAL_MODELS`).
+
+    `weights`: None (the registered Marigold-E2E-FT folder: `models_dir`, $BUFFERANY_MODELS or the
+    Hugging Face cache), a diffusers folder, or `RandomWeights(seed)` (the only choice for "*-tiny").
+    `temporal_weights`: a `.safetensors` file of the video model's temporal blocks with its `.json`
+    (`models.temporal_weights`); without one the blocks are zero-initialised (the video model then
+    equals the image prior) and the output is marked untrained. `processing_size`: the frames' long
+    edge, None for the catalogue's (768), 0 for the plate's size. `precision` fp16/bf16 (CUDA only)
+    autocasts the denoiser; the VAE encodes and decodes in float32, `decode_chunk` frames at a time.
+    """
+    entry = get_model_entry("normal", name)
+    if entry.weights is None:
+        weights = RandomWeights() if weights is None else weights
+        if not isinstance(weights, RandomWeights):
+            raise BadArgumentsError(
+                f"{entry.name} is a test model with random weights only (--weights random[:SEED])"
+            )
+    if temporal_weights is not None and not entry.video:
+        raise BadArgumentsError(f"{entry.name} is an image model: temporal weights apply to the video models only")
+    size = entry.processing_size if processing_size is None else processing_size
+    if size < 0 or decode_chunk < 1:
+        raise BadArgumentsError(
+            f"processing size must be >= 0 (got {size}) and decode chunk >= 1 (got {decode_chunk})"
+        )
+    device = torch.device(device)
+    check_precision(precision, device)
+
+    if isinstance(weights, RandomWeights):
+        image = random_image_model(entry.size, seed=weights.seed)
+        hashes: list[str] | None = None
+    else:
+        (spec_name,) = entry.weights or ()  # one diffusers folder: UNet, VAE and text encoder
+        folder = resolve(get_spec(spec_name), path=weights, models_dir=models_dir)
+        if not folder.is_dir():
+            raise BadArgumentsError(f"normal weights {folder} must be a diffusers folder, not a file")
+        image = image_model_from_folder(folder)
+        hashes = [sha256_of(folder / "unet"), sha256_of(folder / "vae")]
+    untrained = isinstance(weights, RandomWeights)
+
+    model: MarigoldNormals | BufferAnytimeNormals = image
+    if entry.video:
+        temporal = None if temporal_weights is None else read_temporal_weights(temporal_weights, family="normal")
+        config = (
+            TEMPORAL_CONFIGS[entry.size]
+            if temporal is None
+            else TemporalBlockConfig.from_dict(temporal.config.get("temporal"), source=str(temporal.path))
+        )
+        seed = weights.seed if isinstance(weights, RandomWeights) and temporal is None else None
+        model = video_model(image, config, seed=seed)
+        if temporal is None:
+            untrained = True
+        else:
+            temporal.load_into(model)
+            if hashes is not None:  # provenance of trained blocks on real (not random) prior weights
+                hashes.append(temporal.temporal_sha256)
+
+    info = ModelInfo(
+        pass_name="normal",
+        model_id=entry.name,
+        weights_sha256=hashlib.sha256("".join(hashes).encode()).hexdigest() if hashes else None,
+        untrained=untrained,
+        default_window=entry.schedule.window,
+        default_overlap=entry.schedule.overlap,
+    )
+    return NormalPredictor(
+        model.to(device).eval(),
+        info=info,
+        device=device,
+        processing_size=size,
+        decode_chunk=decode_chunk,
+        precision=precision,
+    )

@@ -12,7 +12,8 @@ projection starts at zero, so an untrained video model equals the image model fr
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import dataclasses
+from collections.abc import Iterator, Mapping
 
 import torch
 from diffusers import UNet2DConditionModel
@@ -81,6 +82,8 @@ class BufferAnytimeNormals(nn.Module):
     """Video model: `predict_latent(rgb_latents (B,T,4,h,w)) -> (B,T,4,h,w)` clean normal latents,
     with attention across the T frames of each window. Encoding and decoding are the image model's."""
 
+    family = "normal"  # the pass its temporal weights belong to (models.temporal_weights)
+
     def __init__(self, *, image_model: MarigoldNormals, temporal_config: TemporalBlockConfig):
         super().__init__()
         self.image_model = image_model
@@ -93,6 +96,26 @@ class BufferAnytimeNormals(nn.Module):
 
     def trainable_parameters(self) -> list[nn.Parameter]:
         return list(self.temporal.parameters())
+
+    def temporal_config(self) -> dict:
+        """The temporal blocks' hyperparameters and the UNet layers they follow, as JSON."""
+        return {
+            "temporal": dataclasses.asdict(self.temporal.config),
+            "insertion_points": [list(p) for p in insertion_points(self.image_model.unet)],
+        }
+
+    def temporal_state_dict(self) -> dict[str, torch.Tensor]:
+        """What training changes: the temporal blocks only (UNet and VAE stay the prior's)."""
+        return self.temporal.state_dict()
+
+    def load_temporal_state_dict(self, state: Mapping[str, torch.Tensor]) -> None:
+        try:
+            self.temporal.load_state_dict(state, strict=True)
+        except RuntimeError as exc:  # torch's wording for missing, unexpected or misshapen keys
+            raise ValueError(str(exc)) from None
+
+    def normalize(self, rgb: torch.Tensor) -> torch.Tensor:
+        return self.image_model.normalize(rgb)
 
     def encode(self, images: torch.Tensor) -> torch.Tensor:
         return self.image_model.encode(images)
