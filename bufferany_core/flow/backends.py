@@ -88,8 +88,7 @@ RAFT_WEIGHTS = {
             name="raft-large",
             repo_id="hr16/RAFT-v2",
             filename="raft_large_C_T_SKHT_V2-ff5fadd5.pth",
-            licence="BSD-3-Clause",
-            size_bytes=21_108_000,
+            licence="BSD-3-Clause",  # size and sha256: weights.PINNED
         )
     ),
     "raft-small": weight_registry.register(
@@ -97,8 +96,7 @@ RAFT_WEIGHTS = {
             name="raft-small",
             repo_id="hr16/RAFT-v2",
             filename="raft_small_C_T_V2-01064c6d.pth",
-            licence="BSD-3-Clause",
-            size_bytes=3_984_814,
+            licence="BSD-3-Clause",  # size and sha256: weights.PINNED
         )
     ),
 }

@@ -7,7 +7,9 @@ download through huggingface_hub. `random[:SEED]` builds deterministic untrained
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import json
 import math
 import os
 import zlib
@@ -15,7 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from bufferany_core.errors import BadArgumentsError, MissingWeightsError
+from bufferany_core.atomic import atomic_write
+from bufferany_core.errors import BadArgumentsError, BufferanyError, MissingWeightsError
 
 MODELS_ENV = "BUFFERANY_MODELS"
 
@@ -38,10 +41,65 @@ class WeightSpec:
         return self.filename if self.kind == "file" else self.repo_id.rsplit("/", 1)[-1]
 
 
+# Size and sha256 of the official files, pinned here (one table, whoever registers the spec) from
+# the Git LFS pointers of the Hugging Face repositories: `oid sha256:<hash>` and `size <bytes>`, as
+# shown on each file's page ("Git LFS Details") and in the commit that uploaded it. `register` fills
+# them into specs that leave size_bytes/sha256 unset. Files not listed load unverified (docs/models.md,
+# "Verifying weights", says how to look a value up with network access before adding it).
+PINNED: dict[tuple[str, str], tuple[int, str]] = {
+    # huggingface.co/depth-anything/Depth-Anything-V2-Small/commit/65ae6e3ee054faf5f2a0b3d079fbf181aaad86a0
+    # (the upload; later commits only renamed the file). The same pair is pinned by third-party
+    # installers downloading from this repository at a fixed revision.
+    ("depth-anything/Depth-Anything-V2-Small", "depth_anything_v2_vits.pth"): (
+        99_218_434,
+        "715fade13be8f229f8a70cc02066f656f2423a59effd0579197bbf57860e1378",
+    ),
+    # huggingface.co/depth-anything/Depth-Anything-V2-Base/commit/f11825d6a03793a70dfb594c89a0e990986de230
+    ("depth-anything/Depth-Anything-V2-Base", "depth_anything_v2_vitb.pth"): (
+        389_961_218,
+        "0d2b7002e62d39d655571c371333340bd88f67ab95050c03591555aa05645328",
+    ),
+    # The repository's own pointer page was not among the stored pages; the pair is the one pinned by
+    # third-party installers that download depth-anything/Depth-Anything-V2-Large at a fixed revision
+    # (cbbb86a30ce19b5684b7a05155dc7e6cbc7685b9) and by Hugging Face mirrors of the file (size
+    # 1,341,395,338 and this hash in each).
+    ("depth-anything/Depth-Anything-V2-Large", "depth_anything_v2_vitl.pth"): (
+        1_341_395_338,
+        "a7ea19fa0ed99244e67b624c72b8580b7e9553043245905be58796a608eb9345",
+    ),
+    # sha256: huggingface.co/depth-anything/Video-Depth-Anything-Small/blob/refs%2Fpr%2F1/video_depth_anything_vits.pth
+    # (uploaded in a396fdd839642f9bb4d08d54cae9fbf43ca13388); the page rounds the size to 116 MB, the
+    # exact 116,440,756 bytes are those pinned with this hash by projects downloading the file from
+    # that repository (e.g. at revision 256875362cff76724b920335dfb4b29dd611f66e).
+    ("depth-anything/Video-Depth-Anything-Small", "video_depth_anything_vits.pth"): (
+        116_440_756,
+        "13379300b739e659f076a59d52e9801bd8d38c541a7e71f73bbca4dcfb013609",
+    ),
+    # huggingface.co/hr16/RAFT-v2/commit/eaa9b8025e8af899e64b1c72f38bc3c74e54b711: torchvision's V2 RAFT
+    # checkpoints. Each hash starts with the 8 hex digits torchvision puts in the file name (torch.hub's
+    # check_hash prefix: ff5fadd5, 01064c6d), so these are torchvision's own files.
+    ("hr16/RAFT-v2", "raft_large_C_T_SKHT_V2-ff5fadd5.pth"): (
+        21_106_607,
+        "ff5fadd56d26b40647388883af1547351ea17868b765c05b27231e72dd16a322",
+    ),
+    ("hr16/RAFT-v2", "raft_small_C_T_V2-01064c6d.pth"): (
+        4_006_189,
+        "01064c6dba73b0fc9fc8edf772248560a00a3acfd62ac6677e9eeebad9680e27",
+    ),
+}
+
 _REGISTRY: dict[str, WeightSpec] = {}
 
 
 def register(spec: WeightSpec) -> WeightSpec:
+    """Add `spec` to the registry (with its `PINNED` size and sha256 unless it sets its own) and
+    return the registered spec."""
+    pinned = PINNED.get((spec.repo_id, spec.filename))
+    if pinned is not None:
+        size, sha = pinned
+        if (spec.size_bytes not in (None, size)) or (spec.sha256 not in (None, sha)):
+            raise ValueError(f"weights {spec.name!r}: size/sha256 differ from the pinned official values")
+        spec = dataclasses.replace(spec, size_bytes=size, sha256=sha)
     if spec.name in _REGISTRY and _REGISTRY[spec.name] != spec:
         raise ValueError(f"weights {spec.name!r} registered twice with different specs")
     _REGISTRY[spec.name] = spec
@@ -131,14 +189,236 @@ def _from_hub(spec: WeightSpec, *, local_only: bool) -> Path | None:
 
 
 def sha256_of(path: Path, *, chunk: int = 1 << 20) -> str:
-    """sha256 of a weight file (or of a folder's files in sorted order), recorded in output headers."""
+    """sha256 of a weight file (or of a folder's files in sorted order), recorded in output headers.
+
+    Cached by (path, size, modification time) in this process and in a small file in the user's
+    cache (`hash_cache_path()`), so loading the same GB-sized file again does not read it again."""
+    path = Path(path)
+    real = os.path.realpath(path)
+    try:
+        fingerprint = _fingerprint(Path(real))
+    except OSError as exc:
+        raise MissingWeightsError(f"cannot read weights {path}: {exc.strerror or exc}") from exc
+    cached = _cached_hash(real, fingerprint)
+    if cached is not None:
+        return cached
     digest = hashlib.sha256()
     files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
     for file in files:
         with open(file, "rb") as handle:
             while block := handle.read(chunk):
                 digest.update(block)
-    return digest.hexdigest()
+    value = digest.hexdigest()
+    _remember_hash(real, fingerprint, value)
+    return value
+
+
+# --- Hash cache ------------------------------------------------------------------------------------
+# A file's sha256 is reused while its size and modification time (nanoseconds) are unchanged; a
+# folder's while the names, sizes and times of all its files are. Entries live in memory and in
+# `hash_cache_path()` (JSON, written atomically; unwritable caches are skipped, never an error).
+
+HASH_CACHE_ENV = "BUFFERANY_HASH_CACHE"
+_HASHES: dict[tuple[str, str], str] = {}
+
+
+def hash_cache_path() -> Path:
+    """The sidecar file of known hashes: `$BUFFERANY_HASH_CACHE`, else
+    `$XDG_CACHE_HOME/bufferany/weights_sha256.json` (`~/.cache/...` without XDG_CACHE_HOME)."""
+    if os.environ.get(HASH_CACHE_ENV):
+        return Path(os.environ[HASH_CACHE_ENV]).expanduser()
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "bufferany" / "weights_sha256.json"
+
+
+def _fingerprint(path: Path) -> str:
+    if not path.is_dir():
+        stat = os.stat(path)
+        return f"{stat.st_size}:{stat.st_mtime_ns}"
+    parts = []
+    for file in sorted(p for p in path.rglob("*") if p.is_file()):
+        stat = file.stat()
+        parts.append(f"{file.relative_to(path).as_posix()}:{stat.st_size}:{stat.st_mtime_ns}")
+    return "dir:" + hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
+def _read_hash_cache() -> dict:
+    try:
+        data = json.loads(hash_cache_path().read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _cached_hash(real: str, fingerprint: str) -> str | None:
+    if (real, fingerprint) in _HASHES:
+        return _HASHES[real, fingerprint]
+    record = _read_hash_cache().get(real)
+    if isinstance(record, dict) and record.get("fingerprint") == fingerprint:
+        value = record.get("sha256")
+        if isinstance(value, str) and len(value) == 64:
+            _HASHES[real, fingerprint] = value
+            return value
+    return None
+
+
+def _remember_hash(real: str, fingerprint: str, value: str) -> None:
+    _HASHES[real, fingerprint] = value
+    records = {k: v for k, v in _read_hash_cache().items() if os.path.exists(k)}  # drop deleted files
+    records[real] = {"fingerprint": fingerprint, "sha256": value}
+    text = json.dumps(records, indent=1, sort_keys=True)
+    try:
+        atomic_write(hash_cache_path(), lambda tmp: tmp.write_text(text))
+    except (OSError, BufferanyError):
+        pass  # read-only home (farm nodes): the in-process cache still holds it
+
+
+# --- Verifying and reading checkpoint files --------------------------------------------------------
+
+_REDOWNLOAD = "delete it and download it again"
+
+
+def spec_for_file(path: Path) -> WeightSpec | None:
+    """The registered weight file `path` is (same file name), or None for the user's own files."""
+    for spec in _REGISTRY.values():
+        if spec.kind == "file" and spec.filename == Path(path).name:
+            return spec
+    return None
+
+
+def verify_file(path: Path, spec: WeightSpec | None = None) -> None:
+    """Check `path` against the pinned size and sha256 of `spec` (default: the registered file of
+    the same name). The size is compared always (free); the hash when pinned (read once, then
+    cached). Raises MissingWeightsError naming the file, what was expected and what was found."""
+    path = Path(path)
+    spec = spec if spec is not None else spec_for_file(path)
+    if spec is None:
+        return
+    where = f"weights file {path} ({spec.filename} from {spec.repo_id}, model {spec.name})"
+    try:
+        size = os.stat(path).st_size
+    except OSError as exc:
+        raise MissingWeightsError(f"cannot read {where}: {exc.strerror or exc}") from exc
+    if spec.size_bytes is not None and size != spec.size_bytes:
+        what = "truncated (an interrupted download?)" if size < spec.size_bytes else "not the official file"
+        raise MissingWeightsError(
+            f"{where} is {size:,} bytes, expected {spec.size_bytes:,}: {what}; {_REDOWNLOAD}"
+        )
+    if spec.sha256 is not None:
+        actual = sha256_of(path)
+        if actual != spec.sha256.lower():
+            raise MissingWeightsError(
+                f"{where} is corrupt or not the official file: sha256 {actual}, expected {spec.sha256}; "
+                f"{_REDOWNLOAD}"
+            )
+
+
+def load_checkpoint(path: Path, *, name: str | None = None) -> dict:
+    """Read a `.pth` (weights_only, never arbitrary pickle) or `.safetensors` state dict on the CPU.
+
+    A file registered under its official name is verified first (`verify_file`). Whatever the file,
+    what is not a checkpoint (empty, a Git LFS pointer, an HTML page, a truncated archive or
+    safetensors file) raises MissingWeightsError naming the file, never a loader's traceback."""
+    path = Path(path)
+    label = f"weights file {path}" + (f" (model {name})" if name else "")
+    if not path.is_file():
+        raise MissingWeightsError(f"{label} does not exist")
+    verify_file(path)
+    problem = checkpoint_problem(path)
+    if problem is not None:
+        raise MissingWeightsError(f"{label} {problem}")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state = load_file(str(path), device="cpu")
+        else:
+            import torch
+
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch and safetensors raise many types for corrupt or pickled-code files
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise MissingWeightsError(
+            f"cannot load {label}: {reason[:300]} (a corrupt file, or one holding more than tensors: "
+            f"{_REDOWNLOAD} if it should be an official file)"
+        ) from exc
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise BadArgumentsError(f"weights file {path} does not hold a state dict")
+    return state
+
+
+def checkpoint_problem(path: Path) -> str | None:
+    """Why `path` cannot be a checkpoint, read from its first bytes and its structure (cheap: the
+    safetensors header, or the zip directory at the end of a torch file), or None when it may be.
+
+    Not a hash check: a complete file of the right format with wrong content passes (see `verify_file`)."""
+    try:
+        size = os.stat(path).st_size
+        with open(path, "rb") as handle:
+            head = handle.read(512)
+    except OSError as exc:
+        return f"cannot be read: {exc.strerror or exc}"
+    if size == 0:
+        return f"is empty: {_REDOWNLOAD}"
+    if head.startswith(b"version https://git-lfs.github.com/spec"):
+        return (
+            f"is a Git LFS pointer ({size} bytes of text), not the weights: the repository was cloned "
+            f"without git-lfs; fetch the real file (`git lfs pull`, or `hf download`)"
+        )
+    text = head.lstrip().lower()
+    if text.startswith((b"<!doctype html", b"<html", b"<?xml", b"<head", b'{"error')):
+        return (
+            f"is a web page or an error message ({size} bytes), not the weights: the download "
+            f"failed (login, licence or rate limit?); {_REDOWNLOAD}"
+        )
+    if path.suffix == ".safetensors":
+        return _safetensors_problem(path, head, size)
+    if head.startswith(b"PK\x03\x04"):  # torch's zip format (torch.save since PyTorch 1.6)
+        import zipfile
+
+        try:
+            with zipfile.ZipFile(path) as archive:
+                archive.infolist()
+        except (zipfile.BadZipFile, OSError, ValueError):
+            return f"is truncated or corrupt (its zip directory is missing or broken): {_REDOWNLOAD}"
+    return None
+
+
+def _safetensors_problem(path: Path, head: bytes, size: int) -> str | None:
+    bad = f"is truncated or not a safetensors file: {_REDOWNLOAD}"
+    if size < 8:
+        return bad
+    header_len = int.from_bytes(head[:8], "little")
+    if header_len <= 0 or 8 + header_len > size:
+        return bad
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(8)
+            header = json.loads(handle.read(header_len))
+        ends = [int(v["data_offsets"][1]) for k, v in header.items() if k != "__metadata__"]
+    except (OSError, ValueError, TypeError, KeyError, IndexError, AttributeError):
+        return bad
+    needed = 8 + header_len + max(ends, default=0)
+    if needed > size:
+        return f"is truncated ({size:,} bytes, its header needs {needed:,}): {_REDOWNLOAD}"
+    return None
+
+
+def check_checkpoint_folder(folder: Path, subfolders: tuple[str, ...]) -> None:
+    """`checkpoint_problem` for every weight file (.safetensors, .bin, .pth) in a diffusers folder's
+    `subfolders`, raising MissingWeightsError naming the first bad file. Missing subfolders are left
+    to the loader's own message."""
+    for sub in subfolders:
+        base = Path(folder) / sub
+        if not base.is_dir():
+            continue
+        for file in sorted(base.iterdir()):
+            if file.is_file() and file.suffix in (".safetensors", ".bin", ".pth"):
+                problem = checkpoint_problem(file)
+                if problem is not None:
+                    raise MissingWeightsError(f"weights file {file} {problem}")
 
 
 def deterministic_tensor(name: str, shape: tuple[int, ...], *, seed: int = 0):
@@ -191,19 +471,5 @@ def state_dict_mismatch(module, state: dict) -> str | None:
 
 
 def load_state_dict_file(path: Path) -> dict:
-    """Load a `.pth` (weights_only, never arbitrary pickle) or `.safetensors` state dict on the CPU."""
-    import torch
-
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        return load_file(str(path), device="cpu")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises several types for corrupt or pickled-code files
-        raise MissingWeightsError(f"cannot load weights file {path}: {exc}") from exc
-    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
-        state = state["state_dict"]
-    if not isinstance(state, dict):
-        raise BadArgumentsError(f"weights file {path} does not hold a state dict")
-    return state
+    """`load_checkpoint` without a model name (kept for existing callers)."""
+    return load_checkpoint(path)
