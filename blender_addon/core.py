@@ -1,4 +1,5 @@
-"""The standard-library half of bufferany that the add-on uses: the client, job fields, pass names.
+"""The standard-library half of bufferany that the add-on uses: the client, the job fields (`jobs`),
+pass names.
 
 The built extension carries a copy in `vendor/bufferany_core` (scripts/build_blender_addon.py makes
 it, with package-relative imports, so it never clashes with another copy on sys.path). Run from a
@@ -16,7 +17,7 @@ CORE_PATH_ENV = "BUFFERANY_CORE_PATH"
 VENDORED = Path(__file__).resolve().parent / "vendor" / "bufferany_core"
 
 if VENDORED.is_dir():
-    from .vendor.bufferany_core import __version__, client, conventions, errors, protocol  # noqa: F401
+    from .vendor.bufferany_core import __version__, client, conventions, errors, jobs, protocol  # noqa: F401
 else:
     _root = os.environ.get(CORE_PATH_ENV) or str(Path(__file__).resolve().parent.parent)
     if not (Path(_root) / "bufferany_core" / "client.py").is_file():
@@ -26,4 +27,4 @@ else:
         )
     if _root not in sys.path:
         sys.path.insert(0, _root)
-    from bufferany_core import __version__, client, conventions, errors, protocol  # noqa: F401
+    from bufferany_core import __version__, client, conventions, errors, jobs, protocol  # noqa: F401

@@ -8,7 +8,7 @@ from typing import Any
 
 import bpy
 
-from . import compositor, sources
+from . import compositor, properties, sources
 from .session import ERROR, JobSession
 
 
@@ -25,11 +25,7 @@ class Generation:
         self.group: bpy.types.NodeTree | None = None
         self.session: JobSession | None = None
         self._cancelled = False
-        passes = [
-            name for name, used in (("depth", settings.use_depth), ("normal", settings.use_normal)) if used
-        ]
-        if not passes:
-            raise sources.SourceError("choose at least one pass (Depth or Normal)")
+        fields = properties.job_settings(settings)  # checked first: a bad setting fails before a render
         frames = sources.frame_spec(scene, settings)
         self.render: sources.SceneRender | None = None
         if settings.source == "SCENE":
@@ -38,23 +34,16 @@ class Generation:
             source = self.render.pattern
         else:
             source = sources.absolute(settings.filepath, "Frames")
-        self.job: dict[str, Any] = {
-            "input": source,
-            "passes": passes,
-            "depth_convention": settings.depth_convention,
-            "include_plate": True,  # the group's Image output, aligned with the passes
+        # every job setting that is not left at its default, then what the add-on decides itself
+        self.job: dict[str, Any] = {name: value for name, value in fields.items() if value is not None}
+        self.job.update(
+            input=source,
+            include_plate=True,  # the group's Image output, aligned with the passes
             # a scene render replaces the cache's frames: passes from the old ones are stale
-            "overwrite": settings.overwrite or settings.source == "SCENE",
-            "stabilize": settings.stabilize,
-            "device": settings.device,
-        }
-        optional = {
-            "frames": frames,
-            "depth_model": settings.depth_model.strip(),
-            "normal_model": settings.normal_model.strip(),
-            "weights": settings.weights.strip(),
-        }
-        self.job.update({key: value for key, value in optional.items() if value})
+            overwrite=settings.overwrite or settings.source == "SCENE",
+        )
+        if frames is not None:
+            self.job["frames"] = frames
 
     @property
     def finished(self) -> bool:

@@ -4,6 +4,22 @@ from __future__ import annotations
 
 import bpy
 
+from .core import jobs
+from .properties import pass_property
+
+
+def draw_job_settings(layout, settings, *, advanced: bool) -> None:
+    """One row per job setting (RenderJob's host fields, see properties.py), basic or advanced ones."""
+    for f, spec in jobs.host_fields():
+        if spec.advanced != advanced:
+            continue
+        if spec.kind == "passes":
+            row = layout.row(heading=spec.label.title())
+            for name in jobs.PASSES:
+                row.prop(settings, pass_property(name))
+        else:
+            layout.prop(settings, f.name)
+
 
 class BUFFERANY_PT_panel(bpy.types.Panel):
     bl_label = "Buffer Anytime"
@@ -32,20 +48,13 @@ class BUFFERANY_PT_panel(bpy.types.Panel):
                 column.prop(settings, "frame_end", text="End")
         else:
             layout.prop(settings, "cache_dir")
-        row = layout.row(heading="Passes")
-        row.prop(settings, "use_depth")
-        row.prop(settings, "use_normal")
-        layout.prop(settings, "depth_convention")
-        layout.prop(settings, "stabilize")
+        draw_job_settings(layout, settings, advanced=False)
         layout.prop(settings, "overwrite")
 
-        header, body = layout.panel("bufferany_models", default_closed=True)
-        header.label(text="Models")
+        header, body = layout.panel("bufferany_advanced", default_closed=True)
+        header.label(text="Advanced")
         if body is not None:
-            body.prop(settings, "depth_model")
-            body.prop(settings, "normal_model")
-            body.prop(settings, "weights")
-            body.prop(settings, "device")
+            draw_job_settings(body, settings, advanced=True)
 
         if status.running:
             layout.progress(factor=status.progress / 100.0, type="BAR", text=status.message)

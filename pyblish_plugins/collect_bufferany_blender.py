@@ -9,6 +9,7 @@ the bufferany server (`render` = "service"; the context may set another method).
 
 import os
 import re
+import sys
 
 import pyblish.api
 
@@ -33,11 +34,8 @@ class CollectBufferanyBlender(pyblish.api.ContextPlugin):
             settings = getattr(scene, "bufferany", None)
             if settings is None or (settings.source == "FILE" and not settings.filepath):
                 continue
-            passes = [
-                name
-                for name, used in (("depth", settings.use_depth), ("normal", settings.use_normal))
-                if used
-            ]
+            fields = _job_settings(settings)
+            passes = list(fields["passes"])
             if settings.source == "SCENE":
                 folder = os.path.normpath(bpy.path.abspath(settings.cache_dir))
                 plate = os.path.join(
@@ -69,7 +67,7 @@ class CollectBufferanyBlender(pyblish.api.ContextPlugin):
                     keys.RESOLUTION: resolution,
                     keys.PIXEL_ASPECT: aspect,
                     keys.RENDER: context.data.get(keys.RENDER, "service"),
-                    keys.RENDER_JOB: _job_fields(settings),
+                    keys.RENDER_JOB: _job_fields(fields),
                     "source": bpy.data.filepath,
                     "blenderScene": scene.name,
                 },
@@ -127,14 +125,20 @@ def _file_size(bpy, path):
     return [int(item.size[0]), int(item.size[1])]
 
 
-def _job_fields(settings):
-    fields = {
-        "depth_model": settings.depth_model.strip(),
-        "normal_model": settings.normal_model.strip(),
-        "weights": settings.weights.strip(),
-        "device": settings.device,
-        "depth_convention": settings.depth_convention,
-        "stabilize": settings.stabilize,
-        "include_plate": True,  # what the add-on renders: the node group's Image output
+def _job_settings(settings):
+    """The add-on's job settings as RenderJob fields, checked (its `properties.job_settings`, found
+    through the settings' class: the add-on's module name depends on how it was installed)."""
+    return sys.modules[type(settings).__module__].job_settings(settings)
+
+
+# decided by the instance itself (publish.render.job_for refuses them in renderJob)
+_INSTANCE_FIELDS = ("passes", "shot_range")
+
+
+def _job_fields(fields):
+    """Every job setting that is set (the passes are the instance's own), and the plate carried into
+    the output: what the add-on renders (the node group's Image output)."""
+    found = {
+        name: value for name, value in fields.items() if name not in _INSTANCE_FIELDS and value is not None
     }
-    return {name: value for name, value in fields.items() if value not in ("", None)}
+    return {**found, "include_plate": True}

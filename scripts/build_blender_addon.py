@@ -27,7 +27,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 ADDON = REPO / "blender_addon"
 CORE = REPO / "bufferany_core"
-CORE_ROOTS = ("client", "conventions", "errors", "framepaths", "protocol")  # what blender_addon/core.py imports
+# what blender_addon/core.py imports (jobs: the settings are made from RenderJob's fields)
+CORE_ROOTS = ("client", "conventions", "errors", "framepaths", "jobs", "protocol")
 ADDON_SUFFIXES = (".py", ".toml")
 _IMPORT = re.compile(r"^(\s*)from bufferany_core(\.(\w+))? import ", re.MULTILINE)
 
