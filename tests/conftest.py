@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -12,6 +13,11 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
+BLENDER_TESTS = REPO / "tests" / "blender"
+NO_BPY = (
+    "needs bpy (Blender as a Python module, Python 3.11): run tests/blender in the Blender virtual "
+    "environment (.venv-blender, scripts/test.sh)"
+)
 HEAVY_MODULES = ("torch", "numpy", "cv2", "OpenImageIO", "timm", "diffusers", "torchvision", "fileseq")
 
 _BLOCKER = """
@@ -38,3 +44,16 @@ def shared_dir() -> Path:
     if not SHARED.is_dir():
         pytest.fail(f"{SHARED} is missing: the project's shared folder must sit beside the checkout")
     return SHARED
+
+
+class _NeedsBpy(pytest.Module):
+    """A tests/blender module where bpy is absent: skipped with the reason, never imported."""
+
+    def collect(self):
+        pytest.skip(NO_BPY)
+
+
+def pytest_pycollect_makemodule(module_path, parent):
+    if BLENDER_TESTS in Path(module_path).parents and importlib.util.find_spec("bpy") is None:
+        return _NeedsBpy.from_parent(parent, path=Path(module_path))
+    return None
