@@ -6,6 +6,7 @@ import importlib.util
 import os
 import subprocess
 import sys
+import tempfile
 import textwrap
 from pathlib import Path
 
@@ -18,6 +19,9 @@ NO_BPY = (
     "needs bpy (Blender as a Python module, Python 3.11): run tests/blender in the Blender virtual "
     "environment (.venv-blender, scripts/test.sh)"
 )
+# Weight hashes are cached per user (~/.cache/bufferany); tests and the processes they start keep
+# theirs in a folder of their own.
+os.environ.setdefault("BUFFERANY_HASH_CACHE", os.path.join(tempfile.mkdtemp(prefix="bufferany-tests-"), "weights_sha256.json"))
 HEAVY_MODULES = ("torch", "numpy", "cv2", "OpenImageIO", "timm", "diffusers", "torchvision", "fileseq")
 
 _BLOCKER = """

@@ -15,6 +15,7 @@ from bufferany_core.jobs import RenderJob
 from bufferany_core.pipeline import farm
 from bufferany_core.pipeline.cli import build_parser, job_from_args, main
 from bufferany_core.pipeline.render import plan_render
+from bufferany_core.testing.farm_tokens import expand_tokens
 
 CLI = [sys.executable, "-m", "bufferany_core.pipeline.cli"]
 
@@ -44,8 +45,8 @@ def test_render_arguments_parse_back_into_the_same_job():
 
 
 def test_tokens_expand_as_the_farms_do():
-    assert farm.expand_tokens("--frames <STARTFRAME>-<ENDFRAME> f<STARTFRAME%4>", 7, 12) == "--frames 7-12 f0007"
-    assert farm.expand_tokens("#FRAME_START#-#FRAME_END# #ZFRAME# #FRAME_CHUNK# #IFRAME#", 1021, 1030, chunk=10) == (
+    assert expand_tokens("--frames <STARTFRAME>-<ENDFRAME> f<STARTFRAME%4>", 7, 12) == "--frames 7-12 f0007"
+    assert expand_tokens("#FRAME_START#-#FRAME_END# #ZFRAME# #FRAME_CHUNK# #IFRAME#", 1021, 1030, chunk=10) == (
         "1021-1030 1021 10 1021"
     )
 
@@ -54,7 +55,7 @@ def test_opencue_last_chunk_overshoot_is_clamped_to_the_shot(tmp_path):
     pattern = write_plate(tmp_path / "plate", range(1001, 1025))
     command = farm.opencue_command(RenderJob(input=pattern, weights="random"), shot_range="1001-1024")
     assert "'#FRAME_START#-#FRAME_END#'" in command and "--shot-range 1001-1024" in command
-    args = shlex.split(farm.expand_tokens(command, 1021, 1030))
+    args = shlex.split(expand_tokens(command, 1021, 1030))
     job = job_from_args(build_parser().parse_args(args[args.index(pattern) :]))
     plan = plan_render(job)
     assert plan.requested == [1021, 1022, 1023, 1024] and plan.dropped == list(range(1025, 1031))
@@ -79,7 +80,7 @@ def test_deadline_job_files(tmp_path):
     assert "--frames <STARTFRAME>-<ENDFRAME>" in plugin["Arguments"]
     assert "--shot-range 1001-1010" in plugin["Arguments"]
     # What Deadline runs for the task 1009-1010 is a valid render command for those frames.
-    expanded = farm.expand_tokens(plugin["Arguments"], 1009, 1010)
+    expanded = expand_tokens(plugin["Arguments"], 1009, 1010)
     args = shlex.split(expanded)
     job = job_from_args(build_parser().parse_args(args[args.index(pattern) :]))
     assert plan_render(job).requested == [1009, 1010]

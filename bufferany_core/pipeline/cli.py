@@ -11,7 +11,7 @@ import shlex
 import sys
 from collections.abc import Sequence
 
-from bufferany_core.cli_support import run_cli, say
+from bufferany_core.cli_support import print_event, run_cli, say
 from bufferany_core.errors import ExitCode
 from bufferany_core.jobs import RenderJob, job_fields, parse_passes
 
@@ -72,31 +72,6 @@ def job_from_args(ns: argparse.Namespace) -> RenderJob:
             if values[name] is None:
                 values[name] = ns.processing_size
     return RenderJob(**values)
-
-
-def print_event(event: dict) -> None:
-    kind = event["type"]
-    if kind == "started":
-        say(f"Rendering {len(event['frames'])} frame(s) to {event['output']}")
-        if event["untrained"]:
-            say(
-                "WARNING: UNTRAINED WEIGHTS: these passes come from random weights and mean nothing; "
-                "the output is marked bufferany/untrained=1",
-                stream=sys.stderr,
-            )
-    elif kind == "progress":
-        percent = int(event["percent"])
-        say(f"Progress: {percent}%")
-        say(f"ALF_PROGRESS {percent}%")
-    elif kind == "frame_done":
-        say(f"Frame {event['frame']} written: {event['path']}")
-    elif kind == "frame_skipped":
-        say(f"Frame {event['frame']} already rendered, skipped: {event['path']}")
-    elif kind == "log":
-        if event.get("level") == "warning":
-            say(f"WARNING: {event['message']}", stream=sys.stderr)
-        else:
-            say(event["message"])
 
 
 def _farm_or_dry_run(ns: argparse.Namespace, job: RenderJob) -> None:

@@ -22,7 +22,7 @@ DEADLINE_END = "<ENDFRAME>"
 OPENCUE_START = "#FRAME_START#"
 OPENCUE_END = "#FRAME_END#"
 # Deadline `<STARTFRAME%4>` (padded), OpenCue `#IFRAME#`, `#ZFRAME#` (4-digit), `#FRAME_CHUNK#`, ...
-_TOKEN = re.compile(r"<(STARTFRAME|ENDFRAME)(?:%(\d+))?>|#(FRAME_START|FRAME_END|IFRAME|ZFRAME|FRAME_CHUNK|FRAMESPEC)#")
+FARM_TOKEN = re.compile(r"<(STARTFRAME|ENDFRAME)(?:%(\d+))?>|#(FRAME_START|FRAME_END|IFRAME|ZFRAME|FRAME_CHUNK|FRAMESPEC)#")
 
 
 def render_arguments(job: RenderJob) -> list[str]:
@@ -43,29 +43,9 @@ def render_arguments(job: RenderJob) -> list[str]:
     return args
 
 
-def expand_tokens(template: str, start: int, end: int, *, chunk: int | None = None) -> str:
-    """Replace Deadline and OpenCue frame tokens as the farm would for a chunk `start`..`end`."""
-
-    def replace(match: re.Match[str]) -> str:
-        deadline, padding, opencue = match.groups()
-        if deadline:
-            value = start if deadline == "STARTFRAME" else end
-            return str(value).zfill(int(padding or 0))
-        return {
-            "FRAME_START": str(start),
-            "FRAME_END": str(end),
-            "IFRAME": str(start),
-            "ZFRAME": str(start).zfill(4),
-            "FRAME_CHUNK": str(chunk if chunk is not None else end - start + 1),
-            "FRAMESPEC": f"{start}-{end}",
-        }[opencue]
-
-    return _TOKEN.sub(replace, template)
-
-
 def check_expanded(value: str, *, field: str) -> None:
     """Refuse a frame argument whose farm tokens were never expanded (a job run outside the farm)."""
-    match = _TOKEN.search(value)
+    match = FARM_TOKEN.search(value)
     if match:
         raise BadArgumentsError(
             f"{field} {value!r} still holds the farm token {match.group(0)}: the farm expands it; "
