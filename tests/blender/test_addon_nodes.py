@@ -182,3 +182,75 @@ def test_a_scene_without_camera_fails_and_keeps_its_render_settings(addon, tmp_p
         settings.property_unset("cache_dir")
     assert scene.render.filepath == "//frames/" and scene.render.use_compositing
     assert not bpy.context.window_manager.bufferany_status.running
+
+
+class _Layout:
+    """Records what a panel draws: property names, and the sub-panels' own layouts."""
+
+    def __init__(self):
+        self.drawn, self.panels = [], {}
+
+    def prop(self, data, name, **kwargs):
+        assert name in data.bl_rna.properties, name
+        self.drawn.append(name)
+
+    def row(self, **kwargs):
+        return self
+
+    column = row
+
+    def panel(self, idname, **kwargs):
+        self.panels[idname] = _Layout()
+        return _Layout(), self.panels[idname]
+
+    def label(self, **kwargs):
+        pass
+
+    def operator(self, *args, **kwargs):
+        pass
+
+    def progress(self, **kwargs):
+        pass
+
+
+def test_the_panel_draws_every_job_setting_and_the_job_carries_them(addon):
+    """The job settings are RenderJob's host fields: each one drawn (advanced ones in the collapsed
+    Advanced sub-panel), each one's value in the job; an int left one below its minimum is the default."""
+    from types import SimpleNamespace
+
+    from bufferany_core.jobs import PASSES, host_fields
+
+    scene = reset_scene()
+    settings = scene.bufferany
+    layout = _Layout()
+    context = SimpleNamespace(scene=scene, window_manager=bpy.context.window_manager)
+    addon.ui.BUFFERANY_PT_panel.draw(SimpleNamespace(layout=layout), context)
+    advanced = layout.panels["bufferany_advanced"].drawn
+    for f, spec in host_fields():
+        names = [f"use_{p}" for p in PASSES] if spec.kind == "passes" else [f.name]
+        for name in names:
+            assert name in (advanced if spec.advanced else layout.drawn), name
+    assert "options" not in settings.bl_rna.properties
+    window, overlap = (settings.bl_rna.properties[n] for n in ("window", "overlap"))
+    assert (window.default, window.hard_min, overlap.default, overlap.hard_min) == (0, 0, -1, -1)
+    assert window.description.endswith("0 = the default") and overlap.description.endswith("-1 = the default")
+
+    changes = {
+        "filepath": "/plates/shot.1001.exr",
+        "window": 8,
+        "overlap": 0,
+        "precision": "fp32",
+        "depth_temporal_weights": "/weights/depth_temporal.safetensors",
+        "use_normal": False,
+    }
+    for name, value in changes.items():
+        setattr(settings, name, value)
+    try:
+        job = addon.generation.Generation(scene, {}).job
+    finally:
+        for name in changes:
+            settings.property_unset(name)
+    assert (job["window"], job["overlap"], job["precision"]) == (8, 0, "fp32")
+    assert job["depth_temporal_weights"] == "/weights/depth_temporal.safetensors"
+    assert list(job["passes"]) == ["depth"] and job["depth_convention"] == "distance"  # Blender's default
+    assert "anchors" not in job and "depth_processing_size" not in job  # left at the default
