@@ -121,90 +121,74 @@ for _spec in (
 ):
     register(_spec)
 
-# -- depth -----------------------------------------------------------------------------------------
+# -- the two catalogues ----------------------------------------------------------------------------
 
-# Video Depth Anything's inference scheme: windows of 32 frames (its training length and temporal
-# encoding), 10 shared with the previous window. Image models get the same windows, so a shot's
-# scale and shift are aligned the same way whichever depth model runs.
-_DEPTH_SCHEDULE = {"window": 32, "overlap": 10}
-_DEPTH_PROCESSING_SIZE = 518  # Depth Anything V2's short side (37 patches of 14)
-_BUFFER_ANYTIME_DEPTH_FRAMES = 128  # BufferAnytimeConfig's temporal encoding: the paper's 110 frames fit
+# Depth: Video Depth Anything's inference scheme, windows of 32 frames (its training length and
+# temporal encoding) with 10 shared with the previous window. Image models get the same windows, so a
+# shot's scale and shift are aligned the same way whichever depth model runs. Buffer Anytime's depth
+# blocks encode up to 128 frames (the paper trains on up to 110).
+_DEPTH_IMAGE = ModelSchedule(window=32, overlap=10, max_frames=None)
+_VIDEO_DEPTH_ANYTHING = ModelSchedule(window=32, overlap=10, max_frames=32)
+_BUFFER_ANYTIME_DEPTH = ModelSchedule(window=32, overlap=10, max_frames=128)
+# Normals: the paper trains on up to 32 frames. The image prior predicts frames independently:
+# nothing to align, so no overlap.
+_NORMAL_IMAGE = ModelSchedule(window=32, overlap=0, max_frames=None)
+_BUFFER_ANYTIME_NORMAL = ModelSchedule(window=32, overlap=8, max_frames=32)
 
-
-def _depth(
-    name: str, architecture: Architecture, size: str, weights: str | None, *, max_frames: int | None = None
-) -> ModelEntry:
-    return ModelEntry(
-        name=name,
-        family="depth",
-        architecture=architecture,
-        size=size,
-        weights=None if weights is None else (weights,),
-        schedule=ModelSchedule(**_DEPTH_SCHEDULE, max_frames=max_frames),
-        processing_size=_DEPTH_PROCESSING_SIZE,
-        trained_temporal=architecture == "video-depth-anything",
-    )
+_Row = tuple[str, Architecture, str, "str | None", ModelSchedule]
 
 
-DEPTH_MODELS: dict[str, ModelEntry] = {
-    e.name: e
-    for e in (
-        _depth("depth-anything-v2-small", "image", "vits", "depth-anything-v2-small"),
-        _depth("depth-anything-v2-base", "image", "vitb", "depth-anything-v2-base"),
-        _depth("depth-anything-v2-large", "image", "vitl", "depth-anything-v2-large"),
-        _depth("depth-anything-v2-tiny", "image", "tiny", None),
-        _depth(
-            "video-depth-anything-small", "video-depth-anything", "vits", "video-depth-anything-small",
-            max_frames=32,
+def _catalogue(family: PassName, *, processing_size: int, rows: tuple[_Row, ...]) -> dict[str, ModelEntry]:
+    """One family's entries from (name, architecture, size, official weights or None, schedule) rows."""
+    return {
+        name: ModelEntry(
+            name=name,
+            family=family,
+            architecture=architecture,
+            size=size,
+            weights=None if weights is None else (weights,),
+            schedule=schedule,
+            processing_size=processing_size,
+            # Only Video Depth Anything's official weights bring trained temporal layers.
+            trained_temporal=architecture == "video-depth-anything",
+        )
+        for name, architecture, size, weights, schedule in rows
+    }
+
+
+DEPTH_MODELS = _catalogue(
+    "depth",
+    processing_size=518,  # Depth Anything V2's short side (37 patches of 14)
+    rows=(
+        ("depth-anything-v2-small", "image", "vits", "depth-anything-v2-small", _DEPTH_IMAGE),
+        ("depth-anything-v2-base", "image", "vitb", "depth-anything-v2-base", _DEPTH_IMAGE),
+        ("depth-anything-v2-large", "image", "vitl", "depth-anything-v2-large", _DEPTH_IMAGE),
+        ("depth-anything-v2-tiny", "image", "tiny", None, _DEPTH_IMAGE),
+        (
+            "video-depth-anything-small",
+            "video-depth-anything",
+            "vits",
+            "video-depth-anything-small",
+            _VIDEO_DEPTH_ANYTHING,
         ),
-        _depth("video-depth-anything-tiny", "video-depth-anything", "tiny", None, max_frames=32),
-        *(
-            _depth(
-                f"buffer-anytime-depth-{label}", "buffer-anytime", size, prior,
-                max_frames=_BUFFER_ANYTIME_DEPTH_FRAMES,
-            )
-            for label, size, prior in (
-                ("small", "vits", "depth-anything-v2-small"),
-                ("base", "vitb", "depth-anything-v2-base"),
-                ("large", "vitl", "depth-anything-v2-large"),
-                ("tiny", "tiny", None),
-            )
-        ),
-    )
-}
+        ("video-depth-anything-tiny", "video-depth-anything", "tiny", None, _VIDEO_DEPTH_ANYTHING),
+        ("buffer-anytime-depth-small", "buffer-anytime", "vits", "depth-anything-v2-small", _BUFFER_ANYTIME_DEPTH),
+        ("buffer-anytime-depth-base", "buffer-anytime", "vitb", "depth-anything-v2-base", _BUFFER_ANYTIME_DEPTH),
+        ("buffer-anytime-depth-large", "buffer-anytime", "vitl", "depth-anything-v2-large", _BUFFER_ANYTIME_DEPTH),
+        ("buffer-anytime-depth-tiny", "buffer-anytime", "tiny", None, _BUFFER_ANYTIME_DEPTH),
+    ),
+)
 
-# -- normals ---------------------------------------------------------------------------------------
-
-_NORMAL_PROCESSING_SIZE = 768  # Marigold-E2E-FT's long edge
-_NORMAL_FRAMES = 32  # the paper trains normals on up to 32 frames: the temporal encoding's length
-
-
-def _normal(name: str, architecture: Architecture, size: str, weights: str | None) -> ModelEntry:
-    video = architecture != "image"
-    return ModelEntry(
-        name=name,
-        family="normal",
-        architecture=architecture,
-        size=size,
-        weights=None if weights is None else (weights,),
-        # The image prior needs no overlap: frames are predicted independently, nothing to align.
-        schedule=ModelSchedule(
-            window=_NORMAL_FRAMES, overlap=8 if video else 0, max_frames=_NORMAL_FRAMES if video else None
-        ),
-        processing_size=_NORMAL_PROCESSING_SIZE,
-        trained_temporal=False,
-    )
-
-
-NORMAL_MODELS: dict[str, ModelEntry] = {
-    e.name: e
-    for e in (
-        _normal("marigold-e2e-ft-normals", "image", "sd2", "marigold-e2e-ft-normals"),
-        _normal("buffer-anytime-normal", "buffer-anytime", "sd2", "marigold-e2e-ft-normals"),
-        _normal("marigold-e2e-ft-normals-tiny", "image", "tiny", None),
-        _normal("buffer-anytime-normal-tiny", "buffer-anytime", "tiny", None),
-    )
-}
+NORMAL_MODELS = _catalogue(
+    "normal",
+    processing_size=768,  # Marigold-E2E-FT's long edge
+    rows=(
+        ("marigold-e2e-ft-normals", "image", "sd2", "marigold-e2e-ft-normals", _NORMAL_IMAGE),
+        ("buffer-anytime-normal", "buffer-anytime", "sd2", "marigold-e2e-ft-normals", _BUFFER_ANYTIME_NORMAL),
+        ("marigold-e2e-ft-normals-tiny", "image", "tiny", None, _NORMAL_IMAGE),
+        ("buffer-anytime-normal-tiny", "buffer-anytime", "tiny", None, _BUFFER_ANYTIME_NORMAL),
+    ),
+)
 
 # -- lookup ----------------------------------------------------------------------------------------
 
