@@ -16,8 +16,8 @@ import numpy as np
 
 from bufferany_core import conventions
 from bufferany_core.errors import InputNotFoundError, MissingFramesError, UnreadableImageError
-from bufferany_core.frames import read_channels
 from bufferany_core.framepaths import frame_path
+from bufferany_core.frames import read_channels
 
 CAMERAS_JSON = "cameras.json"
 PLATE_PATTERN = "plate/shot.####.exr"
