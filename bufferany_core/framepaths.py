@@ -30,5 +30,5 @@ def frame_path(pattern: str, frame: int) -> str:
 
     path, found = _TOKEN.subn(number, pattern, count=1)
     if not found:
-        raise BadArgumentsError(f"sequence pattern {pattern!r} has no frame token (#### or %04d)")
+        raise BadArgumentsError(f"sequence pattern {pattern!r} has no frame number token (#### or %04d)")
     return path

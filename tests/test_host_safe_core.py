@@ -58,5 +58,5 @@ def test_frame_path_formats_both_pattern_styles():
     assert frame_path("/x/shot.####.exr", -1) == "/x/shot.-001.exr"  # printf's padding after the sign
     assert frame_path("/x/v#/shot.####.exr", 3) == "/x/v3/shot.####.exr"  # the first token only
     assert has_frame_token("a.%04d.exr") and not has_frame_token("a.exr")
-    with pytest.raises(BadArgumentsError, match="no frame token"):
+    with pytest.raises(BadArgumentsError, match="no frame number token"):
         frame_path("/x/shot_buffers.exr", 1)
