@@ -1,7 +1,7 @@
 """A render job: the one description of a render (standard library only; hosts import it).
 
 Every field of `RenderJob` carries its default and a `JobField` saying how it shows outside Python.
-The `bufferany-render` flags, the farm's argument list (`pipeline.farm.render_arguments`), the
+The `bufferany-render` flags, the argument list that describes a job (`render_arguments`), the
 settings fingerprint recorded in every output header, the wire protocol's checks and the settings
 of the Nuke node and the Blender add-on are all derived from these fields: a field added here shows
 up in each of them.
@@ -313,6 +313,24 @@ def check_field(name: str, spec: JobField, value: Any) -> None:
         raise BadArgumentsError(f"job field {name!r} must be one of {', '.join(spec.choices)}, got {value!r}")
     if spec.kind == "passes" and (not value or any(p not in PASSES for p in value) or len(set(value)) != len(value)):
         raise BadArgumentsError(f"job field {name!r} must be a non-empty subset of {PASSES} without repeats, got {list(value)}")
+
+
+def render_arguments(job: RenderJob) -> list[str]:
+    """`bufferany-render` arguments (without the program) that describe `job`; the CLI parses them back
+    into an equal job. Fields left at their defaults are left out."""
+    args = [job.input]
+    for name, value in job.changed_fields().items():
+        spec = field_spec(name)
+        if spec.flag is None:
+            continue
+        flag = spec.flag or "--" + name.replace("_", "-")
+        if spec.kind == "flag":
+            args.append(flag)
+        elif spec.kind == "passes":
+            args += [flag, ",".join(value)]
+        else:
+            args += [flag, str(value)]
+    return args
 
 
 def parse_passes(text: str) -> tuple[str, ...]:

@@ -174,10 +174,14 @@ def job_to_wire(job: RenderJob | dict[str, Any], *, cwd: str | None = None) -> d
     data = job_from_wire(fields).to_dict()
     base = cwd or os.getcwd()
     for name in PATH_FIELDS:
-        value = data.get(name)
-        if value and not (name == "weights" and is_random_weights(value)):
-            data[name] = os.path.normpath(os.path.join(base, os.path.expanduser(value)))
+        if names_a_path(name, data.get(name)):
+            data[name] = os.path.normpath(os.path.join(base, os.path.expanduser(data[name])))
     return data
+
+
+def names_a_path(name: str, value: str | None) -> bool:
+    """Whether a job field's value is a file path (`weights` may name generated weights instead)."""
+    return bool(value) and name in PATH_FIELDS and not (name == "weights" and is_random_weights(value or ""))
 
 
 def error_message(

@@ -16,8 +16,7 @@ from pipeline_plates import write_plate
 
 from bufferany_core import jobs, protocol
 from bufferany_core.errors import BadArgumentsError
-from bufferany_core.jobs import RenderJob, job_fields
-from bufferany_core.pipeline import farm
+from bufferany_core.jobs import RenderJob, job_fields, render_arguments
 from bufferany_core.pipeline.cli import build_parser, job_from_args
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -59,14 +58,14 @@ def test_a_field_added_to_renderjob_shows_up_everywhere(tmp_path):
         import bufferany_core
         from bufferany_core import protocol
         from bufferany_core.errors import BadArgumentsError
-        from bufferany_core.jobs import RenderJob
-        from bufferany_core.pipeline import farm
+        from bufferany_core.jobs import RenderJob, render_arguments
+        from bufferany_core.jobs import render_arguments
         from bufferany_core.pipeline.cli import build_parser, job_from_args
         from bufferany_core.pipeline.render import plan_render
 
         assert bufferany_core.__file__.startswith({str(copy)!r})
         job = RenderJob(input={pattern!r}, passes=("depth",), depth_model="video-depth-anything-tiny", sharpen=3)
-        args = farm.render_arguments(job)
+        args = render_arguments(job)
         try:
             protocol.job_from_wire({{"input": "/a.exr", "sharpen": "3"}})
             wrong_type = None
@@ -105,7 +104,7 @@ def test_every_field_round_trips_through_the_cli_the_farm_and_the_wire():
         },
     )
     assert set(job.changed_fields()) == {f.name for f, _ in job_fields()}  # every field is exercised
-    assert job_from_args(build_parser().parse_args(farm.render_arguments(job))) == job
+    assert job_from_args(build_parser().parse_args(render_arguments(job))) == job
     assert protocol.job_from_wire(protocol.job_to_wire(job, cwd="/")) == job
 
 

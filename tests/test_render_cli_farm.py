@@ -11,7 +11,7 @@ import pytest
 from pipeline_plates import write_plate
 
 from bufferany_core.errors import ExitCode
-from bufferany_core.jobs import RenderJob
+from bufferany_core.jobs import RenderJob, render_arguments
 from bufferany_core.pipeline import farm
 from bufferany_core.pipeline.cli import build_parser, job_from_args, main
 from bufferany_core.pipeline.render import plan_render
@@ -40,7 +40,7 @@ def test_render_arguments_parse_back_into_the_same_job():
         include_plate=True,
         window=12, overlap=4, depth_processing_size=56, normal_processing_size=56,
     )
-    parsed = job_from_args(build_parser().parse_args(farm.render_arguments(job)))
+    parsed = job_from_args(build_parser().parse_args(render_arguments(job)))
     assert parsed == job
 
 

@@ -11,12 +11,11 @@ from bufferany_core import protocol
 from bufferany_core.conventions import HEADER
 from bufferany_core.errors import BadArgumentsError, ExitCode
 from bufferany_core.frames import read_info
-from bufferany_core.jobs import RenderJob
+from bufferany_core.jobs import RenderJob, render_arguments
 from bufferany_core.models.normal import load_normal_predictor
 from bufferany_core.models.normal.predictor import NormalPredictor
 from bufferany_core.models.precision import choose_precision
 from bufferany_core.models.weights import RandomWeights
-from bufferany_core.pipeline import farm
 from bufferany_core.pipeline.cli import build_parser, job_from_args, main
 from bufferany_core.pipeline.predictors import PredictorCache
 from bufferany_core.pipeline.render import plan_render, run_render
@@ -71,10 +70,10 @@ def test_cli_and_farm_arguments_carry_the_precision():
     parse = build_parser().parse_args
     assert job_from_args(parse(["/p.####.exr"])).precision == "auto"
     job = RenderJob(input="/p.####.exr", frames="1-10", device="cuda", precision="fp32")
-    args = farm.render_arguments(job)
+    args = render_arguments(job)
     assert args[args.index("--precision") + 1] == "fp32"
     assert job_from_args(parse(args)) == job
-    assert "--precision" not in farm.render_arguments(RenderJob(input="/p.####.exr"))  # the default stays implicit
+    assert "--precision" not in render_arguments(RenderJob(input="/p.####.exr"))  # the default stays implicit
     with pytest.raises(SystemExit) as exit_info:
         parse(["/p.####.exr", "--precision", "fp64"])
     assert exit_info.value.code == ExitCode.BAD_ARGUMENTS

@@ -19,6 +19,7 @@ from typing import Literal
 
 from bufferany_core.atomic import atomic_write
 from bufferany_core.errors import BadArgumentsError, BufferanyError, MissingWeightsError
+from bufferany_core.jobs import is_random_weights
 
 MODELS_ENV = "BUFFERANY_MODELS"
 
@@ -130,7 +131,7 @@ def parse_weights_arg(value: str | os.PathLike[str] | None) -> Path | RandomWeig
     if value is None:
         return None
     text = os.fspath(value)
-    if text == "random" or text.startswith("random:"):
+    if is_random_weights(text):
         seed_text = text.partition(":")[2] or "0"
         try:
             return RandomWeights(int(seed_text))

@@ -11,8 +11,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-# fit_scale_shift is imported here for pipeline/render.py until it imports bufferany_core.scale_shift itself.
-from bufferany_core.scale_shift import fit_scale_shift, sample_pixels  # noqa: F401
+from bufferany_core.scale_shift import sample_pixels
 
 # Anchor-frame quantiles mapped to 0 and 1: the shot's relative inverse depth is 0 at its far end
 # and 1 at its near end (robust to a few outlier pixels).

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from bufferany_core.atomic import atomic_write
 from bufferany_core.errors import BadArgumentsError, FrameRangeError, OutputNotWritableError
-from bufferany_core.jobs import RenderJob, field_spec
+from bufferany_core.jobs import RenderJob, render_arguments
 
 DEADLINE_START = "<STARTFRAME>"
 DEADLINE_END = "<ENDFRAME>"
@@ -23,24 +23,6 @@ OPENCUE_START = "#FRAME_START#"
 OPENCUE_END = "#FRAME_END#"
 # Deadline `<STARTFRAME%4>` (padded), OpenCue `#IFRAME#`, `#ZFRAME#` (4-digit), `#FRAME_CHUNK#`, ...
 FARM_TOKEN = re.compile(r"<(STARTFRAME|ENDFRAME)(?:%(\d+))?>|#(FRAME_START|FRAME_END|IFRAME|ZFRAME|FRAME_CHUNK|FRAMESPEC)#")
-
-
-def render_arguments(job: RenderJob) -> list[str]:
-    """`bufferany-render` arguments (without the program) that describe `job`; the CLI parses them back
-    into an equal job. Fields left at their defaults are left out."""
-    args = [job.input]
-    for name, value in job.changed_fields().items():
-        spec = field_spec(name)
-        if spec.flag is None:
-            continue
-        flag = spec.flag or "--" + name.replace("_", "-")
-        if spec.kind == "flag":
-            args.append(flag)
-        elif spec.kind == "passes":
-            args += [flag, ",".join(value)]
-        else:
-            args += [flag, str(value)]
-    return args
 
 
 def check_expanded(value: str, *, field: str) -> None:

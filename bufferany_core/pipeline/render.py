@@ -31,10 +31,10 @@ from bufferany_core.errors import (
     MissingFramesError,
     MissingWeightsError,
     NonFiniteError,
-    OutOfMemoryError,
     OutputNotWritableError,
     PartialFailureError,
     UnreadableImageError,
+    out_of_memory_error,
 )
 from bufferany_core.flow.backends import load_flow_estimator
 from bufferany_core.frames import (
@@ -53,10 +53,11 @@ from bufferany_core.models.catalog import ModelEntry, get_model_entry
 from bufferany_core.models.precision import choose_precision
 from bufferany_core.models.weights import sha256_of
 from bufferany_core.pipeline import farm
-from bufferany_core.pipeline.align import fit_scale_shift, reference_range, renormalise
+from bufferany_core.pipeline.align import reference_range, renormalise
 from bufferany_core.pipeline.predictors import PredictorCache
 from bufferany_core.pipeline.windows import Window, WindowSchedule
 from bufferany_core.pipeline.writer import Provenance, fingerprint, is_finished, write_frame
+from bufferany_core.scale_shift import fit_scale_shift
 from bufferany_core.stabilize import StreamingStabilizer
 
 KEY_FRAMES = 2  # anchors each depth window sees before its own frames
@@ -95,6 +96,7 @@ class RenderPlan:
     settings: str  # fingerprint recorded in each output header
     precision: str  # resolved for the job's device: fp32 | fp16 | bf16
     temporal_sha256: dict[str, str] = field(default_factory=dict)  # pass -> sha256 of its temporal weights
+    processing_sizes: dict[str, int] = field(default_factory=dict)  # pass -> the model's working resolution
     dropped: list[int] = field(default_factory=list)  # asked for but outside the shot (farm overshoot)
 
     @property
@@ -155,8 +157,12 @@ def plan_render(job: RenderJob) -> RenderPlan:
     if not sequence.is_movie and sequence.path(requested[0]) == output.path(requested[0]):
         raise BadArgumentsError(f"output {output.hash_pattern} would overwrite the input {sequence.hash_pattern}")
     schedule = _window_schedule(job, entries, shot_length=len(shot))
+    processing_sizes = {p: _processing_size(job, p, entry) for p, entry in entries.items()}
     recorded = job.pixel_settings()
-    for resolved in ("input", "window", "overlap", "anchors", "precision", "depth_temporal_weights", "normal_temporal_weights"):
+    for resolved in (
+        "input", "window", "overlap", "anchors", "precision", "depth_temporal_weights", "normal_temporal_weights",
+        "depth_processing_size", "normal_processing_size",
+    ):
         recorded.pop(resolved, None)  # recorded below as what they resolve to
     settings = fingerprint(
         {
@@ -164,6 +170,7 @@ def plan_render(job: RenderJob) -> RenderPlan:
             "input": sequence.hash_pattern,
             "shot": [shot[0], shot[-1], len(shot)],
             "schedule": [schedule.size, schedule.overlap, schedule.keys, schedule.anchors],
+            "processing_sizes": processing_sizes,
             # by content: retraining into the same file re-renders
             **({"temporal_weights": temporal} if temporal else {}),
             # absent for fp32, so outputs rendered before precision was a setting stay finished
@@ -184,9 +191,16 @@ def plan_render(job: RenderJob) -> RenderPlan:
         settings=settings,
         precision=precision,
         temporal_sha256=temporal,
+        processing_sizes=processing_sizes,
         dropped=dropped,
     )
     return plan
+
+
+def _processing_size(job: RenderJob, pass_name: str, entry: ModelEntry) -> int:
+    """The job's working resolution for a pass, else the model's (each family means its own thing by it)."""
+    size = getattr(job, f"{pass_name}_processing_size")
+    return entry.processing_size if size is None else size
 
 
 def _window_schedule(job: RenderJob, entries: dict[str, ModelEntry], *, shot_length: int) -> WindowSchedule:
@@ -268,9 +282,10 @@ def _predict(predictor: PassPredictor, frames: list, what: str) -> np.ndarray:
             out = predictor.predict(_to_tensor(frames, predictor.device))
     except torch.OutOfMemoryError as exc:
         h, w = np.shape(frames[0].rgb)[:2]
-        raise OutOfMemoryError(
-            f"out of {predictor.device} memory predicting {predictor.info.pass_name} for {what} "
-            f"({len(frames)} frames of {w}x{h}): try a smaller --window or --processing-size, or --device cpu"
+        raise out_of_memory_error(
+            exc,
+            doing=f"predicting {predictor.info.pass_name} for {what} ({len(frames)} frames of {w}x{h})",
+            device=predictor.device,
         ) from exc
     result = out.detach().to("cpu", torch.float64).numpy()
     if not np.isfinite(result).all():
@@ -441,7 +456,6 @@ def _load_predictors(plan: RenderPlan, cache: PredictorCache) -> dict[str, PassP
     job = plan.job
     models = {"depth": job.depth_model, "normal": job.normal_model}
     temporal = temporal_weights_paths(job)
-    sizes = {"depth": job.depth_processing_size, "normal": job.normal_processing_size}
     return {
         p: cache.get(
             cast(PassName, p),
@@ -450,7 +464,7 @@ def _load_predictors(plan: RenderPlan, cache: PredictorCache) -> dict[str, PassP
             temporal_weights=None if p not in temporal else str(temporal[p]),
             models_dir=job.models_dir,
             device=job.device,
-            processing_size=sizes[p],
+            processing_size=plan.processing_sizes[p],
             precision=plan.precision,
         )
         for p in job.passes

@@ -13,8 +13,7 @@ from typing import Any
 
 from bufferany_core.client import Client
 from bufferany_core.errors import BadArgumentsError, error_for_exit_code
-from bufferany_core.jobs import PASSES, RenderJob
-from bufferany_core.pipeline.farm import render_arguments
+from bufferany_core.jobs import PASSES, RenderJob, render_arguments
 from bufferany_core.publish import instances as keys
 
 METHODS = ("cli", "service")  # built in; hosts add theirs with register_host_renderer

@@ -25,7 +25,7 @@ from typing import Any
 import bufferany_core
 from bufferany_core import discovery, protocol
 from bufferany_core.errors import BadArgumentsError, BufferanyError, OutputNotWritableError
-from bufferany_core.jobs import RenderJob, is_random_weights
+from bufferany_core.jobs import RenderJob
 from bufferany_core.protocol import ProtocolError, error_message
 from bufferany_core.service.worker import Job, Worker
 
@@ -403,13 +403,8 @@ class Server:
         """Paths must be absolute; outputs go only beside the input (and below) or under an allowed root."""
         for name in protocol.PATH_FIELDS:
             value = getattr(spec, name)
-            if value is not None and not os.path.isabs(value):
+            if protocol.names_a_path(name, value) and not os.path.isabs(value):
                 raise BadArgumentsError(f"job field {name!r} must be an absolute path, got {value!r}")
-        weights = spec.weights
-        if weights and not is_random_weights(weights) and not os.path.isabs(weights):
-            raise BadArgumentsError(
-                f"job field 'weights' must be an absolute path or random[:SEED], got {weights!r}"
-            )
         input_dir = os.path.dirname(os.path.realpath(spec.input))
         output_dir = os.path.dirname(os.path.realpath(spec.output)) if spec.output else input_dir
         roots = [input_dir, *self.allowed_roots]
