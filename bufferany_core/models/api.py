@@ -8,6 +8,7 @@ from typing import Protocol
 import torch
 
 from bufferany_core.models.catalog import PassName
+from bufferany_core.models.precision import Precision
 
 __all__ = ["ModelInfo", "PassName", "PassPredictor"]
 
@@ -37,6 +38,6 @@ class PassPredictor(Protocol):
 
     info: ModelInfo
     device: torch.device
-    precision: str  # fp32 | fp16 | bf16 (CUDA autocast)
+    precision: Precision  # fp32 | fp16 | bf16 (CUDA autocast)
 
     def predict(self, frames: torch.Tensor) -> torch.Tensor: ...

@@ -34,7 +34,7 @@ class TemporalBlockConfig:
     ff_mult: int = 4  # feed-forward width, in multiples of the channel count
 
     @classmethod
-    def from_dict(cls, data: Mapping, *, source: str) -> TemporalBlockConfig:
+    def from_dict(cls, data: object, *, source: str) -> TemporalBlockConfig:
         """The config saved as JSON (`dataclasses.asdict`) in a temporal weights file, checked."""
         if not isinstance(data, Mapping):
             raise BadArgumentsError(f"{source}: field 'temporal' must be an object, got {data!r}")

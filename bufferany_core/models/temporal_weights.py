@@ -200,11 +200,11 @@ def _parse(document: dict, json_path: Path) -> tuple[int, PassName, dict, dict]:
             f"{json_path}: format_version {document.get('format_version')!r} is not one this version of "
             f"bufferany reads (1 or {FORMAT_VERSION}): update bufferany"
         )
-    family, config, provenance = document.get("family"), document.get("config"), document.get("provenance")
-    if family not in CATALOGUES:
-        raise BadArgumentsError(f"{json_path}: field 'family' must be one of {sorted(CATALOGUES)}, got {family!r}")
+    named, config, provenance = document.get("family"), document.get("config"), document.get("provenance")
+    if named != "depth" and named != "normal":
+        raise BadArgumentsError(f"{json_path}: field 'family' must be one of {sorted(CATALOGUES)}, got {named!r}")
     if not isinstance(config, dict) or not isinstance(provenance, dict) or "temporal_sha256" not in provenance:
         raise BadArgumentsError(
             f"{json_path}: fields 'config' (object) and 'provenance' (object with temporal_sha256) are required"
         )
-    return FORMAT_VERSION, family, config, provenance
+    return FORMAT_VERSION, named, config, provenance

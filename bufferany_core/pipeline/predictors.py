@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -117,6 +118,8 @@ class PredictorCache:
 
 
 def _load(key: PredictorKey, weights: Path | RandomWeights | None) -> PassPredictor:
+    # Both families load with the same keywords; each is imported only when asked for (diffusers is slow).
+    load: Callable[..., PassPredictor]
     if key.pass_name == "depth":
         from bufferany_core.models.depth import load_depth_predictor as load
     else:

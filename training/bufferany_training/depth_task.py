@@ -71,7 +71,7 @@ def regularization_frames(indices: torch.Tensor, frames: int, *, seed: int) -> l
     return [random.Random(f"{seed}:{int(i)}:reg").randrange(frames) for i in indices]
 
 
-class DepthTask(TemporalWeightsTask):
+class DepthTask(TemporalWeightsTask[BufferAnytimeDepth]):
     name = "depth"
 
     def __init__(self, config: TrainConfig):

@@ -79,7 +79,7 @@ def deferred_decode_backward(
     return loss.detach()
 
 
-class NormalTask(TemporalWeightsTask):
+class NormalTask(TemporalWeightsTask[BufferAnytimeNormals]):
     name = "normal"
 
     def __init__(self, config: TrainConfig):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from bufferany_core.models.temporal_weights import (
     TemporalModel,
@@ -13,12 +13,14 @@ from bufferany_core.models.temporal_weights import (
     save_temporal_weights,
 )
 
+Model = TypeVar("Model", bound=TemporalModel)
 
-class TemporalWeightsTask:
+
+class TemporalWeightsTask(Generic[Model]):
     """Base of the training tasks: `model` is the video model being trained and `prior_sha256` the
     prior weights it was built on (None for random ones), recorded in every file it saves."""
 
-    model: TemporalModel
+    model: Model
     prior_sha256: str | None
 
     def save_weights(self, path: Path, *, provenance: Mapping[str, Any]) -> None:

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from torch import nn
-
 from bufferany_core.errors import BadArgumentsError
 from bufferany_core.models.catalog import get_model_entry
 from bufferany_core.models.depth.buffer_anytime import BufferAnytimeConfig, BufferAnytimeDepth
 from bufferany_core.models.depth.depth_anything import DepthAnythingV2
 from bufferany_core.models.depth.video_depth_anything import VideoDepthAnything
 
+DepthModel = DepthAnythingV2 | VideoDepthAnything | BufferAnytimeDepth
 
-def build_depth_model(name: str | None, *, config: BufferAnytimeConfig | None = None) -> nn.Module:
+
+def build_depth_model(name: str | None, *, config: BufferAnytimeConfig | None = None) -> DepthModel:
     """The untrained module for `name` (None: the default depth model); build it under
     `torch.device("meta")` to skip allocating it.
 

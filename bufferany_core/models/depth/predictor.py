@@ -11,7 +11,7 @@ from bufferany_core.errors import BadArgumentsError, MissingWeightsError
 from bufferany_core.models.api import ModelInfo
 from bufferany_core.models.catalog import ModelEntry, get_model_entry
 from bufferany_core.models.depth.buffer_anytime import BufferAnytimeConfig, BufferAnytimeDepth
-from bufferany_core.models.depth.build import build_depth_model
+from bufferany_core.models.depth.build import DepthModel, build_depth_model
 from bufferany_core.models.depth.depth_anything import DepthAnythingV2
 from bufferany_core.models.depth.preprocess import resize_for_model, to_plate_resolution
 from bufferany_core.models.precision import Precision, autocast, check_precision
@@ -36,7 +36,7 @@ class DepthPredictor:
     def __init__(
         self,
         *,
-        model: nn.Module,
+        model: DepthModel,
         info: ModelInfo,
         device: torch.device,
         processing_size: int,

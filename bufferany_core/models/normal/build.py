@@ -72,7 +72,7 @@ def random_image_model(size: str, *, seed: int) -> MarigoldNormals:
     model = _table_image_model(size)
     model.unet.load_state_dict(deterministic_state_dict(model.unet, seed=seed))
     model.vae.load_state_dict(deterministic_state_dict(model.vae, seed=seed))
-    shape = tuple(model.text_embedding.shape)
+    shape = (1, TEXT_TOKENS, UNET_CONFIGS[size]["cross_attention_dim"])
     model.text_embedding = deterministic_tensor("empty_prompt_embedding", shape, seed=seed)
     return model
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from bufferany_core.models.catalog import DEFAULT_MODELS, NORMAL_MODELS
 from bufferany_core.models.temporal import TemporalBlockConfig
 
 # The axis convention of the normals Marigold-E2E-FT decodes, for outward normals (docs/models.md
@@ -95,8 +94,3 @@ TEMPORAL_CONFIGS: dict[str, TemporalBlockConfig] = {
     "sd2": TemporalBlockConfig(num_heads=8, num_layers=1, max_frames=32, norm_groups=32),
     "tiny": TemporalBlockConfig(num_heads=4, num_layers=1, max_frames=32, norm_groups=32),
 }
-
-# Transitional: pipeline/render.py still reads the normal schedule here; once it asks
-# models.catalog.get_model_entry, delete these two.
-DEFAULT_WINDOW = NORMAL_MODELS[DEFAULT_MODELS["normal"]].schedule.window
-DEFAULT_OVERLAP = NORMAL_MODELS[DEFAULT_MODELS["normal"]].schedule.overlap
