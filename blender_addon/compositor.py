@@ -10,7 +10,6 @@ whose Group Output is the final image; no Composite node); 4.2 to 4.5 use `scene
 from __future__ import annotations
 
 import os
-import re
 
 import bpy
 
@@ -26,22 +25,11 @@ OUTPUTS = (
     ("Depth", "NodeSocketFloat", conventions.DEPTH_LAYER),
     ("Normal", "NodeSocketVector", conventions.NORMAL_LAYER),
 )
-_PRINTF = re.compile(r"%0?(\d*)d")
-_HASHES = re.compile(r"#+")
 
 
 def uses_scene_node_tree() -> bool:
     """True on Blender 4.2 to 4.5 (`scene.node_tree`), False on 5.0 and later."""
     return "node_tree" in bpy.types.Scene.bl_rna.properties
-
-
-def frame_path(pattern: str, frame: int) -> str:
-    """One file of a sequence pattern written as `%04d` (the server's results) or `####`."""
-    if _PRINTF.search(pattern):
-        return _PRINTF.sub(lambda m: f"{frame:0{m[1] or 1}d}", pattern, count=1)
-    if _HASHES.search(pattern):
-        return _HASHES.sub(lambda m: f"{frame:0{len(m[0])}d}", pattern, count=1)
-    raise ValueError(f"output pattern {pattern!r} has no frame number token (%04d or ####)")
 
 
 def load_sequence(first_file: str) -> bpy.types.Image:

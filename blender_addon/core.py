@@ -17,7 +17,7 @@ CORE_PATH_ENV = "BUFFERANY_CORE_PATH"
 VENDORED = Path(__file__).resolve().parent / "vendor" / "bufferany_core"
 
 if VENDORED.is_dir():
-    from .vendor.bufferany_core import __version__, client, conventions, errors, jobs, protocol  # noqa: F401
+    from .vendor.bufferany_core import __version__, client, conventions, errors, framepaths, jobs, protocol  # noqa: F401
 else:
     _root = os.environ.get(CORE_PATH_ENV) or str(Path(__file__).resolve().parent.parent)
     if not (Path(_root) / "bufferany_core" / "client.py").is_file():
@@ -27,4 +27,4 @@ else:
         )
     if _root not in sys.path:
         sys.path.insert(0, _root)
-    from bufferany_core import __version__, client, conventions, errors, jobs, protocol  # noqa: F401
+    from bufferany_core import __version__, client, conventions, errors, framepaths, jobs, protocol  # noqa: F401

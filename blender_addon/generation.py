@@ -9,6 +9,7 @@ from typing import Any
 import bpy
 
 from . import compositor, properties, sources
+from .core import framepaths
 from .session import ERROR, JobSession
 
 
@@ -123,7 +124,7 @@ class Generation:
         if not frames:
             self._end("FAILED", ("ERROR", "Buffer Anytime: the server rendered no frames"))
             return
-        image = compositor.load_sequence(compositor.frame_path(result["output_pattern"], frames[0]))
+        image = compositor.load_sequence(framepaths.frame_path(result["output_pattern"], frames[0]))
         self.group = compositor.build_node_group(image, frames[0], frames[-1])
         compositor.add_group_node(bpy.data.scenes[self.scene_name], self.group)
         self.progress = 100.0

@@ -18,6 +18,7 @@ import nuke
 
 from bufferany_core.atomic import atomic_write
 from bufferany_core.conventions import OUTPUT_PADDING, OUTPUT_SUFFIX
+from bufferany_core.framepaths import frame_path
 from bufferany_nuke.settings import NodeSettings
 
 MARKER = "bufferany_nuke.json"
@@ -42,7 +43,7 @@ class CacheEntry:
         return self.folder / MARKER
 
     def passes_file(self, frame: int) -> Path:
-        return Path(self.passes_pattern.replace(_PADDING, f"{frame:0{OUTPUT_PADDING}d}"))
+        return Path(frame_path(self.passes_pattern, frame))
 
     def finished_result(self, first: int, last: int) -> dict[str, Any] | None:
         """The recorded job result when a finished render with this key exists and none of its pass
