@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from bufferany_core.flow import DISFlow
-from bufferany_core.testing.procedural_shot import add_depth_flicker, depth_scores, procedural_shot
 from bufferany_core.stabilize.windowed import stabilize_in_windows, window_ranges
+from bufferany_core.testing.procedural_shot import add_depth_flicker, depth_scores, procedural_shot
 
 
 def test_window_ranges_cover_every_frame_with_the_overlap():
