@@ -12,7 +12,7 @@ from bufferany_core.errors import CancelledError
 from bufferany_core.frames import ImageInfo, read_channels, read_info, write_exr
 from bufferany_core.jobs import RenderJob
 from bufferany_core.pipeline.align import inverse_to_distance
-from bufferany_core.pipeline.predictors import PredictorCache
+from bufferany_core.pipeline.predictor_cache import PredictorCache
 from bufferany_core.pipeline.render import run_render
 
 TINY = dict(

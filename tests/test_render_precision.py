@@ -17,7 +17,7 @@ from bufferany_core.models.normal.predictor import NormalPredictor
 from bufferany_core.models.precision import choose_precision
 from bufferany_core.models.weights import RandomWeights
 from bufferany_core.pipeline.cli import build_parser, job_from_args, main
-from bufferany_core.pipeline.predictors import PredictorCache
+from bufferany_core.pipeline.predictor_cache import PredictorCache
 from bufferany_core.pipeline.render import plan_render, run_render
 
 

@@ -24,7 +24,7 @@ from bufferany_core.models.normal.configs import TEMPORAL_CONFIGS
 from bufferany_core.models.temporal_weights import save_temporal_weights
 from bufferany_core.models.weights import deterministic_state_dict, sha256_of
 from bufferany_core.pipeline.cli import main
-from bufferany_core.pipeline.predictors import PredictorCache
+from bufferany_core.pipeline.predictor_cache import PredictorCache
 from bufferany_core.pipeline.render import run_render
 
 CLI = [sys.executable, "-m", "bufferany_core.pipeline.cli"]

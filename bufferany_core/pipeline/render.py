@@ -54,7 +54,7 @@ from bufferany_core.models.precision import choose_precision
 from bufferany_core.models.weights import sha256_of
 from bufferany_core.pipeline import farm
 from bufferany_core.pipeline.align import reference_range, renormalise
-from bufferany_core.pipeline.predictors import PredictorCache
+from bufferany_core.pipeline.predictor_cache import PredictorCache
 from bufferany_core.pipeline.windows import Window, WindowSchedule
 from bufferany_core.pipeline.writer import Provenance, fingerprint, is_finished, write_frame
 from bufferany_core.scale_shift import fit_scale_shift

@@ -146,7 +146,7 @@ class Worker(threading.Thread):
         # and torch's import cost is paid by the first render only.
         if self._pipeline is None:
             from bufferany_core.pipeline.render import run_render
-            from bufferany_core.service.predictors import ObservedPredictorCache
+            from bufferany_core.service.observed_cache import ObservedPredictorCache
 
             self._pipeline = (run_render, ObservedPredictorCache(max_models=self.max_models))
         return self._pipeline

@@ -7,8 +7,8 @@ import torch
 
 from bufferany_core.devices import choose_device
 from bufferany_core.errors import BadArgumentsError, MissingWeightsError
-from bufferany_core.pipeline.predictors import PredictorCache
-from bufferany_core.service.predictors import ObservedPredictorCache
+from bufferany_core.pipeline.predictor_cache import PredictorCache
+from bufferany_core.service.observed_cache import ObservedPredictorCache
 
 
 def test_auto_device_is_cuda_only_when_present():

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bufferany_core.pipeline.predictors import PredictorCache
+from bufferany_core.pipeline.predictor_cache import PredictorCache
 
 
 class ObservedPredictorCache(PredictorCache):
