@@ -27,8 +27,18 @@ def server_command() -> list[str]:
 class ServerProcess:
     """`bufferany-server --port 0` with its discovery file and log in `folder`."""
 
-    def __init__(self, folder: Path, *args: str, discovery: Path | None = None, timeout: float = 20.0):
+    def __init__(
+        self,
+        folder: Path,
+        *args: str,
+        discovery: Path | None = None,
+        timeout: float = 20.0,
+        allow_roots: list[Path] | None = None,
+    ):
+        """`allow_roots` default: the folder above `folder` (pytest's base temporary folder, so that
+        plates in any test's tmp_path may be rendered, as a studio's --allow-root /mnt/shows would)."""
         self.folder = folder
+        self.allow_roots = [folder.parent] if allow_roots is None else allow_roots
         self.discovery = discovery or folder / "server.json"
         self.log_path = folder / f"server-{time.monotonic_ns()}.log"
         command = [
@@ -37,8 +47,7 @@ class ServerProcess:
             "0",
             "--discovery",
             str(self.discovery),
-            "--allow-root",
-            str(folder),
+            *[arg for root in self.allow_roots for arg in ("--allow-root", str(root))],
             "--device",
             "cpu",
             *args,

@@ -80,7 +80,7 @@ def test_valid_requests_pass():
     [
         ({"input": "/a.exr", "passes": "depth"}, "'passes' has the wrong type"),
         ({"input": "/a.exr", "frames": 1001}, "'frames' has the wrong type"),
-        ({"input": "/a.exr", "stabilize": "yes"}, "'stabilize' has the wrong type"),
+        ({"input": "/a.exr", "stabilize": 3}, "'stabilize' has the wrong type"),
         ({"input": "/a.exr", "window": "8"}, "'window' has the wrong type"),
         ({"input": "/a.exr", "window": 0}, "'window' must be at least 1"),
         ({"input": "/a.exr", "output": "v" * 70_000}, "'output' is longer"),

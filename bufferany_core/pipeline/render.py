@@ -24,6 +24,7 @@ from typing import cast
 import numpy as np
 import torch
 
+from bufferany_core.atomic import make_output_folder
 from bufferany_core.errors import (
     BadArgumentsError,
     CancelledError,
@@ -243,10 +244,7 @@ def _temporal_weights_sha256(job: RenderJob) -> dict[str, str]:
 
 
 def _check_writable(folder: Path) -> None:
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise OutputNotWritableError(f"cannot create output folder {folder}: {exc.strerror}") from exc
+    make_output_folder(folder)  # inside the server's allowed roots (atomic.confine_outputs), links refused
     if not os.access(folder, os.W_OK | os.X_OK):
         raise OutputNotWritableError(f"output folder {folder} is not writable")
 

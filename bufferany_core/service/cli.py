@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import ipaddress
 import logging
+import os
 import sys
 
 from bufferany_core import discovery
@@ -41,7 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="DIR",
-        help="a folder outputs may be written under (repeatable); outputs beside a job's input are always allowed",
+        help="a folder jobs may read inputs from and write outputs under (repeatable). Default: the "
+        "server's working directory (none when that is /); jobs elsewhere are rejected",
     )
     parser.add_argument(
         "--max-models",
@@ -53,6 +55,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     return parser
+
+
+def default_roots() -> list[str]:
+    """Without --allow-root: the working directory the server started in, unless that is the
+    filesystem's root (a daemon's usual cwd), which would allow everything."""
+    cwd = os.path.realpath(os.getcwd())
+    return [] if os.path.dirname(cwd) == cwd else [cwd]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -88,12 +97,15 @@ def main(argv: list[str] | None = None) -> int:
     # The event loop must answer clients while the worker thread runs Python-heavy pipeline code;
     # with the default 5 ms GIL switch interval every reply waited ~10 ms behind it.
     sys.setswitchinterval(0.0005)
+    roots = args.allow_root or default_roots()
+    if not roots:
+        log.warning("no --allow-root and the working directory is /: every job will be rejected")
     server = Server(
         host=args.host,
         port=args.port,
         device=args.device,
         discovery_path=path,
-        allowed_roots=args.allow_root,
+        allowed_roots=roots,
         max_models=args.max_models,
     )
     try:

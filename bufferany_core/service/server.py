@@ -24,10 +24,10 @@ from typing import Any
 
 import bufferany_core
 from bufferany_core import discovery, protocol
-from bufferany_core.errors import BadArgumentsError, BufferanyError, OutputNotWritableError
+from bufferany_core.errors import BufferanyError
 from bufferany_core.jobs import RenderJob
 from bufferany_core.protocol import ProtocolError, error_message
-from bufferany_core.service.worker import Job, Worker
+from bufferany_core.service.worker import Job, Worker, check_paths
 
 log = logging.getLogger("bufferany.server")
 
@@ -39,10 +39,6 @@ MAX_JOBS_KEPT = 1000  # ended job records kept for status/list_jobs
 FULL_HISTORY_JOBS = 50  # ended jobs whose every event is kept; older ones keep their terminal event
 SHUTDOWN_GRACE_S = 30.0  # how long a running job gets to stop at a window boundary
 FATAL_CODES = ("bad_frame", "too_large")  # the byte stream cannot be trusted after these
-
-
-def _within(path: str, root: str) -> bool:
-    return os.path.commonpath([path, root]) == root
 
 
 def _encode(message: dict[str, Any]) -> bytes:
@@ -122,7 +118,13 @@ class Server:
         self.connections: set[Connection] = set()
         self._handlers: set[asyncio.Task[None]] = set()  # one per open connection
         self.queue: queue.Queue[Job | None] = queue.Queue()
-        self.worker = Worker(self.queue, emit=self._emit_from_worker, device=device, max_models=max_models)
+        self.worker = Worker(
+            self.queue,
+            emit=self._emit_from_worker,
+            device=device,
+            max_models=max_models,
+            allowed_roots=tuple(self.allowed_roots),
+        )
         self.started_at = time.time()
         self._loop: asyncio.AbstractEventLoop | None = None  # set by run(); the worker posts events to it
         self._stop = asyncio.Event()
@@ -149,12 +151,13 @@ class Server:
                 },
             )
             log.info(
-                "bufferany-server %s listening on %s:%d (pid %d), discovery file %s",
+                "bufferany-server %s listening on %s:%d (pid %d), discovery file %s, allowed roots: %s",
                 bufferany_core.__version__,
                 self.host,
                 self.port,
                 os.getpid(),
                 self.discovery_path,
+                ", ".join(self.allowed_roots) or "none (every job is rejected)",
             )
             await self._stop.wait()
             log.info("shutting down")
@@ -389,7 +392,7 @@ class Server:
     def _submit(self, spec: RenderJob, *, client: str | None) -> Job:
         if self._stop.is_set():
             raise ProtocolError("the server is shutting down and takes no new jobs", code="shutting_down")
-        self._check_paths(spec)
+        check_paths(spec, self.allowed_roots)
         ahead = sum(job.state in ("queued", "running") for job in self.jobs.values())
         job = Job(secrets.token_hex(8), spec, client=client)
         self.jobs[job.id] = job
@@ -398,21 +401,6 @@ class Server:
         self.queue.put(job)
         log.info("job %s queued by %s: %s", job.id, client, spec.input)
         return job
-
-    def _check_paths(self, spec: RenderJob) -> None:
-        """Paths must be absolute; outputs go only beside the input (and below) or under an allowed root."""
-        for name in protocol.PATH_FIELDS:
-            value = getattr(spec, name)
-            if protocol.names_a_path(name, value) and not os.path.isabs(value):
-                raise BadArgumentsError(f"job field {name!r} must be an absolute path, got {value!r}")
-        input_dir = os.path.dirname(os.path.realpath(spec.input))
-        output_dir = os.path.dirname(os.path.realpath(spec.output)) if spec.output else input_dir
-        roots = [input_dir, *self.allowed_roots]
-        if not any(_within(output_dir, root) for root in roots):
-            raise OutputNotWritableError(
-                f"output {spec.output} is outside the folders this server may write to "
-                f"(the input's folder {input_dir} and below, and --allow-root: {', '.join(self.allowed_roots) or 'none given'})"
-            )
 
     def status(self) -> dict[str, Any]:
         running = [job.id for job in self.jobs.values() if job.state == "running"]

@@ -4,6 +4,7 @@ and turns every way a job can end into a terminal event. Nothing a job does stop
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import sys
 import threading
@@ -11,11 +12,15 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from bufferany_core import protocol
+from bufferany_core.atomic import confine_outputs, within
 from bufferany_core.errors import (
+    BadArgumentsError,
     BufferanyError,
     CancelledError,
     ExitCode,
     OutOfMemoryError,
+    OutputNotWritableError,
     is_out_of_memory,
     out_of_memory_error,
 )
@@ -24,6 +29,29 @@ from bufferany_core.jobs import RenderJob
 log = logging.getLogger("bufferany.server")
 
 MAX_ERROR_CHARS = 4000  # an error message travels in one protocol message
+
+
+def check_paths(spec: RenderJob, roots: tuple[str, ...] | list[str]) -> None:
+    """The job's paths against the server's allowed roots (real paths): every path field absolute,
+    the input's folder and the output's folder (after resolving links and `..`) below a root.
+    Run at submission (a clear refusal) and again by the worker just before the job starts; the
+    writes themselves are confined by `atomic.confine_outputs` whatever happens in between."""
+    for name in protocol.PATH_FIELDS:
+        value = getattr(spec, name)
+        if protocol.names_a_path(name, value) and not os.path.isabs(value):
+            raise BadArgumentsError(f"job field {name!r} must be an absolute path, got {value!r}")
+    allowed = ", ".join(roots) or "none: start the server with --allow-root DIR"
+    input_dir = os.path.realpath(os.path.dirname(spec.input))
+    if not any(within(input_dir, root) for root in roots):
+        raise BadArgumentsError(
+            f"input {spec.input} is outside the folders this server may read and write (--allow-root: {allowed})"
+        )
+    if spec.output:
+        output_dir = os.path.realpath(os.path.dirname(spec.output))
+        if not any(within(output_dir, root) for root in roots):
+            raise OutputNotWritableError(
+                f"output {spec.output} is outside the folders this server may write to (--allow-root: {allowed})"
+            )
 
 
 class Job:
@@ -115,8 +143,10 @@ class Worker(threading.Thread):
         emit: Callable[[Job, dict[str, Any]], None],
         device: str,
         max_models: int,
+        allowed_roots: tuple[str, ...] = (),
     ):
         super().__init__(name="bufferany-gpu-worker", daemon=True)
+        self.allowed_roots = tuple(allowed_roots)
         self.jobs = jobs
         self.emit = emit
         self.device = device
@@ -156,13 +186,15 @@ class Worker(threading.Thread):
         if spec.device == "auto" and self.device != "auto":
             spec.device = self.device
         try:
+            check_paths(spec, self.allowed_roots)  # links may have changed since the job was accepted
             run_render, predictors = self._load_pipeline()
-            result = run_render(
-                spec,
-                on_event=lambda event: self.emit(job, event),
-                should_cancel=job.cancel_requested.is_set,
-                predictors=predictors,
-            )
+            with confine_outputs(self.allowed_roots):  # every output write is checked as it happens
+                result = run_render(
+                    spec,
+                    on_event=lambda event: self.emit(job, event),
+                    should_cancel=job.cancel_requested.is_set,
+                    predictors=predictors,
+                )
         except CancelledError as exc:
             return {"type": "cancelled", "message": _short(str(exc) or "cancelled")}
         except BufferanyError as exc:
