@@ -163,8 +163,9 @@ def test_connections_over_the_limit_are_told_the_server_is_busy(server):
 
     held = [raw_socket(server) for _ in range(MAX_CONNECTIONS)]
     extra = raw_socket(server, hello=False)
+    send(extra, {"type": "hello", "id": 7, "token": server.info["token"], "protocol": protocol.PROTOCOL_VERSION})
     reply = receive(extra)
-    assert reply["code"] == "busy" and f"limit {MAX_CONNECTIONS}" in reply["message"]
+    assert reply["code"] == "busy" and f"limit {MAX_CONNECTIONS}" in reply["message"] and reply["id"] == 7
     assert closed_by_server(extra)
     for sock in held:
         sock.close()
@@ -178,6 +179,32 @@ def test_connections_over_the_limit_are_told_the_server_is_busy(server):
             pass
         assert time.monotonic() < deadline, "the server did not free its connection slots"
         time.sleep(0.05)
+
+
+def test_an_idle_unauthenticated_flood_cannot_lock_out_a_client(server):
+    from bufferany_core.service.server import HELLO_TIMEOUT_S, MAX_CONNECTIONS, MAX_HELLO_BYTES, MAX_PENDING
+
+    idle = [socket.create_connection(server.address) for _ in range(MAX_CONNECTIONS + MAX_PENDING + 20)]
+    started = time.monotonic()
+    with Client.connect(server.discovery, timeout=5) as client:  # a newcomer evicts the oldest idle one
+        status = client.status()
+    assert time.monotonic() - started < 1.0
+    assert status["connections"] == 1 and status["pending_connections"] <= MAX_PENDING
+    assert sum(closed_by_server(sock) for sock in idle[:20]) == 20  # the oldest idle ones were dropped
+
+    big = raw_socket(server, hello=False)
+    send(big, {"type": "hello", "id": 0, "token": "x" * MAX_HELLO_BYTES, "protocol": 1})
+    reply = receive(big)
+    assert reply["code"] == "too_large" and "before authentication" in reply["message"]
+    assert closed_by_server(big)
+
+    silent = raw_socket(server, hello=False)
+    silent.settimeout(HELLO_TIMEOUT_S + 5)
+    waited = time.monotonic()
+    assert closed_by_server(silent)
+    assert time.monotonic() - waited < HELLO_TIMEOUT_S + 2
+    for sock in idle + [big, silent]:
+        sock.close()
 
 
 def test_bad_jobs_are_rejected_with_the_cli_exit_code(server, tmp_path):

@@ -31,8 +31,10 @@ from bufferany_core.service.worker import Job, Worker, check_paths
 
 log = logging.getLogger("bufferany.server")
 
-HELLO_TIMEOUT_S = 10.0  # an unauthenticated connection must say hello within this time
-MAX_CONNECTIONS = 64
+HELLO_TIMEOUT_S = 3.0  # an unauthenticated connection must have said hello within this time
+MAX_HELLO_BYTES = 4096  # the body of `hello` (a token, a version, a client name): read no more before auth
+MAX_CONNECTIONS = 64  # authenticated connections; unauthenticated ones never take these slots
+MAX_PENDING = 32  # connections that have not said hello yet; past it the oldest is dropped
 MAX_SEND_BUFFER = 8 << 20  # a subscriber this far behind is dropped, never waited for
 MAX_HISTORY = 10_000  # events kept per job, replayed to late subscribers
 MAX_JOBS_KEPT = 1000  # ended job records kept for status/list_jobs
@@ -68,6 +70,7 @@ class Connection:
     def __init__(self, writer: asyncio.StreamWriter):
         self.writer = writer
         self.client: str | None = None
+        self.hello_id: int | str | None = None
         self.closed = False
 
     def send(self, message: dict[str, Any]) -> None:
@@ -115,7 +118,8 @@ class Server:
         self.jobs: dict[str, Job] = {}
         self.history: dict[str, deque[dict[str, Any]]] = {}
         self.subscribers: dict[str, set[Connection]] = {}
-        self.connections: set[Connection] = set()
+        self.connections: set[Connection] = set()  # authenticated
+        self.pending: dict[Connection, None] = {}  # not yet authenticated, oldest first
         self._handlers: set[asyncio.Task[None]] = set()  # one per open connection
         self.queue: queue.Queue[Job | None] = queue.Queue()
         self.worker = Worker(
@@ -249,21 +253,35 @@ class Server:
         assert handler is not None  # asyncio runs each connection's handler as a task
         self._handlers.add(handler)
         try:
-            if len(self.connections) >= MAX_CONNECTIONS or self._stop.is_set():
-                busy = (
-                    "the server is shutting down"
-                    if self._stop.is_set()
-                    else f"too many connections (limit {MAX_CONNECTIONS})"
+            if self._stop.is_set():
+                await connection.reply(error_message("the server is shutting down", code="busy"))
+                return
+            # An idle flood must not lock authenticated clients out: unauthenticated connections have
+            # their own bounded pool (the oldest is dropped for a newcomer) and never take the slots
+            # of authenticated ones; each must say hello within HELLO_TIMEOUT_S anyway.
+            self.pending[connection] = None
+            while len(self.pending) > MAX_PENDING:
+                oldest = next(iter(self.pending))
+                del self.pending[oldest]
+                oldest.close()
+            if not await self._handshake(reader, connection):
+                return
+            self.pending.pop(connection, None)
+            if len(self.connections) >= MAX_CONNECTIONS:
+                await connection.reply(
+                    error_message(
+                        f"too many connections (limit {MAX_CONNECTIONS})", code="busy", request=connection.hello_id
+                    )
                 )
-                await connection.reply(error_message(busy, code="busy"))
                 return
             self.connections.add(connection)
-            if await self._handshake(reader, connection):
-                await self._converse(reader, connection)
+            await self._send_welcome(connection)
+            await self._converse(reader, connection)
         except (ConnectionError, asyncio.IncompleteReadError, asyncio.TimeoutError, OSError):
             pass  # the client went away (or never said hello): nothing to answer
         finally:
             self._handlers.discard(handler)
+            self.pending.pop(connection, None)
             self.connections.discard(connection)
             for subscribers in self.subscribers.values():
                 subscribers.discard(connection)
@@ -273,9 +291,18 @@ class Server:
         length = protocol.body_length(await reader.readexactly(protocol.HEADER.size))
         return protocol.decode(await reader.readexactly(length))
 
+    async def _read_hello(self, reader: asyncio.StreamReader) -> dict[str, Any]:
+        length = protocol.body_length(await reader.readexactly(protocol.HEADER.size))
+        if length > MAX_HELLO_BYTES:
+            raise ProtocolError(
+                f"the first message is {length} bytes; before authentication at most {MAX_HELLO_BYTES} are read",
+                code="too_large",
+            )
+        return protocol.decode(await reader.readexactly(length))
+
     async def _handshake(self, reader: asyncio.StreamReader, connection: Connection) -> bool:
         try:
-            message = await asyncio.wait_for(self._read(reader), HELLO_TIMEOUT_S)
+            message = await asyncio.wait_for(self._read_hello(reader), HELLO_TIMEOUT_S)
             if message.get("type") != "hello":
                 raise ProtocolError("the first message must be 'hello' with the server's token", code="auth")
             protocol.validate_request(message)
@@ -304,16 +331,19 @@ class Server:
             )
             return False
         connection.client = message.get("client")
+        connection.hello_id = request
+        return True
+
+    async def _send_welcome(self, connection: Connection) -> None:
         await connection.reply(
             {
                 "type": "welcome",
-                "id": request,
+                "id": connection.hello_id,
                 "protocol": protocol.PROTOCOL_VERSION,
                 "version": bufferany_core.__version__,
                 "pid": os.getpid(),
             }
         )
-        return True
 
     async def _converse(self, reader: asyncio.StreamReader, connection: Connection) -> None:
         while not connection.closed:
@@ -419,6 +449,7 @@ class Server:
             "queued": sum(job.state == "queued" for job in self.jobs.values()),
             "jobs_run": self.worker.jobs_run,
             "connections": len(self.connections),
+            "pending_connections": len(self.pending),
             "pipeline_loaded": predictors is not None,
             "models_loaded": [] if predictors is None else predictors.describe(),
             "model_loads": 0 if predictors is None else predictors.loads,
