@@ -41,6 +41,17 @@ class WeightSpec:
         """Name under the models folder: the file name, or the repository's last part for folders."""
         return self.filename if self.kind == "file" else self.repo_id.rsplit("/", 1)[-1]
 
+    @property
+    def non_commercial(self) -> bool:
+        """Whether the licence forbids commercial use (Creative Commons "NC" licences):
+        `bufferany-models download` then needs `--accept-licence LICENCE`."""
+        return "-NC" in self.licence.upper()
+
+    @property
+    def page(self) -> str:
+        """The repository's page on the Hugging Face hub (licence, model card)."""
+        return f"https://huggingface.co/{self.repo_id}"
+
 
 # Size and sha256 of the official files, pinned here (one table, whoever registers the spec) from
 # the Git LFS pointers of the Hugging Face repositories: `oid sha256:<hash>` and `size <bytes>`, as
@@ -140,6 +151,93 @@ def parse_weights_arg(value: str | os.PathLike[str] | None) -> Path | RandomWeig
     return Path(text).expanduser()
 
 
+# --- What a diffusers folder must hold ------------------------------------------------------------
+# Marigold-E2E-FT is a Stable Diffusion 2 diffusers folder. bufferany reads its UNet, VAE and
+# scheduler config, and once (to cache the empty-prompt embedding beside them) its CLIP text encoder
+# and tokenizer. Each part: the file diffusers writes, then the names it also reads in its place.
+
+EMPTY_PROMPT_FILE = "bufferany_empty_prompt.safetensors"  # models.normal.text_embedding.CACHE_NAME
+
+
+@dataclass(frozen=True)
+class FolderPart:
+    names: tuple[str, ...]  # paths inside the folder; the first is the one named and downloaded
+    text: bool = False  # only needed until the empty-prompt embedding is cached (EMPTY_PROMPT_FILE)
+
+
+DIFFUSERS_FOLDER_PARTS: tuple[FolderPart, ...] = (
+    FolderPart(("unet/config.json",)),
+    FolderPart(("unet/diffusion_pytorch_model.safetensors", "unet/diffusion_pytorch_model.bin")),
+    FolderPart(("vae/config.json",)),
+    FolderPart(("vae/diffusion_pytorch_model.safetensors", "vae/diffusion_pytorch_model.bin")),
+    FolderPart(("scheduler/scheduler_config.json",)),
+    FolderPart(("text_encoder/config.json",), text=True),
+    FolderPart(("text_encoder/model.safetensors", "text_encoder/pytorch_model.bin"), text=True),
+    FolderPart(("tokenizer/vocab.json",), text=True),
+    FolderPart(("tokenizer/merges.txt",), text=True),
+    FolderPart(("tokenizer/tokenizer_config.json",), text=True),
+)
+
+
+def folder_missing(folder: Path | None, *, text: bool | None = None) -> list[str]:
+    """The parts (first names) a diffusers folder lacks; all of them when `folder` is None. The text
+    encoder's parts count only while the folder has no cached empty-prompt embedding (or when `text`
+    is True: what `download` fetches to compute it)."""
+    if text is None:
+        text = folder is None or not (folder / EMPTY_PROMPT_FILE).is_file()
+    return [
+        part.names[0]
+        for part in DIFFUSERS_FOLDER_PARTS
+        if (text or not part.text) and (folder is None or not any((folder / n).is_file() for n in part.names))
+    ]
+
+
+def folder_files(folder: Path) -> list[Path]:
+    """The files of a diffusers folder bufferany reads (present ones only), with the cached embedding."""
+    found = [folder / n for part in DIFFUSERS_FOLDER_PARTS for n in part.names if (folder / n).is_file()]
+    return found + ([folder / EMPTY_PROMPT_FILE] if (folder / EMPTY_PROMPT_FILE).is_file() else [])
+
+
+def folder_patterns(*, alternatives: bool = False) -> list[str]:
+    """`allow_patterns` for fetching a diffusers folder: each part's first name (with `alternatives`,
+    the other names instead: the second pass for a repository without safetensors files)."""
+    pick = (lambda names: list(names[1:])) if alternatives else (lambda names: [names[0]])
+    patterns = [n for part in DIFFUSERS_FOLDER_PARTS for n in pick(part.names)]
+    return patterns + ([] if alternatives else ["tokenizer/special_tokens_map.json"])
+
+
+# --- Where weights are found ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Found:
+    """Where a weight file (or folder) was found and through which rule."""
+
+    path: Path
+    source: str  # "explicit path", "--models-dir", "$BUFFERANY_MODELS" or "Hugging Face cache"
+
+
+def models_folders(models_dir: Path | None = None) -> list[tuple[Path, str]]:
+    """The models folders searched, in order, with their labels: `models_dir`, then $BUFFERANY_MODELS."""
+    folders = [(Path(models_dir).expanduser(), "--models-dir")] if models_dir is not None else []
+    if os.environ.get(MODELS_ENV):
+        folders.append((Path(os.environ[MODELS_ENV]).expanduser(), f"${MODELS_ENV}"))
+    return folders
+
+
+def locate(spec: WeightSpec, *, path: Path | None = None, models_dir: Path | None = None) -> Found | None:
+    """Where `spec` is found offline (first wins): an explicit path, the models folders, the Hugging
+    Face cache; None when nowhere. A folder found may still be incomplete (`folder_missing`)."""
+    if path is not None:
+        return Found(Path(path), "explicit path") if Path(path).exists() else None
+    for folder, label in models_folders(models_dir):
+        candidate = folder / spec.local_name
+        if candidate.exists():
+            return Found(candidate, label)
+    hub_path = _from_hub(spec, local_only=True)
+    return None if hub_path is None else Found(hub_path, "Hugging Face cache")
+
+
 def resolve(
     spec: WeightSpec,
     *,
@@ -147,32 +245,18 @@ def resolve(
     models_dir: Path | None = None,
     allow_download: bool = False,
 ) -> Path:
-    """Return the local path of a model's weights, or raise `MissingWeightsError` saying what to put where."""
+    """Return the local path of a model's weights, or raise `MissingWeightsError` saying what is
+    missing and the `bufferany-models download` command that fetches it."""
     if path is not None:
         if not path.exists():
             raise MissingWeightsError(f"weights file {path} does not exist (model {spec.name})")
         return path
-    folders = [models_dir] if models_dir is not None else []
-    if os.environ.get(MODELS_ENV):
-        folders.append(Path(os.environ[MODELS_ENV]))
-    for folder in folders:
-        candidate = folder.expanduser() / spec.local_name
-        if candidate.exists():
-            return candidate
-    hub_path = _from_hub(spec, local_only=not allow_download)
-    if hub_path is not None:
-        return hub_path
-    where = (
-        f"{folders[0]}/{spec.local_name}"
-        if folders
-        else f"${MODELS_ENV}/{spec.local_name} (or in the folder given by --models-dir)"
-    )
-    what = f"file {spec.filename!r}" if spec.kind == "file" else "the diffusers folder"
-    raise MissingWeightsError(
-        f"weights for {spec.name} not found offline: put {what} from the Hugging Face repository "
-        f"{spec.repo_id} at {where} (licence {spec.licence}), "
-        f"or pass an explicit weights path, or `--weights random` for an untrained test run"
-    )
+    found = locate(spec, models_dir=models_dir)
+    if found is not None:
+        return found.path
+    if allow_download:
+        return download_spec(spec)
+    raise missing_weights_error({spec.name: (spec.name,)}, models_dir=models_dir)
 
 
 def _from_hub(spec: WeightSpec, *, local_only: bool) -> Path | None:
@@ -184,9 +268,131 @@ def _from_hub(spec: WeightSpec, *, local_only: bool) -> Path | None:
     try:
         if spec.kind == "file":
             return Path(hf_hub_download(spec.repo_id, spec.filename, local_files_only=local_only))
-        return Path(snapshot_download(spec.repo_id, local_files_only=local_only))
+        # The parts `download_spec` fetches: a snapshot holding them is complete for bufferany.
+        return Path(snapshot_download(spec.repo_id, allow_patterns=folder_patterns(), local_files_only=local_only))
     except (LocalEntryNotFoundError, OSError, ValueError):
         return None
+
+
+# --- What a render needs that is missing ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MissingFile:
+    model: str  # the catalogue (or flow) model that needs it
+    spec: WeightSpec
+    file: str  # the file's name, or `<folder>/<part>` inside a diffusers folder
+
+
+def missing_files(models: dict[str, tuple[str, ...]], *, models_dir: Path | None = None) -> list[MissingFile]:
+    """Every file the `models` (model name -> registry names of its weights) lack offline, each
+    weight spec once (models sharing a prior's file name it once)."""
+    missing: list[MissingFile] = []
+    seen: set[str] = set()
+    for model, spec_names in models.items():
+        for spec_name in spec_names:
+            if spec_name in seen:
+                continue
+            seen.add(spec_name)
+            spec = get_spec(spec_name)
+            found = locate(spec, models_dir=models_dir)
+            if spec.kind == "file":
+                if found is None:
+                    missing.append(MissingFile(model, spec, spec.filename))
+                continue
+            folder = None if found is None or not found.path.is_dir() else found.path
+            missing += [MissingFile(model, spec, f"{spec.local_name}/{part}") for part in folder_missing(folder)]
+    return missing
+
+
+def download_command(
+    models: list[str], *, models_dir: Path | None = None, licences: tuple[str, ...] | list[str] = ()
+) -> str:
+    """The one `bufferany-models download` command that fetches `models` where a render looks:
+    `models_dir`, else $BUFFERANY_MODELS, else the Hugging Face cache."""
+    import shlex
+
+    words = ["bufferany-models", "download", *models]
+    folders = models_folders(models_dir)
+    if folders:
+        words += ["--to", str(folders[0][0])]
+    for licence in dict.fromkeys(licences):
+        words += ["--accept-licence", licence]
+    return shlex.join(words)
+
+
+def missing_weights_error(
+    models: dict[str, tuple[str, ...]], *, models_dir: Path | None = None, missing: list[MissingFile] | None = None
+) -> MissingWeightsError:
+    """One error naming every missing file of `models` (model -> its weight specs) and the one
+    command that fetches them all."""
+    missing = missing_files(models, models_dir=models_dir) if missing is None else missing
+    needing = list(dict.fromkeys(m.model for m in missing)) or list(models)
+    lines = [f"weights not found offline for {', '.join(needing)}:"]
+    for spec_name in dict.fromkeys(m.spec.name for m in missing):
+        files = [m.file for m in missing if m.spec.name == spec_name]
+        spec = get_spec(spec_name)
+        lines.append(f"  {', '.join(files)}  (from {spec.repo_id}, licence {spec.licence})")
+    where = [f"{label} {folder}" for folder, label in models_folders(models_dir)] + [f"the Hugging Face cache {_hub_cache()}"]
+    lines.append(f"looked in: {'; '.join(where)}")
+    licences = [m.spec.licence for m in missing if m.spec.non_commercial]
+    lines.append(f"fetch them with: {download_command(needing, models_dir=models_dir, licences=licences)}")
+    if licences:
+        lines.append(f"  ({', '.join(dict.fromkeys(licences))} is a non-commercial licence: read it before accepting)")
+    lines.append("or pass an explicit weights path, or `--weights random` for an untrained test run")
+    return MissingWeightsError("\n".join(lines))
+
+
+def require_weights(models: dict[str, tuple[str, ...]], *, models_dir: Path | None = None) -> None:
+    """Raise one MissingWeightsError listing every missing file of `models` (see `missing_weights_error`)."""
+    missing = missing_files(models, models_dir=models_dir)
+    if missing:
+        raise missing_weights_error(models, models_dir=models_dir, missing=missing)
+
+
+def _hub_cache() -> str:
+    try:
+        from huggingface_hub import constants
+    except ImportError:  # pragma: no cover
+        return "(huggingface_hub is not installed)"
+    return str(constants.HF_HUB_CACHE)
+
+
+# --- Downloading ----------------------------------------------------------------------------------
+
+
+def download_spec(spec: WeightSpec, *, to: Path | None = None) -> Path:
+    """Fetch `spec` through huggingface_hub: into the Hugging Face cache, or into the models folder
+    `to` under its local name (`to/<file>`, `to/<repo name>/` for a diffusers folder). Only the parts
+    bufferany reads are fetched. `HF_ENDPOINT` is read now, not at import. Failures (no network,
+    gated repository, missing file) raise MissingWeightsError naming the repository and the reason."""
+    from huggingface_hub import hf_hub_download, snapshot_download
+
+    endpoint = os.environ.get("HF_ENDPOINT") or None
+    try:
+        if spec.kind == "file":
+            local_dir = None if to is None else str(to)
+            return Path(hf_hub_download(spec.repo_id, spec.filename, local_dir=local_dir, endpoint=endpoint))
+        local_dir = None if to is None else str(Path(to) / spec.local_name)
+        folder = Path(
+            snapshot_download(spec.repo_id, allow_patterns=folder_patterns(), local_dir=local_dir, endpoint=endpoint)
+        )
+        if folder_missing(folder, text=True):  # a repository without safetensors: the other names
+            snapshot_download(
+                spec.repo_id, allow_patterns=folder_patterns(alternatives=True), local_dir=local_dir, endpoint=endpoint
+            )
+        return folder
+    except Exception as exc:  # huggingface_hub raises many types: HTTP, offline, gated, not found
+        if isinstance(exc, BufferanyError):
+            raise
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        hint = ""
+        if "401" in reason or "403" in reason or "gated" in reason.lower():
+            hint = f"; log in first (`hf auth login`) and accept the terms on {spec.page}"
+        raise MissingWeightsError(
+            f"could not download {spec.local_name} from {spec.repo_id} "
+            f"({endpoint or 'https://huggingface.co'}): {type(exc).__name__}: {reason}{hint}"
+        ) from exc
 
 
 def sha256_of(path: Path, *, chunk: int = 1 << 20) -> str:
