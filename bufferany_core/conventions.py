@@ -95,11 +95,20 @@ class HeaderKeys:
     frame_range: str = HEADER_PREFIX + "frame_range"
     shot_range: str = HEADER_PREFIX + "shot_range"
     input_colorspace: str = HEADER_PREFIX + "input_colorspace"
-    stabilized: str = HEADER_PREFIX + "stabilized"
+    stabilized: str = HEADER_PREFIX + "stabilized"  # 1 when any pass went through the stabiliser
+    stabilize_mode: str = HEADER_PREFIX + "stabilize"  # the job's --stabilize: auto | on | off
     source: str = HEADER_PREFIX + "source"
     settings: str = HEADER_PREFIX + "settings"  # fingerprint of the render settings (re-runs skip matching frames)
     precision: str = HEADER_PREFIX + "precision"  # fp32 | fp16 | bf16: the float type the models ran in
     depth_rule: str = HEADER_PREFIX + "depth_rule"  # how `distance` depth derives from inverse depth
+
+    def pass_stabilized(self, pass_name: str) -> str:
+        """Per pass: 1 when the stabiliser ran on it, else 0 (`depth_stabilized`, `normal_stabilized`)."""
+        return f"{HEADER_PREFIX}{pass_name}_stabilized"
+
+    def pass_stabilize_reason(self, pass_name: str) -> str:
+        """Per pass: why it was or was not stabilised, in words (`depth_stabilize_reason`, ...)."""
+        return f"{HEADER_PREFIX}{pass_name}_stabilize_reason"
 
 
 HEADER = HeaderKeys()

@@ -19,6 +19,8 @@ from bufferany_core.errors import BadArgumentsError
 PASSES = ("depth", "normal")
 DEPTH_CONVENTIONS = tuple(convention.value for convention in DepthConvention)
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")  # auto: fp16 on CUDA, fp32 on the CPU
+# auto: stabilise each pass whose model has no trained temporal layers; on: every pass; off: none
+STABILIZE_MODES = ("auto", "on", "off")
 RANDOM_WEIGHTS = "random"  # `random` or `random:SEED`: deterministic untrained weights, not a file
 
 KINDS = ("text", "int", "flag", "choice", "passes")
@@ -41,12 +43,24 @@ class JobField:
     path: bool = False  # names a file or folder: clients make it absolute, the server refuses relative ones
     host: bool = True  # a setting in the Nuke node and the Blender add-on (False: the host fills it in)
     advanced: bool = False  # hosts show it with the advanced settings
+    bare: str | None = None  # choice fields: the value of the CLI option given without one (`--stabilize` = on)
+    # values older clients sent for this field, each with what it means now (checked by type: True is not 1)
+    legacy: tuple[tuple[Any, Any], ...] = ()
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ValueError(f"JobField kind must be one of {KINDS}, got {self.kind!r}")
         if (self.kind == "choice") != bool(self.choices):
             raise ValueError("JobField choices go with kind 'choice' and only with it")
+        if self.bare is not None and self.bare not in self.choices:
+            raise ValueError("JobField bare must be one of the field's choices")
+
+    def upgrade(self, value: Any) -> Any:
+        """`value` as this version means it: an older client's value (`legacy`) mapped, others as given."""
+        for old, new in self.legacy:
+            if type(value) is type(old) and value == old:
+                return new
+        return value
 
 
 def job_field(default: Any = dataclasses.MISSING, **spec: Any) -> Any:
@@ -219,8 +233,17 @@ class RenderJob:
         pixels=True,
         advanced=True,
     )
-    stabilize: bool = job_field(
-        False, help="run the optical-flow stabiliser as a final stage", label="stabilise", kind="flag", pixels=True
+    stabilize: str = job_field(
+        "auto",
+        help="optical-flow stabiliser as a final stage: auto stabilises each pass whose model has no trained "
+        "temporal layers (image priors, Buffer Anytime without temporal weights), on (also a bare --stabilize) "
+        "every pass, off none",
+        label="stabilise",
+        kind="choice",
+        choices=STABILIZE_MODES,
+        bare="on",
+        legacy=((True, "on"), (False, "off")),  # protocol 1 clients and hosts sent a boolean
+        pixels=True,
     )
     include_plate: bool = job_field(
         False,
@@ -238,6 +261,7 @@ class RenderJob:
         if isinstance(self.passes, list):
             self.passes = tuple(self.passes)
         for f, spec in job_fields():
+            setattr(self, f.name, spec.upgrade(getattr(self, f.name)))
             check_field(f.name, spec, getattr(self, f.name))
         if not self.input:
             raise BadArgumentsError("job field 'input' must name a file or sequence")

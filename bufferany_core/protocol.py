@@ -155,6 +155,7 @@ def job_from_wire(data: dict[str, Any]) -> RenderJob:
     unknown = sorted(set(data) - set(specs))
     if unknown:
         raise BadArgumentsError(f"unknown job field(s): {', '.join(unknown)}")
+    data = {name: specs[name].upgrade(value) for name, value in data.items()}  # older clients' values
     for name, value in data.items():
         if specs[name].kind == "passes" and isinstance(value, list) and len(value) > len(PASSES):
             raise BadArgumentsError(f"job field {name!r} lists {len(value)} passes; there are {len(PASSES)}")

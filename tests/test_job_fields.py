@@ -31,7 +31,7 @@ def core_with_new_field(tmp_path: Path) -> Path:
     copy = tmp_path / "src"
     shutil.copytree(ROOT / "bufferany_core", copy / "bufferany_core", ignore=shutil.ignore_patterns("__pycache__"))
     source = (copy / "bufferany_core" / "jobs.py").read_text()
-    anchor = "    stabilize: bool = job_field("
+    anchor = "    stabilize: str = job_field("
     assert source.count(anchor) == 1
     (copy / "bufferany_core" / "jobs.py").write_text(source.replace(anchor, NEW_FIELD + anchor))
     return copy

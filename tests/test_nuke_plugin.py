@@ -94,7 +94,7 @@ def test_node_has_its_knobs_and_passes_the_plate_through_before_generating(scrip
     assert group["passes"].value() == "depth and normal"
     assert group["depth_layer"].value() == "depth" and group["normal_layer"].value() == "N"
     assert (group["first_frame"].value(), group["last_frame"].value()) == (FIRST, LAST)
-    assert group["use_input_range"].value() is True and group["stabilize"].value() is False
+    assert group["use_input_range"].value() is True and group["stabilize"].value() == "auto"
     for button in ("generate", "cancel"):
         assert "bufferany_nuke" in group[button].command()
     assert make_node().name() == "BufferAnytime2"
@@ -196,10 +196,10 @@ def test_cache_key_follows_settings_and_upstream_but_not_layer_names(script, tmp
     read.setSelected(False)
     assert key() == base  # nor does moving or selecting a node upstream change a pixel
 
-    group["stabilize"].setValue(True)
+    group["stabilize"].setValue("on")
     stabilised = key()
     assert stabilised != base
-    group["stabilize"].setValue(False)
+    group["stabilize"].setValue("auto")
 
     grade = nuke.nodes.Multiply(value=1.0)
     grade.setInput(0, read)

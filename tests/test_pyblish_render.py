@@ -184,14 +184,14 @@ def test_render_job_spans_the_shot_and_keeps_the_instance_paths(tmp_path):
         passes=["normal"],
         renderJob={"depth_convention": "distance"},
     )
-    job = job_for(instance, [1003, 1050], overwrite=True, changes={"stabilize": True})
+    job = job_for(instance, [1003, 1050], overwrite=True, changes={"stabilize": "on"})
     assert (job.input, job.output, job.frames, job.shot_range) == (
         "/p/sh010.####.exr",
         "/o/sh010_buffers.####.exr",
         "1003,1050",
         "1001-1100",
     )
-    assert job.passes == ("normal",) and job.overwrite and job.stabilize
+    assert job.passes == ("normal",) and job.overwrite and job.stabilize == "on"
     assert (job.depth_convention, job.weights, job.device) == ("distance", "random:5", "cpu")
     instance.data["renderJob"] = {"frames": "1-5"}
     with pytest.raises(BadArgumentsError, match="renderJob must not set frames"):

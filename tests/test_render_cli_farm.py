@@ -36,7 +36,7 @@ def test_render_arguments_parse_back_into_the_same_job():
         depth_temporal_weights="/runs/r1/temporal.safetensors",
         device="cpu",
         depth_convention="distance",
-        stabilize=True,
+        stabilize="on",
         include_plate=True,
         window=12, overlap=4, depth_processing_size=56, normal_processing_size=56,
     )

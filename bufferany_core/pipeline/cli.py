@@ -35,6 +35,8 @@ def add_job_arguments(parser: argparse.ArgumentParser) -> None:
             kwargs["metavar"] = spec.metavar
         if spec.kind == "choice":
             kwargs["choices"] = spec.choices
+            if spec.bare is not None:  # `--stabilize` alone means `--stabilize on`
+                kwargs.update(nargs="?", const=spec.bare)
             help_text += f" (default: {f.default})"
         elif spec.kind == "int":
             kwargs["type"] = int
@@ -96,6 +98,8 @@ def _farm_or_dry_run(ns: argparse.Namespace, job: RenderJob) -> None:
             say(f"Already rendered (skipped): {format_frame_spec(plan.finished)}")
         say(f"Windows to run: {len(plan.windows)}; anchor frames: {format_frame_spec(plan.anchor_frames)}")
         say(f"Precision: {plan.precision}" + (" (auto)" if job.precision == "auto" else ""))
+        for pass_name, choice in plan.stabilize.items():
+            say(f"Stabiliser, {pass_name}: {choice.describe()}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -56,6 +56,7 @@ from bufferany_core.models.weights import sha256_of
 from bufferany_core.pipeline import farm
 from bufferany_core.pipeline.align import reference_range, renormalise
 from bufferany_core.pipeline.predictor_cache import PredictorCache
+from bufferany_core.pipeline.stabilizing import StabilizeChoice, decide
 from bufferany_core.pipeline.windows import Window, WindowSchedule
 from bufferany_core.pipeline.writer import Provenance, fingerprint, is_finished, write_frame
 from bufferany_core.scale_shift import fit_scale_shift
@@ -77,6 +78,7 @@ class RenderResult:
     frames_skipped: list[int] = field(default_factory=list)
     output_pattern: str = ""
     untrained: bool = False
+    stabilized: dict[str, dict] = field(default_factory=dict)  # pass -> {"stabilized": bool, "reason": str}
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -99,6 +101,11 @@ class RenderPlan:
     temporal_sha256: dict[str, str] = field(default_factory=dict)  # pass -> sha256 of its temporal weights
     processing_sizes: dict[str, int] = field(default_factory=dict)  # pass -> the model's working resolution
     dropped: list[int] = field(default_factory=list)  # asked for but outside the shot (farm overshoot)
+    stabilize: dict[str, StabilizeChoice] = field(default_factory=dict)  # pass -> stabilised or not, and why
+
+    @property
+    def stabilized_passes(self) -> list[str]:
+        return [p for p, choice in self.stabilize.items() if choice.stabilize]
 
     @property
     def input_pattern(self) -> str:
@@ -114,7 +121,7 @@ class RenderPlan:
         frames before each run of them (computed and pushed through the stabiliser, not written)."""
         index = {frame: pos for pos, frame in enumerate(self.shot)}
         wanted = sorted(index[f] for f in self.to_render)
-        if not self.job.stabilize:
+        if not self.stabilized_passes:
             return wanted
         extended = set(wanted)
         for p in wanted:
@@ -159,7 +166,10 @@ def plan_render(job: RenderJob) -> RenderPlan:
         raise BadArgumentsError(f"output {output.hash_pattern} would overwrite the input {sequence.hash_pattern}")
     schedule = _window_schedule(job, entries, shot_length=len(shot))
     processing_sizes = {p: _processing_size(job, p, entry) for p, entry in entries.items()}
+    stabilize = decide(job, entries)
+    stabilized = [p for p, choice in stabilize.items() if choice.stabilize]
     recorded = job.pixel_settings()
+    recorded.pop("stabilize", None)  # recorded as the passes it stabilises
     for resolved in (
         "input", "window", "overlap", "anchors", "precision", "depth_temporal_weights", "normal_temporal_weights",
         "depth_processing_size", "normal_processing_size",
@@ -174,6 +184,8 @@ def plan_render(job: RenderJob) -> RenderPlan:
             "processing_sizes": processing_sizes,
             # by content: retraining into the same file re-renders
             **({"temporal_weights": temporal} if temporal else {}),
+            # absent when nothing is stabilised, so unstabilised renders from before `auto` stay finished
+            **({"stabilized": stabilized} if stabilized else {}),
             # absent for fp32, so outputs rendered before precision was a setting stay finished
             **({"precision": precision} if precision != "fp32" else {}),
         }
@@ -194,6 +206,7 @@ def plan_render(job: RenderJob) -> RenderPlan:
         temporal_sha256=temporal,
         processing_sizes=processing_sizes,
         dropped=dropped,
+        stabilize=stabilize,
     )
     return plan
 
@@ -322,7 +335,7 @@ class _ShotRenderer:
         self.stabilizer: StreamingStabilizer | None = None
         self.sums: dict[int, dict[str, np.ndarray]] = {}  # position -> pass -> weighted sum
         self.written: list[int] = []
-        if self.job.stabilize:
+        if plan.stabilized_passes:
             self.flow_device = next(iter(predictors.values())).device
             self.flow = load_flow_estimator(
                 "auto", models_dir=Path(self.job.models_dir) if self.job.models_dir else None, device=self.flow_device
@@ -338,7 +351,8 @@ class _ShotRenderer:
             frame_range=format_frame_spec(plan.requested),
             shot_range=f"{plan.shot[0]}-{plan.shot[-1]}",
             input_colorspace="",  # per frame: the plate's own default unless the job names one
-            stabilized=self.job.stabilize,
+            stabilized={p: (c.stabilize, c.reason) for p, c in plan.stabilize.items()},
+            stabilize_mode=self.job.stabilize,
             source=plan.input_pattern,
             settings=plan.settings,
             precision=plan.precision,
@@ -411,7 +425,7 @@ class _ShotRenderer:
             depth, normals = sums.get("depth"), sums.get("normal")
             if normals is not None:
                 normals = renormalise(normals, axis=0)
-            if self.job.stabilize:
+            if self.plan.stabilized_passes:
                 depth, normals = self._stabilize(p, plate, depth, normals)
             if p not in self.to_write:
                 continue
@@ -440,13 +454,16 @@ class _ShotRenderer:
         def tensor(array: np.ndarray | None) -> torch.Tensor | None:
             return None if array is None else torch.from_numpy(np.asarray(array, np.float32)).to(device)
 
+        chosen = self.plan.stabilized_passes
         rgb = torch.from_numpy(np.asarray(plate.rgb, np.float32)).permute(2, 0, 1).to(device)  # (3, H, W)
         out_depth, out_normals = self.stabilizer.push(
-            rgb, depth=tensor(None if depth is None else depth[None]), normals=tensor(normals)
+            rgb,
+            depth=tensor(None if depth is None or "depth" not in chosen else depth[None]),
+            normals=tensor(normals if "normal" in chosen else None),
         )
         return (
-            None if out_depth is None else out_depth[0].double().cpu().numpy(),
-            None if out_normals is None else out_normals.double().cpu().numpy(),
+            depth if out_depth is None else out_depth[0].double().cpu().numpy(),
+            normals if out_normals is None else out_normals.double().cpu().numpy(),
         )
 
 
@@ -497,10 +514,21 @@ def run_render(
         _validate_inputs(plan)
     loaded = _load_predictors(plan, predictors or PredictorCache()) if plan.to_render else {}
     untrained = any(p.info.untrained for p in loaded.values())
-    emit({"type": "started", "frames": plan.to_render, "output": plan.output.pattern, "untrained": untrained})
+    stabilized = {p: choice.to_dict() for p, choice in plan.stabilize.items()}
+    emit(
+        {
+            "type": "started",
+            "frames": plan.to_render,
+            "output": plan.output.pattern,
+            "untrained": untrained,
+            "stabilized": stabilized,
+        }
+    )
     for number in plan.finished:
         emit({"type": "frame_skipped", "frame": number, "path": str(plan.output.path(number))})
-    result = RenderResult(frames_skipped=list(plan.finished), output_pattern=plan.output.pattern, untrained=untrained)
+    result = RenderResult(
+        frames_skipped=list(plan.finished), output_pattern=plan.output.pattern, untrained=untrained, stabilized=stabilized
+    )
     if not plan.to_render:
         emit({"type": "progress", "percent": 100.0, "done": 0, "total": 0})
         return result

@@ -30,11 +30,12 @@ class Provenance:
     frame_range: str
     shot_range: str
     input_colorspace: str
-    stabilized: bool
+    stabilized: Mapping[str, tuple[bool, str]]  # pass -> (went through the stabiliser, why)
     source: str
     settings: str  # fingerprint of everything that changes the pixels (see `fingerprint`)
     temporal_weights: Mapping[str, str] = field(default_factory=dict)  # pass -> sha256 of trained temporal layers
     precision: str = "fp32"  # the float type the models ran in (fp16/bf16: CUDA autocast)
+    stabilize_mode: str = "auto"  # the job's --stabilize
 
     def header(self) -> dict[str, object]:
         meta: dict[str, object] = {
@@ -44,12 +45,16 @@ class Provenance:
             HEADER.frame_range: self.frame_range,
             HEADER.shot_range: self.shot_range,
             HEADER.input_colorspace: self.input_colorspace,
-            HEADER.stabilized: int(self.stabilized),
+            HEADER.stabilized: int(any(done for done, _ in self.stabilized.values())),
+            HEADER.stabilize_mode: self.stabilize_mode,
             HEADER.source: self.source,
             HEADER.weights_sha256: ";".join(f"{p}:{self.weights[p]}" for p in self.passes),
             HEADER.settings: self.settings,
             HEADER.precision: self.precision,
         }
+        for pass_name, (done, reason) in self.stabilized.items():
+            meta[HEADER.pass_stabilized(pass_name)] = int(done)
+            meta[HEADER.pass_stabilize_reason(pass_name)] = reason
         if self.temporal_weights:
             meta[HEADER.temporal_weights_sha256] = ";".join(f"{p}:{sha}" for p, sha in self.temporal_weights.items())
         if "depth" in self.passes:

@@ -69,7 +69,7 @@ class RerenderStabilized(pyblish.api.Action):
         for instance in failed_instances(context, plugin):
             self.log.info(f"{instance.name}: re-rendering every frame with the stabiliser")
             frames = keys.frame_range(instance)
-            render_frames(instance, frames, overwrite=True, changes={"stabilize": True}, log=self.log)
+            render_frames(instance, frames, overwrite=True, changes={"stabilize": "on"}, log=self.log)
 
 
 class RewriteLossless(pyblish.api.Action):

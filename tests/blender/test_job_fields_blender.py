@@ -21,7 +21,7 @@ NEW_FIELD = """    sharpen: int | None = job_field(
         None, help="test field", label="sharpen", kind="int", minimum=1, pixels=True, advanced=True
     )
 """
-ANCHOR = "    stabilize: bool = job_field("
+ANCHOR = "    stabilize: str = job_field("
 
 
 def copy_with_new_field(tmp_path: Path) -> Path:
