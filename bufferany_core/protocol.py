@@ -7,6 +7,7 @@ both sides reject the same things with the same words. Standard library only (ho
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import struct
@@ -99,9 +100,20 @@ REQUESTS: dict[str, dict[str, Field]] = {
     "subscribe": {"job_id": Field(str)},
     "cancel": {"job_id": Field(str)},
     "status": {"job_id": Field(str, required=False)},
-    "list_jobs": {},
+    "list_jobs": {"offset": Field(int, required=False), "limit": Field(int, required=False)},
     "shutdown": {},
 }
+
+
+def text_problem(value: str) -> str | None:
+    """Why a string cannot be taken (a NUL, a lone surrogate that UTF-8 cannot carry), or None."""
+    if "\x00" in value:
+        return "contains a NUL character"
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return f"contains a lone surrogate at character {exc.start} (not valid Unicode text)"
+    return None
 
 
 def request_id(message: dict[str, Any]) -> int | str | None:
@@ -109,7 +121,9 @@ def request_id(message: dict[str, Any]) -> int | str | None:
     value = message.get("id")
     if isinstance(value, bool):
         return None
-    if isinstance(value, int) or (isinstance(value, str) and 0 < len(value) <= MAX_ID_LENGTH):
+    if isinstance(value, int) and -(2**63) <= value < 2**63:
+        return value
+    if isinstance(value, str) and 0 < len(value) <= MAX_ID_LENGTH and text_problem(value) is None:
         return value
     return None
 
@@ -123,12 +137,12 @@ def validate_request(message: dict[str, Any]) -> dict[str, Any]:
         raise ProtocolError(f"unknown request type {kind!r}; expected one of: {', '.join(REQUESTS)}")
     if "id" not in message or request_id(message) is None:
         raise ProtocolError(
-            f"{kind}: field 'id' must be an integer or a string of 1-{MAX_ID_LENGTH} characters"
+            f"{kind}: field 'id' must be a 64-bit integer or a string of 1-{MAX_ID_LENGTH} characters"
         )
     schema = REQUESTS[kind]
     unknown = sorted(set(message) - set(schema) - {"type", "id"})
     if unknown:
-        raise ProtocolError(f"{kind}: unknown field(s): {', '.join(unknown)}")
+        raise ProtocolError(f"{kind}: unknown field(s): {', '.join(map(repr, unknown[:20]))}")
     for name, spec in schema.items():
         if name not in message:
             if spec.required:
@@ -141,6 +155,8 @@ def validate_request(message: dict[str, Any]) -> dict[str, Any]:
             )
         if isinstance(value, str) and len(value) > MAX_STRING:
             raise ProtocolError(f"{kind}: field {name!r} is longer than {MAX_STRING} characters")
+        if isinstance(value, str) and text_problem(value):
+            raise ProtocolError(f"{kind}: field {name!r} {text_problem(value)}")
     return message
 
 
@@ -154,15 +170,26 @@ def job_from_wire(data: dict[str, Any]) -> RenderJob:
     specs = {f.name: spec for f, spec in job_fields()}
     unknown = sorted(set(data) - set(specs))
     if unknown:
-        raise BadArgumentsError(f"unknown job field(s): {', '.join(unknown)}")
+        raise BadArgumentsError(f"unknown job field(s): {', '.join(map(repr, unknown[:20]))}")
+    missing = [f.name for f, _ in job_fields() if f.name not in data and _required(f)]
+    if missing:
+        raise BadArgumentsError(f"job field(s) {', '.join(map(repr, missing))} required")
     data = {name: specs[name].upgrade(value) for name, value in data.items()}  # older clients' values
     for name, value in data.items():
         if specs[name].kind == "passes" and isinstance(value, list) and len(value) > len(PASSES):
             raise BadArgumentsError(f"job field {name!r} lists {len(value)} passes; there are {len(PASSES)}")
         if isinstance(value, str) and len(value) > MAX_STRING:
             raise BadArgumentsError(f"job field {name!r} is longer than {MAX_STRING} characters")
+        for text in [value] if isinstance(value, str) else value if isinstance(value, list) else []:
+            problem = text_problem(text) if isinstance(text, str) else None
+            if problem:
+                raise BadArgumentsError(f"job field {name!r} {problem}")
         check_field(name, specs[name], value)
     return RenderJob.from_dict(data)
+
+
+def _required(field: Any) -> bool:
+    return field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING
 
 
 def job_to_wire(job: RenderJob | dict[str, Any], *, cwd: str | None = None) -> dict[str, Any]:

@@ -24,14 +24,28 @@ _DASH_RANGE = re.compile(rf"^{_INT}-{_INT}(?:x(\d+))?$")
 _COLON_RANGE = re.compile(rf"^{_INT}:{_INT}(?::(\d+))?$")
 
 
-def parse_frame_spec(spec: str) -> list[int]:
-    """Frames named by `spec`, sorted and unique. Raises BadArgumentsError naming the spec."""
+MAX_FRAMES = 1_000_000  # a spec naming more is refused before any list is built
+
+
+def count_frames(spec: str) -> int:
+    """How many frames `spec` names (repeats counted), without building them; raises like
+    `parse_frame_spec` for a spec it cannot read."""
     items = [item for item in re.split(r"[,\s]+", spec.strip()) if item]
     if not items:
         raise BadArgumentsError(f"frame spec {spec!r} is empty")
+    return sum(len(_parse_item(item, spec)) for item in items)
+
+
+def parse_frame_spec(spec: str, *, max_frames: int = MAX_FRAMES) -> list[int]:
+    """Frames named by `spec`, sorted and unique. Raises BadArgumentsError naming the spec, also
+    when it names more than `max_frames` frames (checked before they are listed)."""
+    count = count_frames(spec)
+    if count > max_frames:
+        raise BadArgumentsError(f"frame spec {spec!r} names {count} frames; the limit is {max_frames}")
     frames: set[int] = set()
-    for item in items:
-        frames.update(_parse_item(item, spec))
+    for item in re.split(r"[,\s]+", spec.strip()):
+        if item:
+            frames.update(_parse_item(item, spec))
     return sorted(frames)
 
 

@@ -6,14 +6,23 @@ import argparse
 import asyncio
 import ipaddress
 import logging
+import logging.handlers
 import os
 import sys
 
 from bufferany_core import discovery
 from bufferany_core.errors import BufferanyError, ExitCode
-from bufferany_core.service.server import Server
+from bufferany_core.service.server import (
+    MAX_FRAMES,
+    MAX_IMAGE_PIXELS,
+    MAX_QUEUED,
+    MAX_QUEUED_PER_CLIENT,
+    Server,
+)
 
 log = logging.getLogger("bufferany.server")
+LOG_BYTES = 10 << 20
+LOG_BACKUPS = 3
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,7 +62,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="predictors kept loaded between jobs (default 4: depth and normal at two settings); "
         "past N the least recently used one is unloaded and loads again when a job needs it",
     )
-    parser.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    limits = parser.add_argument_group("limits (each refusal is a clear error to the client)")
+    limits.add_argument("--max-queue", type=int, default=MAX_QUEUED, metavar="N",
+                        help=f"jobs waiting at once, all clients (default {MAX_QUEUED}); past it: 'queue_full'")
+    limits.add_argument("--max-queue-per-client", type=int, default=MAX_QUEUED_PER_CLIENT, metavar="N",
+                        help=f"jobs waiting at once per client name (default {MAX_QUEUED_PER_CLIENT})")
+    limits.add_argument("--max-frames", type=int, default=MAX_FRAMES, metavar="N",
+                        help=f"frames one job may name or span (default {MAX_FRAMES})")
+    limits.add_argument("--max-image-pixels", type=int, default=MAX_IMAGE_PIXELS, metavar="N",
+                        help=f"width x height of a plate, read from its header (default {MAX_IMAGE_PIXELS}: 8192x8192)")
+    parser.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"),
+                        help="info: one line per job start and end; debug adds tracebacks of internal errors")
+    parser.add_argument("--log-file", default=None, metavar="PATH",
+                        help=f"log to PATH, rotated at {LOG_BYTES >> 20} MiB with {LOG_BACKUPS} old files kept "
+                        "(default: stderr)")
     return parser
 
 
@@ -67,10 +89,23 @@ def default_roots() -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.max_models < 1:
-        parser.error(f"--max-models must be at least 1, got {args.max_models}")  # exits 2
+    for option in ("max_models", "max_queue", "max_queue_per_client", "max_frames", "max_image_pixels"):
+        if getattr(args, option) < 1:
+            parser.error(f"--{option.replace('_', '-')} must be at least 1, got {getattr(args, option)}")  # exits 2
+    handlers: list[logging.Handler] = []
+    if args.log_file:
+        try:
+            handlers.append(
+                logging.handlers.RotatingFileHandler(
+                    args.log_file, maxBytes=LOG_BYTES, backupCount=LOG_BACKUPS, encoding="utf-8"
+                )
+            )
+        except OSError as exc:
+            parser.error(f"--log-file {args.log_file}: {exc.strerror or exc}")
     logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s bufferany-server %(levelname)s: %(message)s"
+        level=args.log_level.upper(),
+        format="%(asctime)s bufferany-server %(levelname)s: %(message)s",
+        handlers=handlers or None,
     )
     try:
         if not ipaddress.ip_address(args.host).is_loopback:
@@ -107,6 +142,10 @@ def main(argv: list[str] | None = None) -> int:
         discovery_path=path,
         allowed_roots=roots,
         max_models=args.max_models,
+        max_queue=args.max_queue,
+        max_queue_per_client=args.max_queue_per_client,
+        max_frames=args.max_frames,
+        max_image_pixels=args.max_image_pixels,
     )
     try:
         asyncio.run(server.run())

@@ -24,7 +24,8 @@ from typing import Any
 
 import bufferany_core
 from bufferany_core import discovery, protocol
-from bufferany_core.errors import BufferanyError
+from bufferany_core.errors import BadArgumentsError, BufferanyError
+from bufferany_core.frames.framespec import count_frames
 from bufferany_core.jobs import RenderJob
 from bufferany_core.protocol import ProtocolError, error_message
 from bufferany_core.service.worker import Job, Worker, check_paths
@@ -38,6 +39,11 @@ MAX_PENDING = 32  # connections that have not said hello yet; past it the oldest
 MAX_SEND_BUFFER = 8 << 20  # a subscriber this far behind is dropped, never waited for
 MAX_HISTORY = 10_000  # events kept per job, replayed to late subscribers
 MAX_JOBS_KEPT = 1000  # ended job records kept for status/list_jobs
+MAX_QUEUED = 256  # jobs waiting at once, all clients together (--max-queue)
+MAX_QUEUED_PER_CLIENT = 64  # jobs waiting at once for one client name (--max-queue-per-client)
+MAX_FRAMES = 100_000  # frames a job may name (--max-frames), counted without listing them
+MAX_IMAGE_PIXELS = 8192 * 8192  # width x height of a plate, from its header (--max-image-pixels)
+LIST_PAGE_BYTES = 900_000  # a list_jobs page stays under the message limit
 FULL_HISTORY_JOBS = 50  # ended jobs whose every event is kept; older ones keep their terminal event
 SHUTDOWN_GRACE_S = 30.0  # how long a running job gets to stop at a window boundary
 FATAL_CODES = ("bad_frame", "too_large")  # the byte stream cannot be trusted after these
@@ -107,8 +113,14 @@ class Server:
         discovery_path: Path,
         allowed_roots: list[str] | tuple[str, ...] = (),
         max_models: int = 4,
+        max_queue: int = MAX_QUEUED,
+        max_queue_per_client: int = MAX_QUEUED_PER_CLIENT,
+        max_frames: int = MAX_FRAMES,
+        max_image_pixels: int = MAX_IMAGE_PIXELS,
     ):
         self.host = host
+        self.max_queue, self.max_queue_per_client = max_queue, max_queue_per_client
+        self.max_frames, self.max_image_pixels = max_frames, max_image_pixels
         self.port = port
         self.device = device
         self.discovery_path = discovery_path
@@ -128,6 +140,8 @@ class Server:
             device=device,
             max_models=max_models,
             allowed_roots=tuple(self.allowed_roots),
+            max_frames=max_frames,
+            max_image_pixels=max_image_pixels,
         )
         self.started_at = time.time()
         self._loop: asyncio.AbstractEventLoop | None = None  # set by run(); the worker posts events to it
@@ -375,7 +389,8 @@ class Server:
         except BufferanyError as exc:  # a job the server will not run: the same exit code as the CLI's
             return error_message(str(exc), code="rejected", request=request, exit_code=int(exc.exit_code))
         except Exception as exc:  # a server bug: still answer, and keep serving
-            log.exception("internal error answering a %s request", message["type"])
+            log.error("internal error answering a %s request: %s: %s", message["type"], type(exc).__name__, exc)
+            log.debug("traceback of that internal error", exc_info=True)
             return error_message(
                 f"internal error: {type(exc).__name__}: {exc}", code="internal", request=request
             )
@@ -389,7 +404,7 @@ class Server:
             submitted = self._submit(protocol.job_from_wire(message["job"]), client=connection.client)
             return {"type": "result", "id": request, "job_id": submitted.id, "state": submitted.state}
         if kind == "list_jobs":
-            return {"type": "result", "id": request, "jobs": [job.record() for job in self.jobs.values()]}
+            return self._list_jobs(message)
         if kind == "shutdown":
             log.info("shutdown requested by client %s", connection.client)
             self.request_stop()  # the reply still goes out: the loop stops serving only after this step
@@ -419,10 +434,60 @@ class Server:
         for event in self.history.get(job_id, ()):
             connection.send({"type": "event", "job_id": job_id, "event": event})
 
+    def _list_jobs(self, message: dict[str, Any]) -> dict[str, Any]:
+        """One page of job records, oldest first: from `offset` (default 0), at most `limit` (default:
+        as many as fit in one message); `next_offset` is where the next page starts, null at the end."""
+        jobs = list(self.jobs.values())
+        offset = message.get("offset", 0)
+        limit = message.get("limit", len(jobs) or 1)
+        if offset < 0 or limit < 1:
+            raise ProtocolError("list_jobs: 'offset' must be 0 or more and 'limit' 1 or more")
+        page: list[dict[str, Any]] = []
+        size = 200
+        for job in jobs[offset : offset + limit]:
+            record = job.record()
+            size += len(_encode(record)) + 1
+            if page and size > LIST_PAGE_BYTES:
+                break
+            page.append(record)
+        end = offset + len(page)
+        return {
+            "type": "result",
+            "id": message["id"],
+            "jobs": page,
+            "total": len(jobs),
+            "next_offset": end if end < len(jobs) else None,
+        }
+
+    def _check_limits(self, spec: RenderJob, client: str | None) -> None:
+        """Refusals decided cheaply on the loop: frame counts (never a list of frames) and queue room."""
+        for name in ("frames", "shot_range"):
+            value = getattr(spec, name)
+            if value is not None and "<" not in value:  # farm tokens are refused by the render itself
+                count = count_frames(value)
+                if count > self.max_frames:
+                    raise BadArgumentsError(
+                        f"job field {name!r} names {count} frames; this server takes at most {self.max_frames} per job"
+                    )
+        waiting = [job for job in self.jobs.values() if job.state == "queued"]
+        if len(waiting) >= self.max_queue:
+            raise ProtocolError(
+                f"queue full: {len(waiting)} jobs are waiting (limit {self.max_queue}); submit again later",
+                code="queue_full",
+            )
+        mine = sum(job.client == client for job in waiting)
+        if mine >= self.max_queue_per_client:
+            raise ProtocolError(
+                f"queue full for client {client!r}: {mine} of its jobs are waiting (limit "
+                f"{self.max_queue_per_client}); submit again later",
+                code="queue_full",
+            )
+
     def _submit(self, spec: RenderJob, *, client: str | None) -> Job:
         if self._stop.is_set():
             raise ProtocolError("the server is shutting down and takes no new jobs", code="shutting_down")
         check_paths(spec, self.allowed_roots)
+        self._check_limits(spec, client)
         ahead = sum(job.state in ("queued", "running") for job in self.jobs.values())
         job = Job(secrets.token_hex(8), spec, client=client)
         self.jobs[job.id] = job
@@ -454,4 +519,8 @@ class Server:
             "models_loaded": [] if predictors is None else predictors.describe(),
             "model_loads": 0 if predictors is None else predictors.loads,
             "max_models": self.max_models,
+            "max_queue": self.max_queue,
+            "max_queue_per_client": self.max_queue_per_client,
+            "max_frames": self.max_frames,
+            "max_image_pixels": self.max_image_pixels,
         }

@@ -144,8 +144,11 @@ class Worker(threading.Thread):
         device: str,
         max_models: int,
         allowed_roots: tuple[str, ...] = (),
+        max_frames: int = 100_000,
+        max_image_pixels: int = 8192 * 8192,
     ):
         super().__init__(name="bufferany-gpu-worker", daemon=True)
+        self.max_frames, self.max_image_pixels = max_frames, max_image_pixels
         self.allowed_roots = tuple(allowed_roots)
         self.jobs = jobs
         self.emit = emit
@@ -181,6 +184,29 @@ class Worker(threading.Thread):
             self._pipeline = (run_render, ObservedPredictorCache(max_models=self.max_models))
         return self._pipeline
 
+    def _check_input_size(self, spec: RenderJob) -> None:
+        """The shot's frame count and the plate's size, from the file names and one header, before
+        anything is decoded (the render rejects frames whose size differs from the first's)."""
+        from bufferany_core.frames import FrameSequence, MovieReader, read_info
+
+        sequence = FrameSequence.from_input(spec.input)
+        span = sequence.frames[-1] - sequence.frames[0] + 1 if sequence.frames else 0
+        if span > self.max_frames:
+            raise BadArgumentsError(
+                f"input {spec.input} spans {span} frames; this server takes at most {self.max_frames} per job"
+            )
+        if sequence.is_movie:
+            with MovieReader(sequence.movie) as reader:
+                width, height = reader.width, reader.height
+        else:
+            info = read_info(sequence.path(sequence.frames[0]))
+            width, height = info.width, info.height
+        if width * height > self.max_image_pixels:
+            raise BadArgumentsError(
+                f"input {spec.input} is {width}x{height} ({width * height} pixels); this server takes at most "
+                f"{self.max_image_pixels} pixels per frame (--max-image-pixels)"
+            )
+
     def _execute(self, job: Job) -> dict[str, Any]:
         spec = job.spec
         if spec.device == "auto" and self.device != "auto":
@@ -188,6 +214,7 @@ class Worker(threading.Thread):
         try:
             check_paths(spec, self.allowed_roots)  # links may have changed since the job was accepted
             run_render, predictors = self._load_pipeline()
+            self._check_input_size(spec)
             with confine_outputs(self.allowed_roots):  # every output write is checked as it happens
                 result = run_render(
                     spec,
@@ -206,7 +233,7 @@ class Worker(threading.Thread):
                 _release_gpu_memory()
                 error = out_of_memory_error(exc, doing=f"rendering {spec.input}", device=spec.device)
                 return {"type": "failed", "error": _short(str(error)), "exit_code": int(error.exit_code)}
-            log.exception("job %s: internal error", job.id)
+            log.debug("job %s: traceback of its internal error", job.id, exc_info=True)
             return {
                 "type": "failed",
                 "error": _short(f"internal error: {type(exc).__name__}: {exc}"),
