@@ -19,6 +19,7 @@ from bufferany_core.errors import BadArgumentsError
 PASSES = ("depth", "normal")
 DEPTH_CONVENTIONS = tuple(convention.value for convention in DepthConvention)
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")  # auto: fp16 on CUDA, fp32 on the CPU
+SCHEDULES = ("farm", "official")  # official: Video Depth Anything's infer_video_depth (pipeline.official_schedule)
 # auto: stabilise each pass whose model has no trained temporal layers; on: every pass; off: none
 STABILIZE_MODES = ("auto", "on", "off")
 RANDOM_WEIGHTS = "random"  # `random` or `random:SEED`: deterministic untrained weights, not a file
@@ -211,6 +212,16 @@ class RenderJob:
         label="anchor frames",
         kind="int",
         minimum=1,
+        pixels=True,
+        advanced=True,
+    )
+    schedule: str = job_field(
+        "farm",
+        help="how the depth model's windows run: farm (chunks on different machines agree with one run) or "
+        "official (Video Depth Anything's own infer_video_depth, exactly; one process, front to back)",
+        label="schedule",
+        kind="choice",
+        choices=SCHEDULES,
         pixels=True,
         advanced=True,
     )

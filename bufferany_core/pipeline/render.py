@@ -16,7 +16,7 @@ the same numbers one run of the whole shot would.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import cast
@@ -53,7 +53,7 @@ from bufferany_core.models.api import PassName, PassPredictor
 from bufferany_core.models.catalog import ModelEntry, get_model_entry
 from bufferany_core.models.precision import choose_precision
 from bufferany_core.models.weights import sha256_of
-from bufferany_core.pipeline import farm
+from bufferany_core.pipeline import farm, official_schedule
 from bufferany_core.pipeline.align import reference_range, renormalise
 from bufferany_core.pipeline.predictor_cache import PredictorCache
 from bufferany_core.pipeline.stabilizing import StabilizeChoice, decide
@@ -135,7 +135,8 @@ class RenderPlan:
 
     @property
     def anchor_frames(self) -> list[int]:
-        return [self.shot[p] for p in self.schedule.anchor_positions] if "depth" in self.job.passes else []
+        farm_depth = "depth" in self.job.passes and self.job.schedule == "farm"  # official: no anchors
+        return [self.shot[p] for p in self.schedule.anchor_positions] if farm_depth else []
 
 
 def plan_render(job: RenderJob) -> RenderPlan:
@@ -164,6 +165,7 @@ def plan_render(job: RenderJob) -> RenderPlan:
         raise BadArgumentsError(f"output {output.hash_pattern} must be an EXR sequence (.exr)")
     if not sequence.is_movie and sequence.path(requested[0]) == output.path(requested[0]):
         raise BadArgumentsError(f"output {output.hash_pattern} would overwrite the input {sequence.hash_pattern}")
+    official_schedule.check_job(job, entries.get("depth"))
     schedule = _window_schedule(job, entries, shot_length=len(shot))
     processing_sizes = {p: _processing_size(job, p, entry) for p, entry in entries.items()}
     stabilize = decide(job, entries)
@@ -181,6 +183,7 @@ def plan_render(job: RenderJob) -> RenderPlan:
             "input": sequence.hash_pattern,
             "shot": [shot[0], shot[-1], len(shot)],
             "schedule": [schedule.size, schedule.overlap, schedule.keys, schedule.anchors],
+            **({"depth_schedule": job.schedule} if job.schedule != "farm" else {}),
             "processing_sizes": processing_sizes,
             # by content: retraining into the same file re-renders
             **({"temporal_weights": temporal} if temporal else {}),
@@ -366,15 +369,17 @@ class _ShotRenderer:
 
     def run(self) -> list[int]:
         windows = self.plan.windows
-        anchors = self._anchor_reference() if "depth" in self.predictors else {}
-        anchor_frames = {self.shot[p] for p in anchors}
+        official = self.job.schedule == "official" and "depth" in self.predictors
+        anchors = self._anchor_reference() if "depth" in self.predictors and not official else {}
+        anchor_frames = {self.shot[p] for p in anchors} | ({self.shot[0]} if official else set())  # official: slot 0
+        self.official = self._official_depth() if official else None
         previous: tuple[Window, np.ndarray, tuple[float, float]] | None = None  # window, raw depth, keys-only fit
         for window in windows:
             self._check_cancel()
             frames = [self.shot[p] for p in window.positions]
             what = f"frames {frames[0]}-{frames[-1]}"
             plates = self.cache.get(frames)
-            if "depth" in self.predictors:
+            if "depth" in self.predictors and not official:
                 keys = [anchors[p] for p in window.keys]
                 raw = _predict(self.predictors["depth"], [k[0] for k in keys] + plates, what)[:, 0]  # (K+T, H, W)
                 raw_keys, raw_depth = raw[: len(keys)], raw[len(keys) :]
@@ -405,6 +410,30 @@ class _ShotRenderer:
         offset, scale = reference_range(list(raw), stride=ALIGN_STRIDE)
         return {p: (plate, (r - offset) * scale) for p, plate, r in zip(positions, plates, raw, strict=True)}
 
+    def _official_depth(self) -> Iterator[tuple[int, np.ndarray]]:
+        """`--schedule official`: Video Depth Anything's own inference from the shot's first frame, mapped
+        once (one scale and shift for the shot) so its first window spans 0 (far) to 1 (near)."""
+        predictor = self.predictors["depth"]
+        mapping: list[tuple[float, float]] = []
+
+        def predict(positions: Sequence[int]) -> np.ndarray:
+            frames = [self.shot[p] for p in positions]
+            raw = _predict(predictor, self.cache.get(frames), f"frames {frames[0]}-{frames[-1]}")[:, 0]
+            if not mapping:
+                mapping.append(reference_range(list(raw), stride=ALIGN_STRIDE))
+            return raw
+
+        for position, depth in official_schedule.official_depth(len(self.shot), predict, until=max(self.wanted)):
+            offset, scale = mapping[0]
+            yield position, (depth - offset) * scale
+
+    def _official_at(self, position: int) -> np.ndarray:
+        assert self.official is not None
+        for p, depth in self.official:  # in order; positions before `position` are not wanted
+            if p == position:
+                return depth
+        raise RuntimeError(f"the official schedule ended before shot position {position}")
+
     def _accumulate(self, window: Window, pass_name: str, values: np.ndarray) -> None:
         for p in window.positions:
             if p not in self.wanted:
@@ -415,14 +444,16 @@ class _ShotRenderer:
             entry[pass_name] = term if pass_name not in entry else entry[pass_name] + term
 
     def _write_final(self, window: Window) -> None:
-        for p in sorted(self.sums):
-            if self.schedule.final_after(p) != window.index:
+        for p in window.positions:
+            if p not in self.wanted or self.schedule.final_after(p) != window.index:
                 continue
             self._check_cancel()
             number = self.shot[p]
-            sums = self.sums.pop(p)
+            sums = self.sums.pop(p, {})
             plate = self.cache.get([number])[0]
             depth, normals = sums.get("depth"), sums.get("normal")
+            if self.official is not None:
+                depth = self._official_at(p)
             if normals is not None:
                 normals = renormalise(normals, axis=0)
             if self.plan.stabilized_passes:
@@ -494,6 +525,8 @@ def _validate_inputs(plan: RenderPlan) -> None:
     needed = {plan.shot[p] for w in plan.windows for p in w.positions}
     if "depth" in plan.job.passes:
         needed |= set(plan.anchor_frames)
+    if "depth" in plan.job.passes and plan.job.schedule == "official":
+        needed |= {plan.shot[p] for p in official_schedule.positions_read(len(plan.shot), until=max(plan.positions))}
     validate_sequence(plan.sequence, sorted(needed))
 
 
@@ -509,6 +542,14 @@ def run_render(
     _check_writable(Path(plan.output_pattern).parent)
     if plan.dropped:
         message = f"frames {format_frame_spec(plan.dropped)} lie outside the shot range {job.shot_range}: not rendered"
+        emit({"type": "log", "level": "warning", "message": message})
+    if plan.to_render and job.schedule == "official" and plan.positions[0] > 0:
+        before = format_frame_spec(plan.shot[: plan.positions[0]])
+        message = (
+            f"--schedule official is sequential: frames {before} are computed again before frame "
+            f"{plan.shot[plan.positions[0]]} (the result equals one run of the whole shot; --schedule farm splits a "
+            f"shot cheaply)"
+        )
         emit({"type": "log", "level": "warning", "message": message})
     if plan.to_render:
         _validate_inputs(plan)
