@@ -173,9 +173,10 @@ DIFFUSERS_FOLDER_PARTS: tuple[FolderPart, ...] = (
     FolderPart(("scheduler/scheduler_config.json",)),
     FolderPart(("text_encoder/config.json",), text=True),
     FolderPart(("text_encoder/model.safetensors", "text_encoder/pytorch_model.bin"), text=True),
-    FolderPart(("tokenizer/vocab.json",), text=True),
-    FolderPart(("tokenizer/merges.txt",), text=True),
     FolderPart(("tokenizer/tokenizer_config.json",), text=True),
+    # the slow tokenizer's files (Stable Diffusion 2's folders), or a fast tokenizer's one file
+    FolderPart(("tokenizer/vocab.json", "tokenizer/tokenizer.json"), text=True),
+    FolderPart(("tokenizer/merges.txt", "tokenizer/tokenizer.json"), text=True),
 )
 
 
@@ -198,12 +199,14 @@ def folder_files(folder: Path) -> list[Path]:
     return found + ([folder / EMPTY_PROMPT_FILE] if (folder / EMPTY_PROMPT_FILE).is_file() else [])
 
 
-def folder_patterns(*, alternatives: bool = False) -> list[str]:
-    """`allow_patterns` for fetching a diffusers folder: each part's first name (with `alternatives`,
-    the other names instead: the second pass for a repository without safetensors files)."""
-    pick = (lambda names: list(names[1:])) if alternatives else (lambda names: [names[0]])
-    patterns = [n for part in DIFFUSERS_FOLDER_PARTS for n in pick(part.names)]
-    return patterns + ([] if alternatives else ["tokenizer/special_tokens_map.json"])
+def folder_patterns(missing: list[str] | None = None) -> list[str]:
+    """`allow_patterns` for fetching a diffusers folder: each part's first name; with `missing` (parts
+    a first pass did not find), the other names of those parts instead (a repository without
+    safetensors files, or with a fast tokenizer's tokenizer.json)."""
+    if missing is not None:
+        names = [n for part in DIFFUSERS_FOLDER_PARTS if part.names[0] in missing for n in part.names[1:]]
+        return list(dict.fromkeys(names))
+    return [part.names[0] for part in DIFFUSERS_FOLDER_PARTS] + ["tokenizer/special_tokens_map.json"]
 
 
 # --- Where weights are found ----------------------------------------------------------------------
@@ -377,10 +380,9 @@ def download_spec(spec: WeightSpec, *, to: Path | None = None) -> Path:
         folder = Path(
             snapshot_download(spec.repo_id, allow_patterns=folder_patterns(), local_dir=local_dir, endpoint=endpoint)
         )
-        if folder_missing(folder, text=True):  # a repository without safetensors: the other names
-            snapshot_download(
-                spec.repo_id, allow_patterns=folder_patterns(alternatives=True), local_dir=local_dir, endpoint=endpoint
-            )
+        missing = folder_missing(folder, text=True)
+        if missing and folder_patterns(missing):  # the other names of the parts not found
+            snapshot_download(spec.repo_id, allow_patterns=folder_patterns(missing), local_dir=local_dir, endpoint=endpoint)
         return folder
     except Exception as exc:  # huggingface_hub raises many types: HTTP, offline, gated, not found
         if isinstance(exc, BufferanyError):
