@@ -333,9 +333,13 @@ def missing_weights_error(
     needing = list(dict.fromkeys(m.model for m in missing)) or list(models)
     lines = [f"weights not found offline for {', '.join(needing)}:"]
     for spec_name in dict.fromkeys(m.spec.name for m in missing):
-        files = [m.file for m in missing if m.spec.name == spec_name]
         spec = get_spec(spec_name)
-        lines.append(f"  {', '.join(files)}  (from {spec.repo_id}, licence {spec.licence})")
+        source = f"from {spec.repo_id}, licence {spec.licence}"
+        if spec.kind == "file":
+            lines.append(f"  {spec.filename}  ({source})")
+            continue
+        parts = [m.file.split("/", 1)[1] for m in missing if m.spec.name == spec_name]
+        lines.append(f"  {spec.local_name}/ (diffusers folder, {source}): {', '.join(parts)}")
     where = [f"{label} {folder}" for folder, label in models_folders(models_dir)] + [f"the Hugging Face cache {_hub_cache()}"]
     lines.append(f"looked in: {'; '.join(where)}")
     licences = [m.spec.licence for m in missing if m.spec.non_commercial]

@@ -52,22 +52,25 @@ from bufferany_core.jobs import RenderJob, is_random_weights
 from bufferany_core.models.api import PassName, PassPredictor
 from bufferany_core.models.catalog import ModelEntry, get_model_entry
 from bufferany_core.models.precision import choose_precision
-from bufferany_core.models.weights import sha256_of
+from bufferany_core.models.weights import require_weights, sha256_of
 from bufferany_core.pipeline import farm, official_schedule
 from bufferany_core.pipeline.align import reference_range, renormalise
 from bufferany_core.pipeline.predictor_cache import PredictorCache
-from bufferany_core.pipeline.stabilizing import StabilizeChoice, decide
+from bufferany_core.pipeline.stabilizing import (
+    STABILIZE_OVERLAP,
+    STABILIZE_WINDOW,
+    ShotStabilizer,
+    StabilizeChoice,
+    decide,
+    stabilizer_positions,
+)
 from bufferany_core.pipeline.windows import Window, WindowSchedule
 from bufferany_core.pipeline.writer import Provenance, fingerprint, is_finished, write_frame
 from bufferany_core.scale_shift import fit_scale_shift
-from bufferany_core.stabilize import StreamingStabilizer
 
 KEY_FRAMES = 2  # anchors each depth window sees before its own frames
 ANCHOR_FRAMES = 8  # shot-wide anchors, predicted together first
 ALIGN_STRIDE = 4  # least squares on every 4th pixel in each axis: plenty of samples, 16x cheaper
-# The stabiliser is causal: a chunk or a resumed render first runs it over this many frames before
-# its first one (decay 0.8^16 < 3%), so its state nearly matches one run of the whole shot.
-STABILIZE_WARMUP = 16
 
 Events = Callable[[dict], None]
 
@@ -117,17 +120,13 @@ class RenderPlan:
 
     @property
     def positions(self) -> list[int]:
-        """Shot positions to compute: the frames to render and, with the stabiliser, the warm-up
-        frames before each run of them (computed and pushed through the stabiliser, not written)."""
+        """Shot positions to compute: the frames to render and, with the stabiliser, every frame of the
+        stabiliser windows covering them (computed and stabilised with them, not written)."""
         index = {frame: pos for pos, frame in enumerate(self.shot)}
         wanted = sorted(index[f] for f in self.to_render)
         if not self.stabilized_passes:
             return wanted
-        extended = set(wanted)
-        for p in wanted:
-            if p - 1 not in extended:
-                extended.update(range(max(0, p - STABILIZE_WARMUP), p))
-        return sorted(extended)
+        return stabilizer_positions(len(self.shot), wanted)
 
     @property
     def windows(self) -> list[Window]:
@@ -188,7 +187,7 @@ def plan_render(job: RenderJob) -> RenderPlan:
             # by content: retraining into the same file re-renders
             **({"temporal_weights": temporal} if temporal else {}),
             # absent when nothing is stabilised, so unstabilised renders from before `auto` stay finished
-            **({"stabilized": stabilized} if stabilized else {}),
+            **({"stabilized": stabilized, "stabilizer_windows": [STABILIZE_WINDOW, STABILIZE_OVERLAP]} if stabilized else {}),
             # absent for fp32, so outputs rendered before precision was a setting stay finished
             **({"precision": precision} if precision != "fp32" else {}),
         }
@@ -334,8 +333,7 @@ class _ShotRenderer:
         position = {frame: p for p, frame in enumerate(plan.shot)}
         self.to_write = {position[f] for f in plan.to_render}
         self.wanted = set(plan.positions)
-        self.stabilizer_at: int | None = None  # the position the stabiliser expects next
-        self.stabilizer: StreamingStabilizer | None = None
+        self.stabilizer: ShotStabilizer | None = None
         self.sums: dict[int, dict[str, np.ndarray]] = {}  # position -> pass -> weighted sum
         self.written: list[int] = []
         if plan.stabilized_passes:
@@ -343,6 +341,7 @@ class _ShotRenderer:
             self.flow = load_flow_estimator(
                 "auto", models_dir=Path(self.job.models_dir) if self.job.models_dir else None, device=self.flow_device
             )
+            self.stabilizer = ShotStabilizer(len(plan.shot), plan.stabilized_passes, self.flow, self.flow_device)
         infos = {p: pr.info for p, pr in predictors.items()}
         self.provenance = Provenance(
             passes=tuple(self.job.passes),
@@ -456,46 +455,30 @@ class _ShotRenderer:
                 depth = self._official_at(p)
             if normals is not None:
                 normals = renormalise(normals, axis=0)
-            if self.plan.stabilized_passes:
-                depth, normals = self._stabilize(p, plate, depth, normals)
-            if p not in self.to_write:
-                continue
-            path = self.plan.output.path(number)
-            colorspace = self.job.input_colorspace or default_colorspace(plate.info)
-            write_frame(
-                path,
-                like=plate.info,
-                provenance=replace(self.provenance, input_colorspace=colorspace),
-                depth=depth,
-                normals=normals,
-                plate=_plate_rgba(plate) if self.job.include_plate else None,
-            )
-            self.written.append(number)
-            self.emit({"type": "frame_done", "frame": number, "path": str(path)})
-            total = len(self.plan.to_render)
-            self.emit({"type": "progress", "percent": 100.0 * len(self.written) / total, "done": len(self.written), "total": total})
+            if self.stabilizer is not None:  # frames come out once the stabiliser windows covering them ran
+                for finished in self.stabilizer.push(p, plate, depth, normals):
+                    self._write(*finished)
+            else:
+                self._write(p, plate, depth, normals)
 
-    def _stabilize(self, position: int, plate, depth: np.ndarray | None, normals: np.ndarray | None):
-        """Push one final frame through the streaming stabiliser (a fresh one after a gap)."""
-        if self.stabilizer is None or self.stabilizer_at != position:
-            self.stabilizer = StreamingStabilizer(self.flow)
-        self.stabilizer_at = position + 1
-        device = self.flow_device
-
-        def tensor(array: np.ndarray | None) -> torch.Tensor | None:
-            return None if array is None else torch.from_numpy(np.asarray(array, np.float32)).to(device)
-
-        chosen = self.plan.stabilized_passes
-        rgb = torch.from_numpy(np.asarray(plate.rgb, np.float32)).permute(2, 0, 1).to(device)  # (3, H, W)
-        out_depth, out_normals = self.stabilizer.push(
-            rgb,
-            depth=tensor(None if depth is None or "depth" not in chosen else depth[None]),
-            normals=tensor(normals if "normal" in chosen else None),
+    def _write(self, p: int, plate, depth: np.ndarray | None, normals: np.ndarray | None) -> None:
+        if p not in self.to_write:
+            return
+        number = self.shot[p]
+        path = self.plan.output.path(number)
+        colorspace = self.job.input_colorspace or default_colorspace(plate.info)
+        write_frame(
+            path,
+            like=plate.info,
+            provenance=replace(self.provenance, input_colorspace=colorspace),
+            depth=depth,
+            normals=normals,
+            plate=_plate_rgba(plate) if self.job.include_plate else None,
         )
-        return (
-            depth if out_depth is None else out_depth[0].double().cpu().numpy(),
-            normals if out_normals is None else out_normals.double().cpu().numpy(),
-        )
+        self.written.append(number)
+        self.emit({"type": "frame_done", "frame": number, "path": str(path)})
+        total = len(self.plan.to_render)
+        self.emit({"type": "progress", "percent": 100.0 * len(self.written) / total, "done": len(self.written), "total": total})
 
 
 def _load_predictors(plan: RenderPlan, cache: PredictorCache) -> dict[str, PassPredictor]:
@@ -515,6 +498,18 @@ def _load_predictors(plan: RenderPlan, cache: PredictorCache) -> dict[str, PassP
         )
         for p in job.passes
     }
+
+
+def _require_weights(plan: RenderPlan) -> None:
+    """The official weights of every pass's model, found before any loads: one error names every
+    missing file of the render (all passes) with the one `bufferany-models download` command."""
+    job = plan.job
+    if job.weights is not None:  # an explicit file, or random weights
+        return
+    entries = [get_model_entry(p, {"depth": job.depth_model, "normal": job.normal_model}[p]) for p in job.passes]
+    needed = {e.name: e.weights for e in entries if e.weights is not None}
+    if needed:
+        require_weights(needed, models_dir=Path(job.models_dir) if job.models_dir else None)
 
 
 def _validate_inputs(plan: RenderPlan) -> None:
@@ -553,6 +548,7 @@ def run_render(
         emit({"type": "log", "level": "warning", "message": message})
     if plan.to_render:
         _validate_inputs(plan)
+        _require_weights(plan)
     loaded = _load_predictors(plan, predictors or PredictorCache()) if plan.to_render else {}
     untrained = any(p.info.untrained for p in loaded.values())
     stabilized = {p: choice.to_dict() for p, choice in plan.stabilize.items()}
