@@ -101,3 +101,22 @@ def test_an_empty_version_folder_made_by_hand_is_never_replaced(tmp_path):
     source.write_bytes(b"data")
     folder = integrate.publish(tmp_path / "root", "shot", [source], manifest={})
     assert folder.name == "v002" and os.listdir(tmp_path / "root" / "shot" / "v001") == []
+
+
+def test_two_sources_with_one_name_are_refused_before_anything_is_made(tmp_path):
+    import pytest
+
+    from bufferany_core.errors import BadArgumentsError
+    from bufferany_core.publish.integrate import publish
+
+    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
+    for folder in ("a", "b"):
+        (tmp_path / folder / "frame.0001.exr").write_text(folder)
+    with pytest.raises(BadArgumentsError, match="both are named 'frame.0001.exr'"):
+        publish(tmp_path / "root", "sh010", [tmp_path / "a" / "frame.0001.exr", tmp_path / "b" / "frame.0001.exr"],
+                manifest={})
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / "publish.json").write_text("{}")
+    with pytest.raises(BadArgumentsError, match="named 'publish.json'"):
+        publish(tmp_path / "root", "sh010", [tmp_path / "c" / "publish.json"], manifest={})
+    assert not (tmp_path / "root").exists()

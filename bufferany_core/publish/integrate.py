@@ -39,6 +39,15 @@ def publish(root: str | Path, name: str, files: Iterable[str | Path], *, manifes
     `<root>/<name>/v###` and return that folder."""
     if not name or "/" in name or "\\" in name or name.startswith("."):
         raise BadArgumentsError(f"publish name {name!r} must be a plain folder name")
+    sources = [Path(source) for source in files]
+    names: dict[str, Path] = {}
+    for source in sources:  # two sources with one name would overwrite each other in the version
+        if source.name in names or source.name == MANIFEST:
+            other = names.get(source.name, MANIFEST)
+            raise BadArgumentsError(
+                f"cannot publish {source} and {other} together: both are named {source.name!r} in {name}"
+            )
+        names[source.name] = source
     folder = Path(root) / name
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -47,8 +56,7 @@ def publish(root: str | Path, name: str, files: Iterable[str | Path], *, manifes
     staging = folder / f".publishing-{os.getpid()}-{secrets.token_hex(4)}"
     try:
         staging.mkdir()
-        for source in files:
-            source = Path(source)
+        for source in sources:
             target = staging / source.name
             shutil.copy2(source, target)
             _fsync(target)

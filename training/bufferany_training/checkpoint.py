@@ -105,9 +105,20 @@ def save_checkpoint(
             save_file(rng, str(tmp / "rng.safetensors"))
             state = {"format": STATE_FORMAT, "step": step, "world_size": len(rng_states), "optimizer": rest, **extra}
             (tmp / "state.json").write_text(json.dumps(state, indent=1) + "\n")
-            if final.exists():  # the same step saved again (a resumed run that stopped right here)
-                shutil.rmtree(final)
-            os.replace(tmp, final)
+            if final.exists():  # the same step saved again (a resumed run that stopped right here):
+                # move the old one aside first, so a crash at any moment leaves a complete folder
+                # under the final name or beside it, never zero checkpoints (keep=1 included)
+                aside = root / f".old-{final.name}-{os.getpid()}"
+                shutil.rmtree(aside, ignore_errors=True)
+                os.replace(final, aside)
+                try:
+                    os.replace(tmp, final)
+                except OSError:
+                    os.replace(aside, final)
+                    raise
+                shutil.rmtree(aside, ignore_errors=True)
+            else:
+                os.replace(tmp, final)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         atomic_write(root / LATEST, lambda path: _write_text(path, final.name + "\n"))
@@ -130,6 +141,10 @@ def latest_checkpoint(run_dir: Path) -> Checkpoint | None:
     if not pointer.is_file():
         return None
     folder = root / pointer.read_text().strip()
+    if not folder.exists():  # a save of the same step stopped between its two renames
+        for aside in sorted(root.glob(f".old-{folder.name}-*")):
+            os.replace(aside, folder)
+            break
     try:
         state = json.loads((folder / "state.json").read_text())
     except (OSError, ValueError) as exc:
