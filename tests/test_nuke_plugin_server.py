@@ -223,7 +223,7 @@ def test_cancel_button_stops_the_running_job(script, server, tmp_path):
 def test_server_dying_mid_job_leaves_an_error_on_the_node(tmp_path, monkeypatch):
     """The server process is killed while the node's job runs: the node says so, keeps passing the
     plate through, and can Generate again."""
-    (tmp_path / "own_server").mkdir()
+    (tmp_path / "own_server").mkdir(mode=0o700)  # a discovery folder must be private
     own = ServerProcess(tmp_path / "own_server", timeout=60)
     gen = fresh_script(tmp_path, monkeypatch)
     state = next(gen)

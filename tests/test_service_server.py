@@ -280,8 +280,9 @@ def test_a_second_server_does_not_take_over_a_live_ones_discovery_file(server, t
 
 def test_client_starts_a_server_on_demand_and_shutdown_removes_it(tmp_path):
     path = tmp_path / "state" / "server.json"
-    path.parent.mkdir()
+    path.parent.mkdir(mode=0o700)  # the discovery folder must be private
     path.write_text("{not json")  # left behind by a crash mid-write of some other tool
+    path.chmod(0o600)
     with pytest.raises(ServerNotFoundError, match="not valid JSON"):
         Client.connect(path)
     command = [*server_command(), "--port", "0", "--device", "cpu"]
@@ -324,7 +325,8 @@ def test_a_port_in_use_is_a_service_error(tmp_path):
 
 def test_an_unusable_discovery_path_is_a_clear_error_not_a_traceback(tmp_path):
     (tmp_path / "a_file").touch()
-    (tmp_path / "taken" / "s.json").mkdir(parents=True)  # a folder where the discovery file goes
+    (tmp_path / "taken").mkdir(mode=0o700)
+    (tmp_path / "taken" / "s.json").mkdir()  # a folder where the discovery file goes
     runs = [
         subprocess.run(
             [*server_command(), "--port", "0", "--device", "cpu", "--discovery", str(path)],
