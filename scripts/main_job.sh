@@ -7,6 +7,8 @@
 # Official weights are used when they are reachable offline ($BUFFERANY_MODELS or the Hugging Face
 # cache); otherwise the same pipeline runs with tiny deterministic random weights and says so loudly
 # (the output headers carry bufferany/untrained=1). Extra arguments go to bufferany-render.
+# With network access, `.venv/bin/bufferany-models download --defaults` fetches the official weights
+# once; BUFFERANY_FETCH_WEIGHTS=1 makes this script run it first (a failed download only warns).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,6 +18,11 @@ plate=examples/sample_shot/plate/shot.####.exr
 out=${BUFFERANY_OUT:-out/sample_shot}
 mkdir -p "$out"
 render=(.venv/bin/bufferany-render "$plate" -o "$out/shot_buffers.####.exr" "$@")
+
+if [ "${BUFFERANY_FETCH_WEIGHTS:-0}" = 1 ]; then
+  .venv/bin/bufferany-models download --defaults ${BUFFERANY_MODELS:+--to "$BUFFERANY_MODELS"} \
+    || echo "WARNING: downloading the official weights failed (see above); going on without them" >&2
+fi
 
 set +e
 "${render[@]}"
@@ -27,7 +34,8 @@ if [ "$status" -eq 10 ]; then  # ExitCode.MISSING_WEIGHTS: the message above say
 ################################################################################################
 #  OFFICIAL WEIGHTS NOT FOUND OFFLINE: rendering with TINY RANDOM (UNTRAINED) WEIGHTS instead.  #
 #  These passes exercise the whole pipeline but MEAN NOTHING as depth or normals.               #
-#  Put the files named above under $BUFFERANY_MODELS and run this script again.                 #
+#  With network: run the `bufferany-models download ...` command printed above (or              #
+#  .venv/bin/bufferany-models download --defaults), then run this script again.                 #
 ################################################################################################
 
 BANNER
