@@ -3,15 +3,10 @@ in farm arguments, in the settings fingerprint and on the wire without any other
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import pytest
+from job_field_copy import copy_with_new_field, run_in
 from pipeline_plates import write_plate
 
 from bufferany_core import jobs, protocol
@@ -20,38 +15,14 @@ from bufferany_core.jobs import RenderJob, job_fields, render_arguments
 from bufferany_core.pipeline.cli import build_parser, job_from_args
 
 ROOT = Path(__file__).resolve().parents[1]
-NEW_FIELD = '''    sharpen: int | None = job_field(
-        None, help="test field: unsharp radius", label="sharpen", kind="int", minimum=1, pixels=True, advanced=True
-    )
-'''
-
-
-def core_with_new_field(tmp_path: Path) -> Path:
-    """A copy of bufferany_core whose RenderJob has one more field, `sharpen`, before `stabilize`."""
-    copy = tmp_path / "src"
-    shutil.copytree(ROOT / "bufferany_core", copy / "bufferany_core", ignore=shutil.ignore_patterns("__pycache__"))
-    source = (copy / "bufferany_core" / "jobs.py").read_text()
-    anchor = "    stabilize: str = job_field("
-    assert source.count(anchor) == 1
-    (copy / "bufferany_core" / "jobs.py").write_text(source.replace(anchor, NEW_FIELD + anchor))
-    return copy
-
-
-def run_with(copy: Path, script: str) -> dict:
-    env = {**os.environ, "PYTHONPATH": str(copy)}
-    done = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(script)], capture_output=True, text=True, env=env, cwd=copy, check=False, timeout=300
-    )
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def test_a_field_added_to_renderjob_shows_up_everywhere(tmp_path):
-    copy = core_with_new_field(tmp_path)
+    copy = copy_with_new_field(tmp_path)
     plate = tmp_path / "plate"
     plate.mkdir()
     pattern = write_plate(plate, range(1, 5), name="shot")
-    found = run_with(
+    found = run_in(
         copy,
         f"""
         import json
@@ -63,7 +34,7 @@ def test_a_field_added_to_renderjob_shows_up_everywhere(tmp_path):
         from bufferany_core.pipeline.cli import build_parser, job_from_args
         from bufferany_core.pipeline.render import plan_render
 
-        assert bufferany_core.__file__.startswith({str(copy)!r})
+        assert bufferany_core.__file__.startswith({str(copy)!r})  # the copy, not the checkout
         job = RenderJob(input={pattern!r}, passes=("depth",), depth_model="video-depth-anything-tiny", sharpen=3)
         args = render_arguments(job)
         try:
@@ -83,7 +54,7 @@ def test_a_field_added_to_renderjob_shows_up_everywhere(tmp_path):
         }}))
         """,
     )
-    assert "--sharpen SHARPEN" in found["help"] and "unsharp radius" in found["help"]
+    assert "--sharpen SHARPEN" in found["help"] and "test field" in found["help"]
     assert found["args"][-2:] == ["--sharpen", "3"]
     assert found["parsed_back"]
     assert found["wire"] == 3

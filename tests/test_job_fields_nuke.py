@@ -4,49 +4,9 @@ whose value reaches the job and the cache key."""
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import subprocess
-import sys
-import textwrap
-from pathlib import Path
+from job_field_copy import REPO, copy_with_new_field, run_in
 
-REPO = Path(__file__).resolve().parents[1]
 FAKE_NUKE = REPO / "tests" / "fake_nuke"
-NEW_FIELD = """    sharpen: int | None = job_field(
-        None, help="test field", label="sharpen", kind="int", minimum=1, pixels=True, advanced=True
-    )
-"""
-ANCHOR = "    stabilize: str = job_field("
-
-
-def copy_with_new_field(tmp_path: Path, *hosts: str) -> Path:
-    """bufferany_core (with `sharpen` inserted before `stabilize`) and the `hosts` folders, copied."""
-    copy = tmp_path / "checkout"
-    ignore = shutil.ignore_patterns("__pycache__", "vendor")
-    for name in ("bufferany_core", *hosts):
-        shutil.copytree(REPO / name, copy / name, ignore=ignore)
-    jobs = copy / "bufferany_core" / "jobs.py"
-    source = jobs.read_text()
-    assert source.count(ANCHOR) == 1
-    jobs.write_text(source.replace(ANCHOR, NEW_FIELD + ANCHOR))
-    return copy
-
-
-def run_in(copy: Path, script: str, python: str = sys.executable) -> dict:
-    """Run `script` with the copy first on sys.path; returns the JSON its last line prints."""
-    env = {**os.environ, "PYTHONPATH": str(copy), "BUFFERANY_CORE_PATH": str(copy)}
-    done = subprocess.run(
-        [python, "-c", textwrap.dedent(script)],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=copy,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def test_a_field_added_to_renderjob_gets_a_knob_that_reaches_the_job(tmp_path):

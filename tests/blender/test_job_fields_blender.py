@@ -4,38 +4,10 @@ it, draws it with the advanced settings and carries its value into the job it se
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import subprocess
-import sys
-import textwrap
-from pathlib import Path
-
 import pytest
+from job_field_copy import copy_with_new_field, run_in
 
 pytestmark = pytest.mark.blender
-
-REPO = Path(__file__).resolve().parents[2]
-NEW_FIELD = """    sharpen: int | None = job_field(
-        None, help="test field", label="sharpen", kind="int", minimum=1, pixels=True, advanced=True
-    )
-"""
-ANCHOR = "    stabilize: str = job_field("
-
-
-def copy_with_new_field(tmp_path: Path) -> Path:
-    """bufferany_core (with `sharpen` inserted before `stabilize`) and blender_addon, copied."""
-    copy = tmp_path / "checkout"
-    ignore = shutil.ignore_patterns("__pycache__", "vendor")
-    for name in ("bufferany_core", "blender_addon"):
-        shutil.copytree(REPO / name, copy / name, ignore=ignore)
-    jobs = copy / "bufferany_core" / "jobs.py"
-    source = jobs.read_text()
-    assert source.count(ANCHOR) == 1
-    jobs.write_text(source.replace(ANCHOR, NEW_FIELD + ANCHOR))
-    return copy
-
 
 SCRIPT = """
 import json, sys
@@ -85,19 +57,8 @@ print(json.dumps(found))
 
 
 def test_a_field_added_to_renderjob_gets_a_property_that_reaches_the_job(tmp_path):
-    copy = copy_with_new_field(tmp_path)
-    env = {**os.environ, "PYTHONPATH": str(copy)}
-    env.pop("BUFFERANY_CORE_PATH", None)
-    done = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(SCRIPT)],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=tmp_path,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    found = json.loads(done.stdout.strip().splitlines()[-1])
+    copy = copy_with_new_field(tmp_path, "blender_addon")
+    found = run_in(copy, SCRIPT, cwd=tmp_path)
     assert found["addon"] == str(copy / "blender_addon" / "__init__.py")  # the copies, not the checkout
     assert found["core"] == str(copy / "bufferany_core" / "__init__.py")
     assert found["type"] == "INT" and found["name"] == "Sharpen"
