@@ -27,6 +27,7 @@ class PredictorKey:
     models_dir: str | None
     device: str
     processing_size: int  # resolved: the catalogue's default when none was asked for
+    default_size: bool  # none was asked for: the family's own size rules apply (depth: the official ones)
     precision: str  # resolved: fp32 | fp16 | bf16
 
 
@@ -83,8 +84,10 @@ class PredictorCache:
             temporal_weights=None if temporal_weights is None else _file_key(Path(temporal_weights)),
             models_dir=models_dir,
             device=str(chosen),
-            # Resolved, so that asking for the default and asking for its value share one predictor.
+            # Resolved; the default and its value asked for explicitly differ (the default brings
+            # the official size rules for depth, an explicit size is used as given).
             processing_size=entry.processing_size if processing_size is None else processing_size,
+            default_size=processing_size is None,
             precision=choose_precision(precision, chosen),
         )
         with self._lock:
@@ -130,6 +133,6 @@ def _load(key: PredictorKey, weights: Path | RandomWeights | None) -> PassPredic
         models_dir=Path(key.models_dir) if key.models_dir else None,
         device=torch.device(key.device),
         precision=key.precision,
-        processing_size=key.processing_size,
+        processing_size=None if key.default_size else key.processing_size,
         temporal_weights=Path(key.temporal_weights[0]) if key.temporal_weights else None,
     )

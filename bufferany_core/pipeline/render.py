@@ -183,6 +183,8 @@ def plan_render(job: RenderJob) -> RenderPlan:
             "shot": [shot[0], shot[-1], len(shot)],
             "schedule": [schedule.size, schedule.overlap, schedule.keys, schedule.anchors],
             **({"depth_schedule": job.schedule} if job.schedule != "farm" else {}),
+            # the depth model's default size follows the official rules (1280 cap, wide plates lower)
+            **({"depth_sizes": "official"} if "depth" in job.passes and job.depth_processing_size is None else {}),
             "processing_sizes": processing_sizes,
             # by content: retraining into the same file re-renders
             **({"temporal_weights": temporal} if temporal else {}),
@@ -493,7 +495,8 @@ def _load_predictors(plan: RenderPlan, cache: PredictorCache) -> dict[str, PassP
             temporal_weights=None if p not in temporal else str(temporal[p]),
             models_dir=job.models_dir,
             device=job.device,
-            processing_size=plan.processing_sizes[p],
+            # None (not asked for): the family's own size rules apply (depth: the official ones)
+            processing_size=getattr(job, f"{p}_processing_size"),
             precision=plan.precision,
         )
         for p in job.passes

@@ -13,7 +13,7 @@ from bufferany_core.models.catalog import ModelEntry, get_model_entry
 from bufferany_core.models.depth.buffer_anytime import BufferAnytimeConfig, BufferAnytimeDepth
 from bufferany_core.models.depth.build import DepthModel, build_depth_model
 from bufferany_core.models.depth.depth_anything import DepthAnythingV2
-from bufferany_core.models.depth.preprocess import resize_for_model, to_plate_resolution
+from bufferany_core.models.depth.preprocess import resize_for_model, resize_officially, to_plate_resolution
 from bufferany_core.models.precision import Precision, autocast, check_precision
 from bufferany_core.models.temporal import zero_initialised_prefixes
 from bufferany_core.models.temporal_weights import read_temporal_weights
@@ -31,7 +31,9 @@ from bufferany_core.models.weights import (
 class DepthPredictor:
     """A loaded depth model: `predict(frames (T, 3, H, W) sRGB [0, 1]) -> (T, 1, H, W)` relative
     inverse depth at the frames' resolution. Image models predict frame by frame, video models the
-    whole window jointly."""
+    whole window jointly. `official_sizes`: the processing size is the model's default, so the
+    official inference's size rules apply (long side capped at 1280, lower size for wide plates);
+    False when a size was asked for explicitly (used as given)."""
 
     def __init__(
         self,
@@ -41,11 +43,13 @@ class DepthPredictor:
         device: torch.device,
         processing_size: int,
         precision: Precision,
+        official_sizes: bool = False,
     ):
         self.model = model
         self.info = info
         self.device = device
         self.processing_size = processing_size
+        self.official_sizes = official_sizes
         self.precision = precision
         self.joint = not isinstance(model, DepthAnythingV2)
         self.max_frames: int | None = getattr(model, "max_frames", None)
@@ -60,7 +64,8 @@ class DepthPredictor:
                 f"{self.info.model_id} takes windows of at most {self.max_frames} frames, got {frames.shape[0]}"
             )
         height, width = frames.shape[-2:]
-        x = self.model.normalize(resize_for_model(frames.to(self.device, torch.float32), self.processing_size))
+        resize = resize_officially if self.official_sizes else resize_for_model
+        x = self.model.normalize(resize(frames.to(self.device, torch.float32), self.processing_size))
         with torch.inference_mode(), autocast(self.precision, self.device):
             if self.joint:
                 depth = self.model(x.unsqueeze(0))[0]  # (T, h, w)
@@ -86,8 +91,8 @@ def load_depth_predictor(
     deterministic untrained weights. For buffer-anytime models these are the prior's weights and
     `temporal_weights` (a `.safetensors` with its `.json`, `models.temporal_weights`) the trained
     temporal part; without it the temporal blocks are zero-initialised and the model predicts what
-    its prior predicts. `processing_size`: the bound on the frames' short side, None for the
-    catalogue's (518).
+    its prior predicts. `processing_size`: the bound on the frames' short side, used as given; None
+    for the catalogue's (518) under the official size rules (`preprocess.official_sizes`).
     """
     entry = get_model_entry("depth", name)
     device = torch.device(device)
@@ -124,7 +129,10 @@ def load_depth_predictor(
         default_window=entry.schedule.window,
         default_overlap=entry.schedule.overlap,
     )
-    return DepthPredictor(model=model, info=info, device=device, processing_size=size, precision=precision)
+    return DepthPredictor(
+        model=model, info=info, device=device, processing_size=size, precision=precision,
+        official_sizes=processing_size is None,
+    )
 
 
 def _load_prior(

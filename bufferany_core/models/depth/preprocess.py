@@ -32,6 +32,46 @@ def resize_for_model(frames: torch.Tensor, size: int) -> torch.Tensor:
     return F.interpolate(frames, size=(h, w), mode="bicubic", align_corners=False)
 
 
+# The official Video Depth Anything inference's own sizes (used by default, an explicit processing
+# size overrides them): its demo first caps a frame's long side at 1280 pixels, and
+# `infer_video_depth` lowers the input size of plates wider than 16:9 so the token count stays bounded.
+MAX_LONG_SIDE = 1280
+WIDE_RATIO = 1.78
+
+
+def capped_shape(height: int, width: int, max_side: int = MAX_LONG_SIDE) -> tuple[int, int]:
+    """(height, width) scaled so the long side is at most `max_side` (rounded), else unchanged."""
+    if max(height, width) <= max_side:
+        return height, width
+    scale = max_side / max(height, width)
+    return round(height * scale), round(width * scale)
+
+
+def wide_input_size(height: int, width: int, size: int) -> int:
+    """`size` lowered for plates wider (or taller) than 16:9, as the official inference does: a 2048x858
+    scope plate at 518 runs at 392 (938x392) instead of 1232x518. Never below one patch."""
+    ratio = max(height, width) / min(height, width)
+    if ratio > WIDE_RATIO:
+        size = round(int(size * 1.777 / ratio) / PATCH_SIZE) * PATCH_SIZE
+    return max(size, PATCH_SIZE)
+
+
+def official_sizes(height: int, width: int, size: int) -> tuple[tuple[int, int], tuple[int, int]]:
+    """(capped frame shape, processing shape) of a height x width plate under the official size rules."""
+    capped = capped_shape(height, width)
+    return capped, processing_shape(*capped, wide_input_size(*capped, size))
+
+
+def resize_officially(frames: torch.Tensor, size: int) -> torch.Tensor:
+    """`resize_for_model` after the official size rules: frames whose long side exceeds 1280 are first
+    shrunk to it (bicubic, antialiased, as the demo's video decoder scales), and wide plates get the
+    lowered input size."""
+    (h, w), _ = official_sizes(frames.shape[-2], frames.shape[-1], size)
+    if (h, w) != tuple(frames.shape[-2:]):
+        frames = F.interpolate(frames, size=(h, w), mode="bicubic", align_corners=False, antialias=True).clamp(0.0, 1.0)
+    return resize_for_model(frames, wide_input_size(h, w, size))
+
+
 class ImageNetInput:
     """Mixin of the depth models: they take sRGB normalised with ImageNet's mean and std, as the
     DINOv2 backbone was trained. `normalize` works on any (..., 3, H, W) tensor in [0, 1]."""
