@@ -421,3 +421,20 @@ def test_the_installed_command_honours_hf_endpoint(hub, tmp_path):
     checked = call("verify", "marigold-e2e-ft-normals", "--models-dir", str(models))
     assert checked.returncode == ExitCode.MISSING_WEIGHTS
     assert "does not fit the sd2 UNet2DConditionModel" in checked.stdout
+
+
+def test_pinned_folder_files_are_checked_on_download_and_verify(hub, tmp_path, capsys, monkeypatch):
+    unet = "unet/diffusion_pytorch_model.safetensors"
+    data = hub.repos[MARIGOLD][unet]
+    monkeypatch.setitem(weights.PINNED, (MARIGOLD, unet), (len(data), hashlib.sha256(data).hexdigest()))
+    models = tmp_path / "models"
+    code, out, err = run(capsys, "download", "marigold-e2e-ft-normals", "--to", str(models))
+    assert code == ExitCode.OK, err
+    assert f"{unet}: size and sha256 match the pinned official values" in out
+    code, out, _ = run(capsys, "verify", "marigold-e2e-ft-normals", "--models-dir", str(models))
+    assert code == ExitCode.OK and f"{unet}: size and sha256 match the pinned official values" in out
+    assert "vae/diffusion_pytorch_model.safetensors" in out and "not pinned" in out  # still unconfirmed
+
+    monkeypatch.setitem(weights.PINNED, (MARIGOLD, unet), (len(data), "0" * 64))
+    code, out, err = run(capsys, "download", "marigold-e2e-ft-normals", "--to", str(tmp_path / "other"))
+    assert code == ExitCode.MISSING_WEIGHTS and "corrupt or not the official file" in out

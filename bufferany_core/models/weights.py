@@ -526,6 +526,33 @@ def verify_file(path: Path, spec: WeightSpec | None = None) -> None:
             )
 
 
+def verify_folder(folder: Path, spec: WeightSpec) -> tuple[list[str], list[Path]]:
+    """Check the files of a diffusers folder that `PINNED` lists (`(repo_id, "unet/...")`) against
+    their size and sha256, raising MissingWeightsError on a mismatch. Returns the parts checked and
+    the weight files with no pinned value (their hashes could not be confirmed offline)."""
+    checked, unpinned = [], []
+    for file in folder_files(Path(folder)):
+        relative = file.relative_to(folder).as_posix()
+        pinned = PINNED.get((spec.repo_id, relative))
+        if pinned is None:
+            if file.suffix in (".safetensors", ".bin") and relative != EMPTY_PROMPT_FILE:
+                unpinned.append(file)
+            continue
+        size, sha = pinned
+        actual = os.path.getsize(file)
+        what = f"weights file {file} ({relative} from {spec.repo_id}, model {spec.name})"
+        if actual != size:
+            kind = "truncated (an interrupted download?)" if actual < size else "not the official file"
+            raise MissingWeightsError(f"{what} is {actual:,} bytes, expected {size:,}: {kind}; {_REDOWNLOAD}")
+        digest = sha256_of(file)
+        if digest != sha:
+            raise MissingWeightsError(
+                f"{what} is corrupt or not the official file: sha256 {digest}, expected {sha}; {_REDOWNLOAD}"
+            )
+        checked.append(relative)
+    return checked, unpinned
+
+
 def load_checkpoint(path: Path, *, name: str | None = None) -> dict:
     """Read a `.pth` (weights_only, never arbitrary pickle) or `.safetensors` state dict on the CPU.
 

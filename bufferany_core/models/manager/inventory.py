@@ -19,6 +19,7 @@ from bufferany_core.models.weights import (
     get_spec,
     locate,
     verify_file,
+    verify_folder,
 )
 
 # The stabiliser's optical flow: RAFT large when its weights are found, OpenCV's DIS otherwise, so
@@ -195,7 +196,11 @@ def _check_download(spec: WeightSpec, path: Path) -> list[str]:
     missing = folder_missing(path, text=not (path / EMPTY_PROMPT_FILE).is_file())
     if missing:
         raise MissingWeightsError(f"{path}: the repository {spec.repo_id} has no {', '.join(missing)}")
-    return [_cache_empty_prompt(path)]
+    checked, unpinned = verify_folder(path, spec)
+    notes = [f"{', '.join(checked)}: size and sha256 match the pinned official values"] if checked else []
+    if unpinned:
+        notes.append(f"{len(unpinned)} weight file(s) without pinned hashes: `bufferany-models verify` prints theirs")
+    return [*notes, _cache_empty_prompt(path)]
 
 
 def _cache_empty_prompt(folder: Path) -> str:

@@ -15,14 +15,13 @@ from bufferany_core.errors import BufferanyError, MissingWeightsError
 from bufferany_core.models.manager.inventory import ManagedModel, model_files
 from bufferany_core.models.weights import (
     EMPTY_PROMPT_FILE,
-    PINNED,
     WeightSpec,
     check_checkpoint_folder,
-    folder_files,
     load_checkpoint,
     sha256_of,
     state_dict_mismatch,
     verify_file,
+    verify_folder,
 )
 
 HOW_TO_CONFIRM = (
@@ -88,24 +87,12 @@ def _verify_folder(check: Check, model: ManagedModel, folder: Path, missing: tup
         check.ok = False
         check.details.append(f"incomplete: no {', '.join(missing)}")
     check_checkpoint_folder(folder, ("unet", "vae", "text_encoder"))  # LFS pointers, pages, truncation
-    unpinned = []
-    for file in folder_files(folder):
-        relative = file.relative_to(folder).as_posix()
-        pinned = PINNED.get((check.spec.repo_id, relative))
-        if pinned is None:
-            if file.suffix in (".safetensors", ".bin") and relative != EMPTY_PROMPT_FILE:
-                unpinned.append(f"{relative} {os.path.getsize(file):,} bytes sha256 {sha256_of(file)}")
-            continue
-        size, sha = pinned
-        actual_size = os.path.getsize(file)
-        if actual_size != size or sha256_of(file) != sha:
-            raise MissingWeightsError(
-                f"{file} is not the official file: {actual_size:,} bytes (expected {size:,}), sha256 "
-                f"{sha256_of(file)} (expected {sha}); delete it and download it again"
-            )
+    checked, unpinned = verify_folder(folder, check.spec)
+    for relative in checked:
         check.details.append(f"{relative}: size and sha256 match the pinned official values")
-    for line in unpinned:
-        check.details.append(line)
+    for file in unpinned:
+        relative = file.relative_to(folder).as_posix()
+        check.details.append(f"{relative} {os.path.getsize(file):,} bytes sha256 {sha256_of(file)}")
     if unpinned:
         check.details.append(HOW_TO_CONFIRM)
     _verify_folder_modules(check, model, folder)
