@@ -171,20 +171,20 @@ def test_contact_sheet_command_fails_with_exit_codes_and_leaves_no_file(tmp_path
 
 
 @pytest.mark.slow
-def test_stabilised_chunk_warms_up_on_the_frames_before_it(tmp_path, predictors):
+def test_stabilised_chunk_computes_the_stabiliser_window_around_it(tmp_path, predictors):
     pattern = write_plate(tmp_path / "in", range(1, 13))
-    stab = dict(passes=("depth", "normal"), stabilize=True, **TINY)
+    stab = dict(passes=("depth", "normal"), stabilize="on", **TINY)
     run_render(RenderJob(input=pattern, output=str(tmp_path / "whole.####.exr"), **stab), predictors=predictors)
     chunk = run_render(
         RenderJob(input=pattern, output=str(tmp_path / "chunk.####.exr"), frames="8-12", shot_range="1-12", **stab),
         predictors=predictors,
     )
-    assert chunk.frames_written == [8, 9, 10, 11, 12]  # frames 1-7 ran through the stabiliser, unwritten
+    assert chunk.frames_written == [8, 9, 10, 11, 12]  # frames 1-7 (same stabiliser window) computed, unwritten
     assert not (tmp_path / "chunk.0007.exr").exists()
     for n in (8, 12):
         whole = read_channels(tmp_path / f"whole.{n:04d}.exr", ["depth.Z", *conventions.NORMAL_CHANNELS])
         part = read_channels(tmp_path / f"chunk.{n:04d}.exr", ["depth.Z", *conventions.NORMAL_CHANNELS])
-        np.testing.assert_array_equal(whole, part)  # the warm-up reached the shot's first frame
+        np.testing.assert_array_equal(whole, part)
     info = read_info(tmp_path / "whole.0005.exr")
     assert info.metadata[HEADER.stabilized] == 1
     plain = run_render(RenderJob(input=pattern, output=str(tmp_path / "plain.####.exr"), passes=("depth", "normal"), **TINY),

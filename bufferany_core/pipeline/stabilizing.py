@@ -10,10 +10,18 @@ the service and the header all state the same one.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
+import numpy as np
+import torch
+
+from bufferany_core.flow.backends import FlowEstimator
+from bufferany_core.flow.pairs import compute_frame_pairs
 from bufferany_core.jobs import RenderJob
 from bufferany_core.models.catalog import ModelEntry
+from bufferany_core.pipeline.windows import Window, WindowSchedule
+from bufferany_core.stabilize import StabilizeSettings, stabilize_depth, stabilize_normals
 
 
 @dataclass(frozen=True)
@@ -51,3 +59,120 @@ def decide(job: RenderJob, entries: dict[str, ModelEntry]) -> dict[str, Stabiliz
         else:
             choices[pass_name] = StabilizeChoice(True, f"auto: {entry.name} is an image model (no temporal layers)")
     return choices
+
+
+# -- chunk-exact stabilisation over a shot ---------------------------------------------------------------
+# Stabiliser windows: fixed shot-relative boundaries (a pure function of the shot's length), each window
+# stabilised on its own with the two-sided whole-clip stabiliser, overlaps cross-faded. A frame's result
+# depends on the frames of the windows covering it and the settings only, so a farm chunk that computes
+# those windows (the plan extends its positions to them) writes the numbers one run of the shot writes.
+STABILIZE_WINDOW = 24  # frames per stabiliser window
+STABILIZE_OVERLAP = 8  # frames shared by consecutive stabiliser windows (cross-faded)
+
+
+def stabilizer_schedule(length: int) -> WindowSchedule:
+    """The stabiliser's windows over a shot of `length` frames (evenly spread starts, linear cross-fades)."""
+    return WindowSchedule(length=length, size=STABILIZE_WINDOW, overlap=STABILIZE_OVERLAP, keys=0, anchors=0)
+
+
+def stabilizer_positions(length: int, wanted: list[int]) -> list[int]:
+    """`wanted` shot positions plus every position of the stabiliser windows covering them."""
+    schedule = stabilizer_schedule(length)
+    extended = set(wanted)
+    for p in wanted:
+        for window in schedule.covering(p):
+            extended.update(window.positions)
+    return sorted(extended)
+
+
+@dataclass
+class _Frame:
+    plate: Any  # the plate frame (kept for writing: its info, its RGBA)
+    rgb: np.ndarray  # (H, W, 3) sRGB [0, 1], what the flow sees
+    depth: np.ndarray | None  # (H, W)
+    normals: np.ndarray | None  # (3, H, W)
+    sums: dict[str, np.ndarray] = field(default_factory=dict)  # stabilised pass -> weighted sum over windows
+
+
+class ShotStabilizer:
+    """Frames go in in shot order (`push`), stabilised frames come out once every stabiliser window
+    covering them has run. Memory: the frames of about one window; cost per frame: about
+    window / (window - overlap) runs of the whole-clip stabiliser."""
+
+    def __init__(
+        self,
+        length: int,
+        passes: list[str],
+        estimator: FlowEstimator,
+        device: torch.device,
+        *,
+        settings: StabilizeSettings | None = None,
+    ):
+        self.schedule = stabilizer_schedule(length)
+        self.passes = list(passes)
+        self.estimator = estimator
+        self.device = device
+        self.settings = settings or StabilizeSettings()
+        self.frames: dict[int, _Frame] = {}
+        self.pushed: set[int] = set()
+        self.ran: set[int] = set()  # window indices already stabilised
+
+    def push(
+        self, position: int, plate: Any, depth: np.ndarray | None, normals: np.ndarray | None
+    ) -> list[tuple[int, Any, np.ndarray | None, np.ndarray | None]]:
+        """Add the next final frame; returns the frames (position, plate, depth, normals) now finished."""
+        self.frames[position] = _Frame(plate, np.asarray(plate.rgb, np.float32), depth, normals)
+        self.pushed.add(position)
+        done = []
+        for window in self.schedule.covering(position):
+            if window.index not in self.ran and all(p in self.pushed for p in window.positions):
+                self._run(window)
+                self.ran.add(window.index)
+        for p in sorted(self.frames):
+            covering = self.schedule.covering(p)
+            if all(w.index in self.ran for w in covering):
+                done.append(self._finish(p))
+            elif not any(w.index not in self.ran and self._can_run(w, position) for w in covering):
+                del self.frames[p]  # context only: no window still to run needs it, and it is never finished
+        return done
+
+    def _can_run(self, window: Window, latest: int) -> bool:
+        return all(p in self.pushed or p > latest for p in window.positions)
+
+    def _run(self, window: Window) -> None:
+        frames = [self.frames[p] for p in window.positions]
+        plate = torch.from_numpy(np.stack([f.rgb for f in frames])).permute(0, 3, 1, 2).to(self.device)
+        depth = None
+        if frames[0].depth is not None:
+            depth = torch.from_numpy(np.stack([f.depth for f in frames]).astype(np.float32)[:, None]).to(self.device)
+        normals = None
+        if "normal" in self.passes:
+            normals = torch.from_numpy(np.stack([f.normals for f in frames]).astype(np.float32)).to(self.device)
+        out: dict[str, np.ndarray] = {}
+        if len(frames) > 1:
+            pairs = compute_frame_pairs(plate, self.estimator, depth=depth, tau=self.settings.cycle_tolerance)
+            if "depth" in self.passes and depth is not None:
+                out["depth"] = stabilize_depth(depth, pairs, settings=self.settings).depth[:, 0].double().cpu().numpy()
+            if normals is not None:
+                out["normal"] = stabilize_normals(normals, pairs, settings=self.settings).double().cpu().numpy()
+        else:
+            if "depth" in self.passes and depth is not None:
+                out["depth"] = depth[:, 0].double().cpu().numpy()
+            if normals is not None:
+                out["normal"] = normals.double().cpu().numpy()
+        for offset, p in enumerate(window.positions):
+            weight = self.schedule.blend_weights(p)[window.index]
+            sums = self.frames[p].sums
+            for name, values in out.items():
+                term = weight * values[offset]
+                sums[name] = term if name not in sums else sums[name] + term
+
+    def _finish(self, position: int) -> tuple[int, Any, np.ndarray | None, np.ndarray | None]:
+        frame = self.frames.pop(position)
+        depth = frame.sums.get("depth", frame.depth)
+        normals = frame.sums.get("normal")
+        if normals is not None:
+            normals = normals / np.maximum(np.linalg.norm(normals, axis=0, keepdims=True), 1e-12)
+        else:
+            normals = frame.normals
+        return position, frame.plate, depth, normals
