@@ -32,7 +32,7 @@ def test_host_side_modules_parse_as_python_3_10():
 def test_client_starts_and_drives_a_server_without_heavy_modules(tmp_path):
     discovery = tmp_path / "home" / "server.json"
     missing = tmp_path / "plates" / "missing.####.exr"
-    command = shlex.join([*server_command(), "--port", "0", "--device", "cpu"])
+    command = shlex.join([*server_command(), "--port", "0", "--device", "cpu", "--allow-root", str(tmp_path)])
     result = run_without_heavy_modules(
         f"""
         import json, sys
