@@ -136,3 +136,16 @@ def test_a_folder_swapped_for_a_link_after_submission_gets_no_frame_outside(conf
     assert "outside" in str(info.value) or "symbolic link" in str(info.value)
     assert list(target.iterdir()) == []
     assert list((root / "renders" / "moved").glob("swap.*.exr"))  # the frames before the swap stay
+
+
+def test_without_allow_root_the_roots_are_the_studio_setting_else_the_working_folder(tmp_path, monkeypatch):
+    from bufferany_core.service.cli import ALLOW_ROOTS_ENV, default_roots
+
+    shows, renders = tmp_path / "shows", tmp_path / "renders"
+    monkeypatch.setenv(ALLOW_ROOTS_ENV, os.pathsep.join([str(shows), "", str(renders)]))
+    assert default_roots() == [os.path.realpath(shows), os.path.realpath(renders)]
+    monkeypatch.delenv(ALLOW_ROOTS_ENV)
+    monkeypatch.chdir(tmp_path)
+    assert default_roots() == [os.path.realpath(tmp_path)]
+    monkeypatch.chdir("/")
+    assert default_roots() == []  # a daemon's usual working folder would allow everything

@@ -51,8 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="DIR",
-        help="a folder jobs may read inputs from and write outputs under (repeatable). Default: the "
-        "server's working directory (none when that is /); jobs elsewhere are rejected",
+        help=f"a folder jobs may read inputs from and write outputs under (repeatable). Default: "
+        f"${ALLOW_ROOTS_ENV} (folders separated by {os.pathsep!r}), else the server's working directory "
+        "(none when that is /); jobs elsewhere are rejected",
     )
     parser.add_argument(
         "--max-models",
@@ -79,9 +80,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+ALLOW_ROOTS_ENV = "BUFFERANY_ALLOW_ROOTS"
+
+
 def default_roots() -> list[str]:
-    """Without --allow-root: the working directory the server started in, unless that is the
-    filesystem's root (a daemon's usual cwd), which would allow everything."""
+    """Without --allow-root: the studio's `$BUFFERANY_ALLOW_ROOTS` (its project and render mounts, set
+    where the server is started), else the working directory the server started in, unless that is
+    the filesystem's root (a daemon's usual cwd), which would allow everything."""
+    configured = [os.path.realpath(p) for p in os.environ.get(ALLOW_ROOTS_ENV, "").split(os.pathsep) if p]
+    if configured:
+        return configured
     cwd = os.path.realpath(os.getcwd())
     return [] if os.path.dirname(cwd) == cwd else [cwd]
 
