@@ -5,8 +5,10 @@ memory beyond the file's tensors)."""
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 import torch
 from torch import nn
@@ -107,7 +109,10 @@ def _verify_folder_modules(check: Check, model: ManagedModel, folder: Path) -> N
     from bufferany_core.models.normal.configs import UNET_CONFIGS, VAE_CONFIGS
 
     size = model.size
-    builders = {"unet": lambda: UNet2DConditionModel(**UNET_CONFIGS[size]), "vae": lambda: AutoencoderKL(**VAE_CONFIGS[size])}
+    builders: dict[str, Callable[[], nn.Module]] = {
+        "unet": lambda: cast(nn.Module, UNet2DConditionModel(**UNET_CONFIGS[size])),
+        "vae": lambda: cast(nn.Module, AutoencoderKL(**VAE_CONFIGS[size])),
+    }
     for sub, build in builders.items():
         weights = next(
             (folder / sub / n for n in ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin")
