@@ -10,3 +10,4 @@ if bufferany_nuke is not None:
     nuke.menu("Nodes").addMenu("BufferAnytime").addCommand(
         "BufferAnytime", "import bufferany_nuke; bufferany_nuke.create_node()"
     )
+    bufferany_nuke.install_callbacks()

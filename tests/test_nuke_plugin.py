@@ -100,7 +100,8 @@ def test_node_has_its_knobs_and_passes_the_plate_through_before_generating(scrip
     assert make_node().name() == "BufferAnytime2"
     with group:
         write, read, copy = (nuke.toNode(n) for n in (node.CACHE_WRITE, node.PASSES_READ, node.COPY))
-    assert write["datatype"].value() == "32 bit float" and write["file_type"].value() == "exr"
+    assert write["datatype"].value() == "16 bit half" and write["file_type"].value() == "exr"
+    assert write["channels"].value() == "rgb" and write["raw"].value()
     assert write["compression"].value() in ("Zip (1 scanline)", "Zip (16 scanlines)", "none")
     assert copy.input(0).Class() == "Input" and copy.input(1) is read and copy["disable"].value()
     assert write["disable"].value()  # a farm's "render all Writes" must not re-render the cache
@@ -217,7 +218,12 @@ def test_cache_key_follows_settings_and_upstream_but_not_layer_names(script, tmp
     assert key() != base  # a re-rendered plate frame
 
 
-def test_generate_without_a_server_reports_on_the_node_from_the_main_thread(script):
+def srgb_encode(linear):
+    linear = np.clip(linear, 0.0, None)
+    return np.where(linear <= 0.0031308, 12.92 * linear, 1.055 * linear ** (1 / 2.4) - 0.055)
+
+
+def test_generate_without_a_server_reports_on_the_node_from_the_main_thread(script, tmp_path):
     group = make_node()
     assert bufferany_nuke.generate(group) is None  # returns at once; the worker connects
     assert script.executed == [("BufferAnytime1.CacheWrite", FIRST, LAST)]  # plate rendered to the cache
@@ -232,8 +238,12 @@ def test_generate_without_a_server_reports_on_the_node_from_the_main_thread(scri
     # the plate frames the Write rendered are real float EXRs in the cache
     entry = cache.entry_for(group, settings.read_settings(group))
     channels, spec = read_exr(entry.plate_pattern.replace("####", f"{FIRST:04d}"))
-    assert sorted(channels) == ["A", "B", "G", "R"] and str(spec.format) == "float"
+    assert sorted(channels) == ["B", "G", "R"] and str(spec.format) == "half"  # RGB half: what the models read
     assert spec.get_float_attribute("PixelAspectRatio") == PIXEL_ASPECT
+    plate, _ = read_exr(tmp_path / "plate" / f"plate.{FIRST:04d}.exr")
+    # nuke-default: the working space "linear" converted to "sRGB" inside the Group
+    assert np.allclose(channels["G"], srgb_encode(plate["G"]), atol=2e-3)
+    assert entry.plate_pattern.startswith((tmp_path / "cache" / "plates").as_posix())
 
 
 def test_batch_generate_is_synchronous_and_raises_the_service_error(script):

@@ -7,7 +7,19 @@ from bufferany_nuke.core_path import ensure_core_importable
 
 ensure_core_importable()
 
-from bufferany_nuke.generate import cancel, generate  # noqa: E402
+from bufferany_nuke.cache import clean as clean_cache  # noqa: E402
+from bufferany_nuke.generate import cancel, cancel_script_jobs, generate, install_callbacks  # noqa: E402
 from bufferany_nuke.node import create_node, is_bufferany_node, knob_changed  # noqa: E402
+from bufferany_nuke.settings import set_cache_root_callback  # noqa: E402
 
-__all__ = ["cancel", "create_node", "generate", "is_bufferany_node", "knob_changed"]
+__all__ = [
+    "cancel",
+    "cancel_script_jobs",
+    "clean_cache",
+    "create_node",
+    "generate",
+    "install_callbacks",
+    "is_bufferany_node",
+    "knob_changed",
+    "set_cache_root_callback",
+]

@@ -1,8 +1,16 @@
-"""Cache of plate frames and passes: same input frames + same settings -> the same folder, reused.
+"""Cache of plate frames and passes, content-addressed under one root (settings.cache_root):
 
-The key hashes the settings that decide the pixels with a signature of everything upstream: each
-upstream node's class and non-default knobs, and the size and modification time of every file those
-nodes read in the frame range. A finished render leaves a marker naming its key and frames.
+    <root>/plates/<plate key>/plate.####.exr              the plate as the models see it (sRGB, half)
+    <root>/plates/<plate key>/bufferany_plate.json
+    <root>/passes/<passes key>/plate_buffers.####.exr     depth.Z, N.X/Y/Z
+    <root>/passes/<passes key>/bufferany_nuke.json        key, frames, the job's result
+
+The plate key hashes a signature of everything upstream (each upstream node's class and knobs, the
+insides of upstream Groups, and the size and modification time of every file they read in the frame
+range), the colour conversion and the frame range: one plate per upstream state, whatever the job
+settings. The passes key adds the job settings. Any node, script or artist with the same upstream
+and settings reuses the same folders; earlier versions stay beside the new ones until `clean`
+removes the folders unused for a while. A finished render leaves a marker naming its key and frames.
 """
 
 from __future__ import annotations
@@ -10,6 +18,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,21 +32,24 @@ from bufferany_core.framepaths import frame_path
 from bufferany_nuke.settings import NodeSettings
 
 MARKER = "bufferany_nuke.json"
+PLATE_MARKER = "bufferany_plate.json"
 _PADDING = "#" * OUTPUT_PADDING
 
 
 @dataclass(frozen=True)
 class CacheEntry:
-    folder: Path
+    folder: Path  # the passes' folder
     key: str
+    plate_folder: Path
+    plate_key: str
 
     @property
     def plate_pattern(self) -> str:
-        return str(self.folder / f"plate.{_PADDING}.exr")
+        return (self.plate_folder / f"plate.{_PADDING}.exr").as_posix()
 
     @property
     def passes_pattern(self) -> str:
-        return str(self.folder / f"plate{OUTPUT_SUFFIX}.{_PADDING}.exr")
+        return (self.folder / f"plate{OUTPUT_SUFFIX}.{_PADDING}.exr").as_posix()
 
     @property
     def marker(self) -> Path:
@@ -48,35 +61,99 @@ class CacheEntry:
     def finished_result(self, first: int, last: int) -> dict[str, Any] | None:
         """The recorded job result when a finished render with this key exists and none of its pass
         files went missing, else None."""
-        try:
-            record = json.loads(self.marker.read_text())
-        except (OSError, ValueError):
-            return None
+        record = _read_marker(self.marker)
         if record.get("key") != self.key or record.get("frames") != [first, last]:
             return None
         if not all(self.passes_file(frame).is_file() for frame in range(first, last + 1)):
             return None
         result = record.get("result")
-        return result if isinstance(result, dict) else None
+        if isinstance(result, dict):
+            _touch(self.marker)
+            return result
+        return None
 
     def record(self, first: int, last: int, result: dict[str, Any]) -> None:
         """Mark the render finished (atomically: a half-written marker never counts)."""
-        text = json.dumps({"key": self.key, "frames": [first, last], "result": result}, indent=1)
+        text = json.dumps({"key": self.key, "plate": self.plate_key, "frames": [first, last], "result": result}, indent=1)
         atomic_write(self.marker, lambda temporary: temporary.write_text(text))
+
+    def plate_ready(self, first: int, last: int) -> bool:
+        """Whether the plate frames of this upstream state are all cached already."""
+        record = _read_marker(self.plate_folder / PLATE_MARKER)
+        if record.get("key") != self.plate_key or record.get("frames") != [first, last]:
+            return False
+        ready = all(Path(frame_path(self.plate_pattern, f)).is_file() for f in range(first, last + 1))
+        if ready:
+            _touch(self.plate_folder / PLATE_MARKER)
+        return ready
+
+    def record_plate(self, first: int, last: int) -> None:
+        text = json.dumps({"key": self.plate_key, "frames": [first, last]}, indent=1)
+        atomic_write(self.plate_folder / PLATE_MARKER, lambda temporary: temporary.write_text(text))
+
+
+def _read_marker(path: Path) -> dict[str, Any]:
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
+def _touch(path: Path) -> None:
+    try:
+        os.utime(path)
+    except OSError:
+        pass  # a read-only cache (another artist's) still serves
 
 
 def entry_for(group: nuke.Group, settings: NodeSettings) -> CacheEntry:
-    """The cache folder for `group`'s current input and settings (main thread: reads the node graph)."""
+    """The cache folders for `group`'s current input and settings (main thread: reads the node graph)."""
     plate = group.input(0)
     if plate is None:
         raise ValueError(f"{group.fullName()}: no input")
-    signature = {
-        "settings": settings.result_fields(),
+    plate_signature = {
         "upstream": _upstream_knobs(plate),
         "files": _file_stats(plate, settings.first, settings.last),
+        "colour": settings.colour.key() if settings.colour is not None else None,
+        "frames": [settings.first, settings.last],
     }
-    key = hashlib.sha256(json.dumps(signature, sort_keys=True).encode()).hexdigest()
-    return CacheEntry(folder=settings.cache_root / f"{group.name()}_{key[:16]}", key=key)
+    plate_key = _hash(plate_signature)
+    key = _hash({"plate": plate_key, "settings": settings.result_fields()})
+    return CacheEntry(
+        folder=settings.cache_root / "passes" / key[:20],
+        key=key,
+        plate_folder=settings.cache_root / "plates" / plate_key[:20],
+        plate_key=plate_key,
+    )
+
+
+def _hash(data: Any) -> str:
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+
+
+def clean(root: str | os.PathLike[str], *, older_than_days: float) -> list[Path]:
+    """Remove the cached plates and passes under `root` unused (neither made nor reused) for
+    `older_than_days`; returns the folders removed. Folders without a marker (a render in progress
+    or cancelled) count from their own modification time."""
+    removed: list[Path] = []
+    limit = time.time() - older_than_days * 86400
+    for kind, marker in (("plates", PLATE_MARKER), ("passes", MARKER)):
+        parent = Path(root) / kind
+        if not parent.is_dir():
+            continue
+        for folder in parent.iterdir():
+            if not folder.is_dir():
+                continue
+            stamp = folder / marker
+            try:
+                used = (stamp if stamp.exists() else folder).stat().st_mtime
+            except OSError:
+                continue
+            if used < limit:
+                shutil.rmtree(folder, ignore_errors=True)
+                removed.append(folder)
+    return removed
 
 
 # Knobs that change how a node looks in the DAG, never its pixels: moving or selecting a node
@@ -103,6 +180,8 @@ def _upstream_knobs(start: nuke.Node) -> list[list[str]]:
         values = [f"{knob} {knobs[knob].toScript()}" for knob in sorted(knobs) if knob not in _LOOKS_ONLY]
         order.append([node.Class(), *values])
         stack.extend(reversed(node.dependencies(nuke.INPUTS | nuke.HIDDEN_INPUTS)))
+        if isinstance(node, nuke.Group) and not isinstance(node, nuke.Root):
+            stack.extend(reversed(node.nodes()))  # a Group's or gizmo's insides change its pixels too
     return order
 
 
@@ -114,7 +193,7 @@ def _file_stats(start: nuke.Node, first: int, last: int) -> list[list[Any]]:
             try:
                 info = os.stat(str(path))
             except OSError:
-                stats.append([str(path), None, None])
+                stats.append([Path(str(path)).as_posix(), None, None])
             else:
-                stats.append([str(path), info.st_size, info.st_mtime_ns])
+                stats.append([Path(str(path)).as_posix(), info.st_size, info.st_mtime_ns])
     return sorted(stats, key=lambda item: item[0])

@@ -3,26 +3,36 @@
 In the GUI the server part runs on a worker thread and every node or knob edit goes back through
 `nuke.executeInMainThread`; in `nuke -t` (or `synchronous=True`) the same steps run in the calling
 thread and errors are raised. The worker touches no node: it gets plain values read beforehand.
+
+A job in flight belongs to (script, node identity): the node's hidden uuid knob, never its name, so a
+renamed node still gets its passes and another script's node never does. Closing the script cancels
+its jobs. The worker never waits on the server unboundedly: without an event for a few seconds it
+asks for the job's status, and a server that does not answer within the node's timeout fails the job
+on the node (the node is free to generate again).
 """
 
 from __future__ import annotations
 
+import queue
 import sys
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import nuke
 
-from bufferany_core.client import Client, JobCancelledError
-from bufferany_core.errors import BufferanyError, CancelledError
+from bufferany_core.client import Client, JobCancelledError, JobFailedError
+from bufferany_core.errors import BufferanyError, CancelledError, ServiceError
 from bufferany_core.jobs import RenderJob
-from bufferany_nuke import cache, node
-from bufferany_nuke.settings import NodeSettings, read_settings
+from bufferany_nuke import cache, colour, node
+from bufferany_nuke.settings import NodeSettings, read_settings, script_name
 
-_CANCEL_POLL_S = 0.1
-_RUNNING: dict[str, _Run] = {}  # node full name -> its job in flight (one per node)
+_POLL_S = 0.1
+_QUIET_S = 5.0  # without an event this long, ask the server for the job's status
+_RUNNING: dict[tuple[str, str], _Run] = {}  # (script, node identity) -> its job in flight
+_CALLBACKS_INSTALLED = False
 
 
 def generate(group: nuke.Node | None = None, *, synchronous: bool | None = None) -> dict[str, Any] | None:
@@ -34,8 +44,7 @@ def generate(group: nuke.Node | None = None, *, synchronous: bool | None = None)
     if not isinstance(group, nuke.Group) or not node.is_bufferany_node(group):
         raise ValueError(f"{group.fullName()} is not a BufferAnytime node")
     sync = (not nuke.GUI) if synchronous is None else synchronous
-    name = group.fullName()
-    if name in _RUNNING:
+    if (script_name(), node.node_id(group)) in _RUNNING:
         _set_status(group, "already generating: Cancel first to start again")
         return None
     try:
@@ -52,18 +61,19 @@ def generate(group: nuke.Node | None = None, *, synchronous: bool | None = None)
         if sync:
             raise
         return None
-    run = _Run(name=name, settings=settings, entry=entry, synchronous=sync)
-    _RUNNING[name] = run
+    run = _Run(name=group.fullName(), settings=settings, entry=entry, synchronous=sync)
+    _RUNNING[settings.run_key] = run
     if sync:
         return run.work()
-    threading.Thread(target=run.work, name=f"bufferany {name}", daemon=True).start()
+    threading.Thread(target=run.work, name=f"bufferany {run.name}", daemon=True).start()
     return None
 
 
 def cancel(group: nuke.Node | None = None) -> None:
     """Cancel button: ask the server to stop this node's job (finished frames stay valid)."""
     group = group if group is not None else nuke.thisNode()
-    run = _RUNNING.get(group.fullName())
+    identity = group.knob(node.NODE_ID)
+    run = _RUNNING.get((script_name(), str(identity.value()))) if identity is not None else None
     if run is None:
         _set_status(group, "nothing to cancel")
         return
@@ -71,17 +81,46 @@ def cancel(group: nuke.Node | None = None) -> None:
     _set_status(group, "cancelling")
 
 
+def cancel_script_jobs() -> int:
+    """onScriptClose: cancel every job the closing script started; they never touch a node again.
+    Returns how many were asked to stop."""
+    script = script_name()
+    runs = [run for key, run in list(_RUNNING.items()) if key[0] == script]
+    for run in runs:
+        run.detached.set()
+        run.cancel_requested.set()
+    return len(runs)
+
+
+def install_callbacks() -> None:
+    """Register the onScriptClose callback once (menu.py calls this in the GUI)."""
+    global _CALLBACKS_INSTALLED
+    if not _CALLBACKS_INSTALLED:
+        nuke.addOnScriptClose(cancel_script_jobs)
+        _CALLBACKS_INSTALLED = True
+
+
 def _render_plate(group: nuke.Group, entry: cache.CacheEntry, settings: NodeSettings) -> None:
-    """Write the plate frames to the cache as float EXR through the internal Write (main thread)."""
-    entry.folder.mkdir(parents=True, exist_ok=True)
+    """Write the plate frames to the cache (main thread): the input's format, not its bounding box,
+    converted to sRGB for the models, half float. Skipped when this upstream state is cached."""
+    if not settings.force and entry.plate_ready(settings.first, settings.last):
+        return
+    plate = group.input(0)
+    assert plate is not None
+    fmt = plate.format()
+    node.internal(group, node.TO_FORMAT)["box"].setValue([0, 0, fmt.width(), fmt.height()])
+    assert settings.colour is not None
+    colour.apply(node.internal(group, node.TO_SRGB), settings.colour)
+    entry.plate_folder.mkdir(parents=True, exist_ok=True)
     write = node.internal(group, node.CACHE_WRITE)
     write["file"].setValue(entry.plate_pattern)
-    _set_status(group, f"writing plate frames {settings.first}-{settings.last} to {entry.folder}")
+    _set_status(group, f"writing plate frames {settings.first}-{settings.last} to {entry.plate_folder}")
     write["disable"].setValue(False)
     try:
         nuke.execute(write, settings.first, settings.last, 1)
     finally:
         write["disable"].setValue(True)  # so "render all Writes" (nuke -x, F7) never re-renders the cache
+    entry.record_plate(settings.first, settings.last)
 
 
 def _set_status(group: nuke.Node, text: str) -> None:
@@ -97,7 +136,7 @@ class _Run:
     entry: cache.CacheEntry
     synchronous: bool
     cancel_requested: threading.Event = field(default_factory=threading.Event)
-    _finished: threading.Event = field(default_factory=threading.Event)
+    detached: threading.Event = field(default_factory=threading.Event)  # its script was closed
 
     def work(self) -> dict[str, Any] | None:
         task = nuke.ProgressTask(f"BufferAnytime {self.name}")
@@ -106,7 +145,7 @@ class _Run:
             result = self._submit_and_wait(task)
             self.entry.record(self.settings.first, self.settings.last, result)
         except (JobCancelledError, CancelledError):
-            self._in_main(_finish_status, self.name, "cancelled; finished frames are kept in the cache")
+            self._in_main(_finish_status, self.key, "cancelled; finished frames are kept in the cache")
             if self.synchronous:
                 raise
             return None
@@ -121,62 +160,110 @@ class _Run:
                 raise
             return None
         finally:
-            self._finished.set()
-            _RUNNING.pop(self.name, None)
+            _RUNNING.pop(self.key, None)
         status = _done_status("done:", self.settings, result)
-        self._in_main(
-            _link, self.name, self.entry.passes_pattern, self.settings.first, self.settings.last, status
-        )
+        self._in_main(_link, self.key, self.entry.passes_pattern, self.settings.first, self.settings.last, status)
         return result
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return self.settings.run_key
 
     def _submit_and_wait(self, task: nuke.ProgressTask) -> dict[str, Any]:
         job = _render_job(self.settings, self.entry)
         with Client.connect(**self.settings.connection.connect_kwargs()) as client:
             job_id = client.submit(job)
-            threading.Thread(target=self._watch_cancel, args=(task, job_id), daemon=True).start()
+            inbox: queue.Queue[tuple[str, Any]] = queue.Queue()
+            threading.Thread(
+                target=_stream, args=(client, job_id, inbox), name=f"bufferany events {job_id}", daemon=True
+            ).start()
+            return self._follow(client, job_id, inbox, task)
 
-            def on_event(event: dict[str, Any]) -> None:
-                self._on_event(task, event)
-
-            return client.wait(job_id, on_event=on_event)
+    def _follow(
+        self, client: Client, job_id: str, inbox: queue.Queue[tuple[str, Any]], task: nuke.ProgressTask
+    ) -> dict[str, Any]:
+        """Events until the job ends; cancel on request; the job's status when the stream is quiet.
+        Every request to the server has the connection's timeout, so a hung server ends this."""
+        timeout = self.settings.connection.timeout
+        quiet = max(1.0, min(_QUIET_S, timeout))
+        heard = time.monotonic()
+        cancel_deadline: float | None = None
+        while True:
+            try:
+                kind, item = inbox.get(timeout=_POLL_S)
+            except queue.Empty:
+                kind, item = "", None
+            now = time.monotonic()
+            if kind == "error":
+                raise item
+            if kind == "event":
+                heard = now
+                self._on_event(task, item)
+                ended = _ended(item, job_id)
+                if ended is not None:
+                    return ended
+                continue
+            if cancel_deadline is None and (task.isCancelled() or self.cancel_requested.is_set()):
+                task.setMessage("cancelling")
+                client.cancel(job_id)
+                cancel_deadline = now + timeout
+            if cancel_deadline is not None and now > cancel_deadline:
+                raise CancelledError(f"job {job_id}: cancelled; the server did not confirm within {timeout:.0f} s")
+            if now - heard >= quiet:
+                record = client.status(job_id)  # raises ServiceError when the server does not answer
+                heard = time.monotonic()
+                ended = _ended({**record, "type": record.get("state")}, job_id)
+                if ended is not None:
+                    return ended
 
     def _on_event(self, task: nuke.ProgressTask, event: dict[str, Any]) -> None:
         kind = event.get("type")
         if kind == "progress":
-            task.setProgress(int(event.get("percent", 0)))
+            task.setProgress(max(0, min(100, int(event.get("percent", 0)))))
             text = f"rendering passes: {event.get('done')}/{event.get('total')} frames"
             task.setMessage(text)
-            self._in_main(_finish_status, self.name, text)
+            self._in_main(_finish_status, self.key, text)
         elif kind == "queued":
             task.setMessage("queued on the server")
         elif kind == "log" and event.get("level") == "warning":
-            self._in_main(_finish_status, self.name, f"warning: {event.get('message')}")
-
-    def _watch_cancel(self, task: nuke.ProgressTask, job_id: str) -> None:
-        """Poll the progress bar's cancel and the Cancel button; tell the server on a connection of its own."""
-        while not self._finished.wait(_CANCEL_POLL_S):
-            if task.isCancelled() or self.cancel_requested.is_set():
-                try:
-                    with Client.connect(**self.settings.connection.connect_kwargs()) as client:
-                        client.cancel(job_id)
-                except BufferanyError as exc:
-                    text = f"error: cannot cancel job {job_id}: {exc}"
-                    if self.synchronous:  # never touch the node from this thread; batch has stderr
-                        print(f"BufferAnytime {self.name}: {text}", file=sys.stderr)
-                    else:
-                        self._report_error(text)
-                return
+            self._in_main(_finish_status, self.key, f"warning: {event.get('message')}")
 
     def _report_error(self, text: str) -> None:
-        self._in_main(_finish_status, self.name, text)
-        if nuke.GUI and not self.synchronous:
+        self._in_main(_finish_status, self.key, text)
+        if nuke.GUI and not self.synchronous and not self.detached.is_set():
             self._in_main(nuke.message, f"BufferAnytime {self.name}\n{text}")
 
     def _in_main(self, call: Callable[..., Any], *args: Any) -> None:
+        if self.detached.is_set():
+            return  # the script it belongs to is closed
         if self.synchronous:
             call(*args)
         else:
             nuke.executeInMainThread(call, args)
+
+
+def _stream(client: Client, job_id: str, inbox: queue.Queue[tuple[str, Any]]) -> None:
+    """The job's events into `inbox` (its own connection; abandoned when the server hangs)."""
+    try:
+        for event in client.events(job_id):
+            inbox.put(("event", event))
+    except BaseException as exc:  # noqa: BLE001 (handed to the worker, which reports it)
+        inbox.put(("error", exc))
+
+
+def _ended(event: dict[str, Any], job_id: str) -> dict[str, Any] | None:
+    """The result of a terminal event or job record; raises for a failed or cancelled job."""
+    kind = event.get("type")
+    if kind == "finished":
+        result = event.get("result")
+        if not isinstance(result, dict):
+            raise ServiceError(f"job {job_id} finished without a result")
+        return result
+    if kind == "failed":
+        raise JobFailedError(str(event.get("error")), exit_code=int(event.get("exit_code") or 1), job_id=job_id)
+    if kind == "cancelled":
+        raise JobCancelledError(str(event.get("message") or f"job {job_id} was cancelled"), job_id=job_id)
+    return None
 
 
 def _render_job(settings: NodeSettings, entry: cache.CacheEntry) -> RenderJob:
@@ -194,19 +281,22 @@ def _done_status(prefix: str, settings: NodeSettings, result: dict[str, Any]) ->
     return f"{prefix} frames {settings.first}-{settings.last}{untrained}"
 
 
-def _lookup(name: str) -> nuke.Group | None:
-    found = nuke.toNode(name)
-    return found if isinstance(found, nuke.Group) else None
+def _lookup(key: tuple[str, str]) -> nuke.Group | None:
+    """The node a job belongs to, in the open script only (deleted, or another script: None)."""
+    script, identity = key
+    if script_name() != script:
+        return None
+    return node.find_by_id(identity)
 
 
-def _finish_status(name: str, text: str) -> None:
-    group = _lookup(name)  # the node may have been deleted while the job ran
+def _finish_status(key: tuple[str, str], text: str) -> None:
+    group = _lookup(key)
     if group is not None:
         _set_status(group, text)
 
 
-def _link(name: str, passes_pattern: str, first: int, last: int, status: str) -> None:
-    group = _lookup(name)
+def _link(key: tuple[str, str], passes_pattern: str, first: int, last: int, status: str) -> None:
+    group = _lookup(key)
     if group is not None:
         node.link_passes(group, passes_pattern, first, last)
         _set_status(group, status)

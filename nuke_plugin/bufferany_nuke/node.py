@@ -1,11 +1,15 @@
 """Build the BufferAnytime Group and wire the generated passes into its output stream.
 
-Inside the Group: Input `Plate` -> Copy `CopyPasses` (B) -> Output, with Read `PassesRead` on the
-Copy's A input; Write `CacheWrite` renders the plate to the EXR cache the server reads. The Copy stays
-disabled (plate passes through untouched) until passes are linked. Main thread only.
+Inside the Group: Input `Plate` -> Copy `CopyPasses` (B) -> Expression `Preview` -> Output, with Read
+`PassesRead` on the Copy's A input. For the server: `Plate` -> Crop `ToFormat` (the format, not the
+bounding box: overscan is cut, a smaller box padded black) -> OCIOColorSpace `ToModelSRGB` (see
+colour.py) -> Write `CacheWrite`, half float RGB. The Copy stays disabled (plate passes through
+untouched) until passes are linked; the Preview only while a preview is chosen. Main thread only.
 """
 
 from __future__ import annotations
+
+import uuid
 
 import nuke
 
@@ -14,14 +18,19 @@ from bufferany_nuke import job_knobs
 from bufferany_nuke.job_knobs import PASS_CHOICES
 
 NODE_MARKER = "bufferany_node"  # hidden knob telling a BufferAnytime Group from any other Group
+NODE_ID = "bufferany_uuid"  # hidden knob: the node's identity for jobs in flight (names change)
 PLATE = "Plate"
+TO_FORMAT = "ToFormat"
+TO_SRGB = "ToModelSRGB"
 CACHE_WRITE = "CacheWrite"
 PASSES_READ = "PassesRead"
 COPY = "CopyPasses"
+PREVIEW = "Preview"
 OUTPUT = "Output"
 
 COPY_SLOTS = 4  # Nuke's Copy node copies at most four channels: depth.Z + N.X/Y/Z
-LAYER_KNOBS = ("depth_layer", "normal_layer", "passes")
+LAYER_KNOBS = ("depth_layer", "normal_layer", "passes", "preview")
+PREVIEWS = ("off", "depth", "depth false colour", "normals")
 
 _GENERATE = "import bufferany_nuke; bufferany_nuke.generate(nuke.thisNode())"
 _CANCEL = "import bufferany_nuke; bufferany_nuke.cancel(nuke.thisNode())"
@@ -41,27 +50,61 @@ def create_node() -> nuke.Group:
 def build_node(name: str = "BufferAnytime1") -> nuke.Group:
     group = nuke.nodes.Group(name=name)
     _add_knobs(group)
+    fmt = nuke.root().format()
     with group:
         plate = nuke.nodes.Input(name=PLATE)
+        to_format = nuke.nodes.Crop(name=TO_FORMAT, intersect=False, reformat=False, crop=True)
+        to_format["box"].setValue([0, 0, fmt.width(), fmt.height()])
+        to_format.setInput(0, plate)
+        to_srgb = nuke.nodes.OCIOColorSpace(name=TO_SRGB)
+        to_srgb.setInput(0, to_format)
         write = nuke.nodes.Write(
             name=CACHE_WRITE,
             file_type="exr",
-            datatype="32 bit float",
+            datatype="16 bit half",  # sRGB-encoded pixels: half is exact enough and a quarter of RGBA float
             compression="Zip (1 scanline)",
-            channels="rgba",
+            channels="rgb",
             raw=True,
             create_directories=True,
             disable=True,  # enabled only while Generate renders the cache
         )
-        write.setInput(0, plate)
+        write.setInput(0, to_srgb)
         read = nuke.nodes.Read(name=PASSES_READ, raw=True, before="black", after="black")
         copy = nuke.nodes.Copy(name=COPY, bbox="B side", disable=True)
         copy.setInput(0, plate)  # B: the plate stream, whose format and pixel aspect the output keeps
         copy.setInput(1, read)  # A: the generated passes
+        preview = nuke.nodes.Expression(name=PREVIEW, disable=True)
+        preview.setInput(0, copy)
         output = nuke.nodes.Output(name=OUTPUT)
-        output.setInput(0, copy)
+        output.setInput(0, preview)
     group["knobChanged"].setValue(_KNOB_CHANGED)
     return group
+
+
+def node_id(group: nuke.Node) -> str:
+    """The node's identity, made once (a node from an older script, or a copy, gets one of its own)."""
+    knob = group.knob(NODE_ID)
+    if knob is None:
+        knob = nuke.String_Knob(NODE_ID, "")
+        knob.setFlag(nuke.INVISIBLE)
+        group.addKnob(knob)
+    value = str(knob.value())
+    twins = [
+        n for n in nuke.allNodes("Group", nuke.root(), recurseGroups=True)
+        if n is not group and is_bufferany_node(n) and n.knob(NODE_ID) is not None and str(n[NODE_ID].value()) == value
+    ]
+    if not value or twins:  # copy-pasted nodes share the knob's value: the one generating gets a new one
+        value = uuid.uuid4().hex
+        knob.setValue(value)
+    return value
+
+
+def find_by_id(identity: str) -> nuke.Group | None:
+    """The BufferAnytime node of the open script with this identity (None: deleted, or another script)."""
+    for found in nuke.allNodes("Group", nuke.root(), recurseGroups=True):
+        if isinstance(found, nuke.Group) and found.knob(NODE_ID) is not None and str(found[NODE_ID].value()) == identity:
+            return found
+    return None
 
 
 def _add_knobs(group: nuke.Group) -> None:
@@ -69,9 +112,13 @@ def _add_knobs(group: nuke.Group) -> None:
     range, layer names, server, cache, the buttons and the status line."""
     marker = nuke.String_Knob(NODE_MARKER, "")
     marker.setFlag(nuke.INVISIBLE)
+    identity = nuke.String_Knob(NODE_ID, "")
+    identity.setFlag(nuke.INVISIBLE)
     root = nuke.root()
     group.addKnob(nuke.Tab_Knob("bufferany", "BufferAnytime"))
     group.addKnob(marker)
+    group.addKnob(identity)
+    identity.setValue(uuid.uuid4().hex)
     job_knobs.add_job_knobs(group, advanced=False)
     knobs: list[nuke.Knob] = [
         nuke.Boolean_Knob("use_input_range", "use input range", True),
@@ -79,7 +126,16 @@ def _add_knobs(group: nuke.Group) -> None:
         nuke.Int_Knob("last_frame", ""),
         nuke.String_Knob("depth_layer", "depth layer", conventions.DEPTH_LAYER),
         nuke.String_Knob("normal_layer", "normal layer", conventions.NORMAL_LAYER),
+        nuke.Boolean_Knob("plate_is_srgb", "plate is display-referred sRGB", False),
+        nuke.String_Knob("model_colorspace", "sRGB colour space"),
+        nuke.Enumeration_Knob("preview", "preview", list(PREVIEWS)),
+        nuke.Double_Knob("near", "depth near"),
+        nuke.Double_Knob("far", "far"),
+        nuke.Boolean_Knob("invert", "invert", False),
         nuke.File_Knob("server", "server discovery file"),
+        nuke.String_Knob("server_host", "server host"),
+        nuke.Int_Knob("server_port", "port"),
+        nuke.Int_Knob("server_timeout", "server timeout (s)"),
         nuke.Boolean_Knob("start_server", "start server if needed", False),
         nuke.File_Knob("cache_dir", "cache folder"),
         nuke.Boolean_Knob("force", "regenerate even if cached", False),
@@ -93,21 +149,40 @@ def _add_knobs(group: nuke.Group) -> None:
     job_knobs.add_job_knobs(group, advanced=True)
     group["first_frame"].setValue(root.firstFrame())
     group["last_frame"].setValue(root.lastFrame())
-    group["last_frame"].clearFlag(nuke.STARTLINE)
-    group["cancel"].clearFlag(nuke.STARTLINE)
+    group["near"].setValue(0.0)
+    group["far"].setValue(1.0)
+    group["server_timeout"].setValue(30)
+    for name in ("last_frame", "cancel", "far", "invert", "server_port"):
+        group[name].clearFlag(nuke.STARTLINE)
     tips = {
         "use_input_range": "render the input's whole frame range instead of the range below",
+        "plate_is_srgb": "the plate already holds display-referred sRGB pixels (a JPEG or PNG plate read "
+        "raw, a graded review plate): no colour conversion before the models",
+        "model_colorspace": "the OCIO colour space the plate is converted to for the models (sRGB "
+        "encoding, no view transform); empty: found in the script's config (sRGB - Texture, sRGB, ...)",
+        "preview": "show a pass in rgb for a quick look (the passes stay in their own channels): depth "
+        "normalised between near and far, in grey or false colour, or normals as 0.5 + 0.5 N",
+        "near": "depth value shown black (blue in false colour)",
+        "far": "depth value shown white (red in false colour)",
+        "invert": "swap near and far in the preview",
         "server": "the server's discovery file; empty: $BUFFERANY_SERVER_FILE or ~/.bufferany/server.json",
-        "cache_dir": "where plate frames and passes are cached; empty: $BUFFERANY_NUKE_CACHE or "
-        "~/.bufferany/nuke_cache",
+        "server_host": "a server on another machine (bufferany-server --host ...); empty: the one in the "
+        "discovery file. Its token comes from $BUFFERANY_SERVER_TOKEN or the discovery file, never the script",
+        "server_port": "the remote server's port (with server host)",
+        "server_timeout": "seconds to wait for any answer from the server before giving up on it "
+        "(a hung server never leaves the node generating)",
+        "cache_dir": "where plate frames and passes are cached (TCL and $env expand); empty: the "
+        "pipeline's callback, $BUFFERANY_NUKE_CACHE, a bufferany_cache folder beside the saved script, "
+        "or ~/.bufferany/nuke_cache",
     }
     for name, tip in tips.items():
         group[name].setTooltip(tip)
-    # the plate reaches the server as the Write renders it: raw, in the script's working space
     colorspace = group.knob("input_colorspace")
     if colorspace is not None:
         colorspace.setTooltip(
-            colorspace.tooltip() + " (the cache holds the plate raw, in the script's working space)"
+            colorspace.tooltip() + ". Empty (recommended): the node converts the plate from the working "
+            "space to sRGB with OCIO itself. A name of the server's colour config: the plate goes to the "
+            "server raw, in the working space, and the server converts from that name"
         )
 
 
@@ -150,25 +225,58 @@ def _ensure_layer(layer: str, channels: tuple[str, ...]) -> None:
 
 
 def apply_layers(group: nuke.Group) -> None:
-    """Point the Copy at the selected passes under the chosen layer names."""
+    """Point the Copy at the selected passes under the chosen layer names, and the preview at them."""
     copy = internal(group, COPY)
     pairs = channel_pairs(group)
     for slot in range(COPY_SLOTS):
         source, target = pairs[slot] if slot < len(pairs) else ("none", "none")
         copy[f"from{slot}"].setValue(source)
         copy[f"to{slot}"].setValue(target)
+    apply_preview(group)
+
+
+def preview_expressions(group: nuke.Group) -> tuple[str, str, str] | None:
+    """The Preview's red, green and blue expressions (Nuke expression syntax), None when off or
+    when the pass it shows is not selected."""
+    mode = str(group["preview"].value())
+    passes = selected_passes(group)
+    if mode.startswith("depth") and "depth" in passes:
+        z = conventions.depth_channel(str(group["depth_layer"].value()))
+        v = f"clamp(({z} - parent.near) / (parent.far - parent.near))"
+        v = f"({v} + parent.invert * (1 - 2 * {v}))"
+        if mode == "depth":
+            return v, v, v
+        # a "jet" ramp: blue (near) -> cyan -> yellow -> red (far)
+        return tuple(f"clamp(1.5 - abs(4 * {v} - {c}))" for c in (3, 2, 1))  # type: ignore[return-value]
+    if mode == "normals" and "normal" in passes:
+        x, y, z = conventions.normal_channels(str(group["normal_layer"].value()))
+        return f"0.5 + 0.5 * {x}", f"0.5 + 0.5 * {y}", f"0.5 + 0.5 * {z}"
+    return None
+
+
+def apply_preview(group: nuke.Group) -> None:
+    preview = internal(group, PREVIEW)
+    expressions = preview_expressions(group)
+    linked = not bool(internal(group, COPY)["disable"].value())
+    preview["disable"].setValue(expressions is None or not linked)
+    for slot, text in enumerate(expressions or ("", "", "")):
+        preview[f"expr{slot}"].setValue(text)
 
 
 def link_passes(group: nuke.Group, passes_pattern: str, first: int, last: int) -> None:
-    """Read the generated passes (frame numbers equal the plate's) and merge them into the stream."""
+    """Read the generated passes (frame numbers equal the plate's) and merge them into the stream.
+    The Read reloads: Nuke would otherwise keep showing the frames it read before a regenerate."""
     read = internal(group, PASSES_READ)
     read["file"].setValue(passes_pattern)
     for knob in ("first", "origfirst"):
         read[knob].setValue(first)
     for knob in ("last", "origlast"):
         read[knob].setValue(last)
-    apply_layers(group)
+    reload = read["reload"]
+    if isinstance(reload, nuke.Script_Knob):  # the Read's Reload button
+        reload.execute()
     internal(group, COPY)["disable"].setValue(False)
+    apply_layers(group)
 
 
 def knob_changed(group: nuke.Node, knob: nuke.Knob) -> None:

@@ -190,7 +190,14 @@ class EvalString_Knob(String_Knob):
 
 
 class File_Knob(EvalString_Knob):
-    pass
+    def evaluate(self, *args: Any, **kwargs: Any) -> Any:
+        """The value with TCL expanded, as Nuke does for `[getenv X]`, `$env(X)` and `[value root.name]`
+        (`value()` returns the text as typed)."""
+        _main_only(f"{self._name}.evaluate()")
+        text = str(self._value)
+        text = re.sub(r"\[getenv (\w+)\]", lambda m: os.environ.get(m.group(1), ""), text)
+        text = re.sub(r"\$env\((\w+)\)", lambda m: os.environ.get(m.group(1), ""), text)
+        return text.replace("[value root.name]", str(_state.root["name"].value()))
 
 
 class Text_Knob(Knob):
@@ -268,6 +275,16 @@ class Script_Knob(String_Knob):
 
 class PyScript_Knob(Script_Knob):
     pass
+
+
+class _ReloadKnob(Script_Knob):
+    """A Read's Reload button: drops the frames the Read holds in memory."""
+
+    def execute(self) -> None:
+        _main_only(f"{self._name}.execute()")
+        node = self.node()
+        assert isinstance(node, _Read)
+        node._reload()
 
 
 def _run_script(code: str, node: Node, knob: Knob) -> None:
@@ -456,10 +473,14 @@ class _Read(Node):
             Enumeration_Knob("after", values=["hold", "black", "error"]),
             Enumeration_Knob("on_error", values=["error", "black"]),
             Boolean_Knob("raw"),
+            _ReloadKnob("reload", "Reload"),
         ]
 
     def frameRange(self) -> FrameRange:
         return FrameRange(int(self["first"].value()), int(self["last"].value()))
+
+    def _reload(self) -> None:
+        self._cache.clear()
 
     def fileDependencies(self, start: int, end: int) -> list[list[Any]]:
         first, last = max(start, self["first"].value()), min(end, self["last"].value())
@@ -476,10 +497,19 @@ class _Read(Node):
         return self._load(frame)
 
     def _load(self, frame: int) -> _Image:
+        """As Nuke's Read: a frame once loaded is shown from memory until the file name changes or
+        the Reload button is pressed, even when the file on disk was rewritten."""
         path = _frame_path(self["file"].value(), frame)
+        if path in self._cache:
+            return self._cache[path]
         if not os.path.isfile(path):
             raise RuntimeError(f"{self.fullName()}: {path}: no such file")
-        return _read_exr(path)
+        self._cache[path] = image = _read_exr(path)
+        return image
+
+    @property
+    def _cache(self) -> dict[str, _Image]:
+        return self.__dict__.setdefault("_frames", {})
 
 
 class _Write(Node):
@@ -556,6 +586,124 @@ class _Multiply(Node):
         gain = float(self["value"].value())
         channels = {k: v * gain if k in _RGBA[:3] else v for k, v in image.channels.items()}
         return _Image(channels, image.data_window, image.full_window, image.pixel_aspect)
+
+
+def _ocio_config() -> str:
+    """The OCIO config the script uses, as OpenColorIO opens it: Nuke's bundled configs stand in for
+    OCIO's built-in ones (nuke-default: tests/fake_nuke/ocio/nuke-default.ocio, same names)."""
+    chosen = str(_state.root["OCIO_config"].value())
+    if chosen == "custom":
+        return str(_state.root["customOCIOConfigPath"].value())
+    return _BUNDLED_CONFIGS[chosen]
+
+
+_BUNDLED_CONFIGS = {
+    "nuke-default": os.path.join(os.path.dirname(os.path.abspath(__file__)), "ocio", "nuke-default.ocio"),
+    "fn-nuke_cg-config-v1.0.0_aces-v1.3_ocio-v2.1": "ocio://cg-config-v1.0.0_aces-v1.3_ocio-v2.1",
+    "fn-nuke_studio-config-v1.0.0_aces-v1.3_ocio-v2.1": "ocio://studio-config-v1.0.0_aces-v1.3_ocio-v2.1",
+}
+
+
+class _OCIOColorSpace(Node):
+    """Converts rgb from in_colorspace to out_colorspace with OpenColorIO (through OpenImageIO) under
+    the script's config; alpha and other channels pass through."""
+
+    def _make_knobs(self) -> list[Knob]:
+        return [String_Knob("in_colorspace", value="scene_linear"), String_Knob("out_colorspace", value="scene_linear")]
+
+    def _render(self, frame: int) -> _Image:
+        import numpy as np
+        import OpenImageIO as oiio
+
+        image = super()._render(frame)
+        if self["disable"].value():
+            return image
+        source, target = str(self["in_colorspace"].value()), str(self["out_colorspace"].value())
+        config = _ocio_config()
+        rgb = np.stack([image.channels[c] for c in _RGBA[:3]], axis=-1).astype(np.float32)
+        converted = oiio.ImageBufAlgo.colorconvert(oiio.ImageBuf(rgb), source, target, False, "", "", config)
+        if converted.has_error:
+            raise RuntimeError(f"{self.fullName()}: OCIO: {converted.geterror()}")
+        pixels = converted.get_pixels(oiio.FLOAT)
+        channels = dict(image.channels)
+        for i, name in enumerate(_RGBA[:3]):
+            channels[name] = np.ascontiguousarray(pixels[:, :, i])
+        return _Image(channels, image.data_window, image.full_window, image.pixel_aspect, image.metadata)
+
+
+class _Crop(Node):
+    """box = (x, y, r, t) in Nuke's coordinates (origin bottom left). With `intersect` off the output
+    bounding box is the box exactly: pixels outside the input's bounding box are black."""
+
+    def _make_knobs(self) -> list[Knob]:
+        return [Knob("box", value=[0, 0, 0, 0]), Boolean_Knob("intersect"), Boolean_Knob("reformat"), Boolean_Knob("crop", value=True)]
+
+    def _render(self, frame: int) -> _Image:
+        import numpy as np
+
+        image = super()._render(frame)
+        if self["disable"].value():
+            return image
+        if self["reformat"].value() or self["intersect"].value():
+            raise RuntimeError(f"{self.fullName()}: this fake crops with reformat and intersect off only")
+        x, y, r, t = (int(v) for v in self["box"].value())
+        full_h = image.full_window[1] + image.full_window[3]
+        out = (x, full_h - t, r - x, t - y)  # OIIO data window: x, top y, width, height
+        ix, iy, iw, ih = image.data_window
+        channels = {}
+        for name, plane in image.channels.items():
+            canvas = np.zeros((out[3], out[2]), np.float32)
+            x0, x1 = max(ix, out[0]), min(ix + iw, out[0] + out[2])
+            y0, y1 = max(iy, out[1]), min(iy + ih, out[1] + out[3])
+            if x0 < x1 and y0 < y1:
+                canvas[y0 - out[1] : y1 - out[1], x0 - out[0] : x1 - out[0]] = plane[y0 - iy : y1 - iy, x0 - ix : x1 - ix]
+            channels[name] = canvas
+        return _Image(channels, out, image.full_window, image.pixel_aspect, image.metadata)
+
+
+class _Expression(Node):
+    """expr0..expr3 -> red, green, blue, alpha (an empty expression leaves its channel alone). The
+    expressions use Nuke's syntax as far as it is Python's too: arithmetic, `clamp`, `abs`, channels
+    as `layer.channel` or r/g/b/a, and the enclosing Group's knobs as `parent.knob`."""
+
+    def _make_knobs(self) -> list[Knob]:
+        return [String_Knob(f"expr{i}") for i in range(4)]
+
+    def _render(self, frame: int) -> _Image:
+        import numpy as np
+
+        image = super()._render(frame)
+        if self["disable"].value():
+            return image
+        zero = np.zeros_like(next(iter(image.channels.values())))
+        layers: dict[str, Any] = {}
+        for name, plane in image.channels.items():
+            layer, _, channel = name.partition(".")
+            layers.setdefault(layer, _Namespace()).__dict__[channel] = plane
+        group = self.parent()
+        knobs = _Namespace(**{n: k._value for n, k in group._knobs.items() if isinstance(k._value, (int, float))})
+        names = {
+            **layers,
+            "r": image.channels.get("rgba.red", zero),
+            "g": image.channels.get("rgba.green", zero),
+            "b": image.channels.get("rgba.blue", zero),
+            "a": image.channels.get("rgba.alpha", zero),
+            "parent": knobs,
+            "clamp": lambda v, lo=0.0, hi=1.0: np.clip(v, lo, hi),
+            "abs": np.abs,
+        }
+        channels = dict(image.channels)
+        for i, target in enumerate(_RGBA):
+            code = str(self[f"expr{i}"].value()).strip()
+            if code:
+                value = eval(code, {"__builtins__": {}}, names)  # noqa: S307 (test fake: the plugin's own expressions)
+                channels[target] = (zero + value).astype(np.float32)
+        return _Image(channels, image.data_window, image.full_window, image.pixel_aspect, image.metadata)
+
+
+class _Namespace:
+    def __init__(self, **values: Any) -> None:
+        self.__dict__.update(values)
 
 
 class _TimeOffset(Node):
@@ -641,7 +789,19 @@ class Group(_Delegating):
 
 class Root(Group):
     def _make_knobs(self) -> list[Knob]:
-        return [Int_Knob("first_frame", value=1), Int_Knob("last_frame", value=100), Knob("format")]
+        return [
+            Int_Knob("first_frame", value=1),
+            Int_Knob("last_frame", value=100),
+            Knob("format"),
+            Boolean_Knob("proxy"),
+            Enumeration_Knob("colorManagement", values=["Nuke", "OCIO"]),
+            Enumeration_Knob("OCIO_config", values=[*_BUNDLED_CONFIGS, "custom"]),
+            File_Knob("customOCIOConfigPath"),
+            String_Knob("workingSpaceLUT", value="linear"),
+        ]
+
+    def proxy(self, *args: Any, **kwargs: Any) -> Any:
+        return bool(self["proxy"].value())
 
     def firstFrame(self) -> int:
         return int(self["first_frame"].value())
@@ -678,6 +838,9 @@ _NODE_CLASSES: dict[str, type[Node]] = {
     "Group": Group,
     "Multiply": _Multiply,
     "TimeOffset": _TimeOffset,
+    "OCIOColorSpace": _OCIOColorSpace,
+    "Crop": _Crop,
+    "Expression": _Expression,
 }
 
 
@@ -793,6 +956,53 @@ def scriptSave(filename: str | None = None) -> bool:
     return True
 
 
+def scriptSaveAs(filename: str | None = None, overwrite: int | bool = False) -> None:
+    """Saves under a new name (recorded like scriptSave); refuses an existing file unless `overwrite`."""
+    _main_only("scriptSaveAs()")
+    assert filename is not None
+    if os.path.exists(filename) and not overwrite:
+        raise RuntimeError(f"scriptSaveAs: {filename} exists")
+    scriptSave(filename)
+    _state.root["name"].setValue(filename)
+    with open(filename, "a"):
+        pass
+
+
+def scriptName() -> str:
+    name = str(_state.root["name"].value())
+    if not name:
+        raise RuntimeError("script is not saved (no name)")
+    return name
+
+
+def scriptClose(*args: Any, **kwargs: Any) -> Any:
+    """Runs the onScriptClose callbacks, then leaves an empty untitled script (as File > Close)."""
+    _main_only("scriptClose()")
+    for call, call_args, call_kwargs in list(_state.on_script_close):
+        call(*call_args, **call_kwargs)
+    callbacks = _state.on_script_close
+    fmt = _state.root.format()
+    _reset(_state.root.firstFrame(), _state.root.lastFrame(), fmt, gui=GUI)
+    _state.on_script_close = callbacks
+    return True
+
+
+def addOnScriptClose(call: Callable[..., Any], args: Any = (), kwargs: Any = {}, nodeClass: str = "Root") -> None:
+    _state.on_script_close.append((call, tuple(args), dict(kwargs)))
+
+
+def removeOnScriptClose(call: Callable[..., Any], args: Any = (), kwargs: Any = {}, nodeClass: str = "Root") -> None:
+    _state.on_script_close = [c for c in _state.on_script_close if c[0] != call]
+
+
+def getOcioColorSpaces(*args: Any, **kwargs: Any) -> Any:
+    """The colour space names of the script's OCIO config."""
+    import OpenImageIO as oiio
+
+    config = oiio.ColorConfig(_ocio_config())
+    return list(config.getColorSpaceNames())
+
+
 def thisNode() -> Node:
     return _state.this[-1][0]
 
@@ -865,6 +1075,7 @@ class _State:
         self.written: list[str] = []
         self.menus: dict[str, Menu] = {}
         self.saved: list[tuple[str, dict[str, dict[str, Any]]]] = []
+        self.on_script_close: list[tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]] = []
 
 
 def _reset(first: int = 1, last: int = 100, fmt: Format | None = None, gui: bool = True) -> _State:
