@@ -41,6 +41,12 @@ def write_plate(folder: Path, first: int = FIRST, last: int = LAST, *, gain: flo
     return str(folder / "plate.####.exr")
 
 
+def srgb_encode(linear: np.ndarray) -> np.ndarray:
+    """The sRGB encoding (IEC 61966-2-1) of scene-linear values: what the node hands the models."""
+    linear = np.clip(linear, 0.0, None)
+    return np.where(linear <= 0.0031308, 12.92 * linear, 1.055 * linear ** (1 / 2.4) - 0.055)
+
+
 def read_exr(path: str | Path) -> tuple[dict[str, np.ndarray], oiio.ImageSpec]:
     inp = oiio.ImageInput.open(str(path))
     assert inp is not None, oiio.geterror()

@@ -3,10 +3,12 @@ batch errors, host safety and the type check against the `types-nuke` stubs."""
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -15,11 +17,14 @@ from nuke_support import (
     FIRST,
     LAST,
     PIXEL_ASPECT,
+    HEIGHT,
     PLUGIN,
     REPO,
+    WIDTH,
     fresh_script,
     make_node,
     read_exr,
+    srgb_encode,
     write_fake_script,
 )
 
@@ -216,11 +221,6 @@ def test_cache_key_follows_settings_and_upstream_but_not_layer_names(script, tmp
     stat = plate_file.stat()
     os.utime(plate_file, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
     assert key() != base  # a re-rendered plate frame
-
-
-def srgb_encode(linear):
-    linear = np.clip(linear, 0.0, None)
-    return np.where(linear <= 0.0031308, 12.92 * linear, 1.055 * linear ** (1 / 2.4) - 0.055)
 
 
 def test_generate_without_a_server_reports_on_the_node_from_the_main_thread(script, tmp_path):
@@ -422,3 +422,306 @@ def test_fake_nuke_follows_the_types_nuke_stubs():
             assert any(not o or o[: len(params)] == params for o in overloads), (key, params, overloads)
             checked += 1
     assert checked > 40
+
+
+# --- issue 20: colour, identity, reload, hung servers, caches, preview, geometry, batch -------------
+
+
+def _generate_plate_only(group):
+    """Generate in batch mode without a server: the plate reaches the cache, then the connection fails."""
+    nuke.GUI = False
+    with pytest.raises(ServerNotFoundError):
+        bufferany_nuke.generate(group)
+    found = settings.read_settings(group)
+    return cache.entry_for(group, found), found
+
+
+def _cached_plate(entry, frame=FIRST):
+    return read_exr(entry.plate_pattern.replace("####", f"{frame:04d}"))
+
+
+def test_aces_working_space_reaches_the_models_as_srgb(script, tmp_path):
+    """Under an ACES config the working space is ACEScg: the Group converts it to the config's sRGB
+    texture space with OCIO before the cache, and the job says srgb_tx (the server's name for it)."""
+    import OpenImageIO as oiio
+
+    nuke.root()["OCIO_config"].setValue("fn-nuke_cg-config-v1.0.0_aces-v1.3_ocio-v2.1")
+    nuke.root()["workingSpaceLUT"].setValue("ACEScg")
+    group = make_node()
+    entry, found = _generate_plate_only(group)
+    assert found.job["input_colorspace"] == "srgb_tx"
+    assert found.colour.target == "sRGB - Texture" and found.colour.convert
+    channels, spec = _cached_plate(entry)
+    plate, _ = read_exr(tmp_path / "plate" / f"plate.{FIRST:04d}.exr")
+    rgb = np.stack([plate[c] for c in "RGB"], axis=-1)
+    expected = oiio.ImageBufAlgo.colorconvert(
+        oiio.ImageBuf(rgb), "ACEScg", "sRGB - Texture", False, "", "", "ocio://cg-config-v1.0.0_aces-v1.3_ocio-v2.1"
+    ).get_pixels(oiio.FLOAT)
+    assert np.allclose(np.stack([channels[c] for c in "RGB"], axis=-1), expected, atol=2e-3)
+    assert not np.allclose(expected, srgb_encode(rgb), atol=2e-2)  # ACEScg is not linear Rec.709
+    job = _render_job(found, entry)
+    assert job.input_colorspace == "srgb_tx" and job.input == entry.plate_pattern
+
+
+def test_display_referred_plates_and_explicit_colour_spaces_skip_the_conversion(script, tmp_path):
+    group = make_node()
+    group["plate_is_srgb"].setValue(True)
+    entry, found = _generate_plate_only(group)
+    assert found.job["input_colorspace"] == "srgb_tx" and not found.colour.convert
+    channels, _ = _cached_plate(entry)
+    plate, _ = read_exr(tmp_path / "plate" / f"plate.{FIRST:04d}.exr")
+    assert np.allclose(channels["G"], plate["G"], atol=1e-3)  # untouched (half)
+
+    group["plate_is_srgb"].setValue(False)
+    group["input_colorspace"].setValue("ACEScg")  # the server converts, from its own config
+    found = settings.read_settings(group)
+    assert found.job["input_colorspace"] == "ACEScg" and not found.colour.convert
+    assert cache.entry_for(group, found).plate_key != entry.plate_key  # another plate: raw, not sRGB
+
+    group["input_colorspace"].setValue("")
+    group["model_colorspace"].setValue("No Such Space")
+    with pytest.raises(Exception, match="'sRGB colour space': 'No Such Space' is not in the OCIO config nuke-default"):
+        settings.read_settings(group)
+
+
+def test_a_started_server_never_inherits_nukes_colour_config_or_python(monkeypatch):
+    monkeypatch.setenv("BUFFERANY_SERVER_CMD", "/opt/bufferany/bin/bufferany-server --device cpu")
+    assert settings.server_command() == [
+        *("env", "-u", "OCIO", "-u", "PYTHONPATH", "-u", "PYTHONHOME"),
+        *("/opt/bufferany/bin/bufferany-server", "--device", "cpu"),
+    ]
+    monkeypatch.delenv("BUFFERANY_SERVER_CMD")
+    monkeypatch.setenv("PATH", "/nowhere")
+    assert settings.server_command() is None  # the client's own error then names the fix
+
+
+def test_jobs_belong_to_the_node_identity_and_script_not_its_name(script, tmp_path):
+    gen = importlib.import_module("bufferany_nuke.generate")
+
+    group = make_node()
+    identity = node.node_id(group)
+    assert len(identity) == 32 and node.node_id(group) == identity
+    assert gen._lookup(("", identity)) is group
+    group.setName("Renamed")
+    assert gen._lookup(("", identity)) is group  # renamed while a job runs: still found
+    copy = make_node()
+    copy[node.NODE_ID].setValue(identity)  # a copy-pasted node carries the same knob value
+    assert node.node_id(copy) != identity and node.node_id(group) == identity
+    nuke.root()["name"].setValue(str(tmp_path / "other.nk"))  # another script is open now
+    assert gen._lookup(("", identity)) is None
+
+
+def test_closing_the_script_cancels_its_jobs_and_they_never_touch_the_next_one(script):
+    gen = importlib.import_module("bufferany_nuke.generate")
+
+    bufferany_nuke.install_callbacks()
+    bufferany_nuke.install_callbacks()  # once only
+    assert len(script.on_script_close) == 1
+    group = make_node()
+    found = settings.read_settings(group)
+    run = gen._Run(name=group.fullName(), settings=found, entry=cache.entry_for(group, found), synchronous=False)
+    gen._RUNNING[found.run_key] = run
+    try:
+        nuke.scriptClose()
+        assert run.cancel_requested.is_set() and run.detached.is_set()
+        run._in_main(gen._finish_status, run.key, "late news")  # nothing reaches the new script
+        assert nuke._state.main_queue.empty()
+    finally:
+        gen._RUNNING.pop(found.run_key, None)
+
+
+def test_linking_again_reloads_the_passes_read(script, tmp_path):
+    group = make_node()
+    pattern = _write_passes(tmp_path / "passes", range(FIRST, LAST + 1))
+    node.link_passes(group, pattern, FIRST, LAST)
+    assert np.all(nuke._image(group, FIRST).channels["depth.Z"] == FIRST)
+    import OpenImageIO as oiio  # a forced regenerate rewrites the same files
+
+    path = pattern.replace("####", f"{FIRST:04d}")
+    buf = oiio.ImageBuf(path)
+    oiio.ImageBufAlgo.mul(buf, buf, 2.0)
+    buf.write(path + ".tmp.exr")
+    os.replace(path + ".tmp.exr", path)
+    assert np.all(nuke._image(group, FIRST).channels["depth.Z"] == FIRST)  # Nuke still shows the old frame
+    node.link_passes(group, pattern, FIRST, LAST)
+    assert np.all(nuke._image(group, FIRST).channels["depth.Z"] == 2 * FIRST)
+
+
+def _hung_peer():
+    """A server that welcomes, queues the job, subscribes, and then never says another word."""
+    import socket
+    import threading
+
+    from bufferany_core import protocol
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    connections = []
+
+    def one(conn):
+        connections.append(conn)
+        while True:
+            try:
+                header = conn.recv(protocol.HEADER.size, socket.MSG_WAITALL)
+                if not header:
+                    return
+                request = protocol.decode(conn.recv(protocol.body_length(header), socket.MSG_WAITALL))
+            except OSError:
+                return
+            kind, rid = request["type"], request["id"]
+            reply = {
+                "hello": {"type": "welcome", "id": rid, "protocol": 1, "version": "hung", "pid": 0},
+                "submit": {"type": "result", "id": rid, "job_id": "j1", "state": "queued"},
+                "subscribe": {"type": "result", "id": rid, "job": {}, "subscribed": True},
+            }.get(kind)
+            if reply is not None:
+                conn.sendall(protocol.encode(reply))
+
+    def accept():
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=one, args=(conn,), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+    return listener, connections
+
+
+def test_a_hung_server_fails_the_job_instead_of_leaving_the_node_generating(script, monkeypatch):
+    listener, connections = _hung_peer()
+    try:
+        monkeypatch.setenv("BUFFERANY_SERVER_TOKEN", "secret")
+        group = make_node()
+        group["server_host"].setValue("127.0.0.1")
+        group["server_port"].setValue(listener.getsockname()[1])
+        group["server_timeout"].setValue(1)
+        assert settings.read_settings(group).connection.connect_kwargs()["token"] == "secret"
+        bufferany_nuke.generate(group)
+        nuke._pump(lambda: group["status"].value().startswith("error"), timeout=30)
+        assert "did not answer within 1" in group["status"].value(), group["status"].value()
+        group["generate"].execute()  # not "already generating": the node is free again
+        assert not group["status"].value().startswith("already")
+        nuke._pump(lambda: group["status"].value().startswith("error"), timeout=30)
+    finally:
+        listener.close()
+        for conn in connections:
+            conn.close()
+
+
+def test_remote_server_needs_a_port_and_a_token(script, monkeypatch, tmp_path):
+    monkeypatch.delenv("BUFFERANY_SERVER_TOKEN", raising=False)
+    group = make_node()
+    group["server_host"].setValue("gpu07")
+    with pytest.raises(Exception, match="a remote server needs its port"):
+        settings.read_settings(group)
+    group["server_port"].setValue(7600)
+    with pytest.raises(Exception, match="BUFFERANY_SERVER_TOKEN"):
+        settings.read_settings(group).connection.connect_kwargs()
+
+
+def test_plate_is_cached_once_per_upstream_state_and_passes_per_settings(script, tmp_path):
+    group = make_node()
+    first, _ = _generate_plate_only(group)
+    written = len(script.written)
+    group["stabilize"].setValue("off")
+    second, _ = _generate_plate_only(group)
+    assert second.plate_key == first.plate_key and second.key != first.key
+    assert len(script.written) == written  # the plate was not written again
+    assert second.folder.parent.name == "passes" and second.plate_folder.parent.name == "plates"
+    group["force"].setValue(True)
+    _generate_plate_only(group)
+    assert len(script.written) == written + (LAST - FIRST + 1)  # forced: the plate is rendered anew
+
+    old = second.plate_folder
+    stamp = time.time() - 40 * 86400
+    os.utime(old / cache.PLATE_MARKER, (stamp, stamp))
+    removed = bufferany_nuke.clean_cache(tmp_path / "cache", older_than_days=30)
+    assert removed == [old] and not old.exists()
+
+
+def test_cache_root_from_knob_callback_environment_or_script(script, tmp_path, monkeypatch):
+    group = make_node()
+    assert settings.cache_root(group) == tmp_path / "cache"  # $BUFFERANY_NUKE_CACHE
+    monkeypatch.delenv("BUFFERANY_NUKE_CACHE")
+    nuke.root()["name"].setValue(str(tmp_path / "shots" / "sh010_comp_v003.nk"))
+    assert settings.cache_root(group) == tmp_path / "shots" / "bufferany_cache"  # beside the script
+    bufferany_nuke.set_cache_root_callback(lambda n: str(tmp_path / "pipeline" / n.name()))
+    try:
+        assert settings.cache_root(group) == tmp_path / "pipeline" / "BufferAnytime1"
+        monkeypatch.setenv("SHOT_ROOT", str(tmp_path / "show"))
+        group["cache_dir"].setValue("$env(SHOT_ROOT)/bufferany")
+        assert settings.cache_root(group) == tmp_path / "show" / "bufferany"  # knob, TCL expanded
+    finally:
+        bufferany_nuke.set_cache_root_callback(None)
+
+
+def test_proxy_mode_is_refused(script):
+    group = make_node()
+    nuke.root()["proxy"].setValue(True)
+    bufferany_nuke.generate(group)
+    assert "proxy mode is on" in group["status"].value() and script.executed == []
+
+
+def test_the_plate_reaches_the_models_on_its_format_not_its_bounding_box(script, tmp_path):
+    """An overscan plate (data window beyond the format): the cache holds the format exactly."""
+    import OpenImageIO as oiio
+
+    path = tmp_path / "overscan" / f"over.{FIRST:04d}.exr"
+    path.parent.mkdir()
+    spec = oiio.ImageSpec(WIDTH + 8, HEIGHT + 6, 3, "float")
+    spec.x, spec.y = -4, -3
+    spec.full_width, spec.full_height = WIDTH, HEIGHT
+    spec.attribute("PixelAspectRatio", PIXEL_ASPECT)
+    out = oiio.ImageOutput.create(str(path))
+    assert out.open(str(path), spec)
+    out.write_image(np.full((HEIGHT + 6, WIDTH + 8, 3), 0.5, np.float32))
+    out.close()
+    read = nuke.nodes.Read(file=str(path).replace(f"{FIRST:04d}", "####"), first=FIRST, last=FIRST)
+    group = make_node()
+    group.setInput(0, read)
+    entry, _ = _generate_plate_only(group)
+    channels, cached = _cached_plate(entry)
+    assert (cached.x, cached.y, cached.width, cached.height) == (0, 0, WIDTH, HEIGHT)
+    assert channels["R"].shape == (HEIGHT, WIDTH)
+
+
+def test_preview_shows_depth_normalised_inverted_in_false_colour_and_normals(script, tmp_path):
+    group = make_node()
+    pattern = _write_passes(tmp_path / "passes", range(FIRST, LAST + 1))  # depth.Z = the frame number
+    node.link_passes(group, pattern, FIRST, LAST)
+    plate_red = nuke._image(group.input(0), FIRST).channels["rgba.red"]
+    assert np.array_equal(nuke._image(group, FIRST).channels["rgba.red"], plate_red)  # preview off
+    group["near"].setValue(FIRST - 1)
+    group["far"].setValue(FIRST + 3)
+    nuke._user_set(group["preview"], "depth")
+    out = nuke._image(group, FIRST)
+    assert np.allclose(out.channels["rgba.red"], 0.25) and np.allclose(out.channels["rgba.blue"], 0.25)
+    assert "depth.Z" in out.channels  # the passes stay in their channels
+    group["invert"].setValue(True)
+    assert np.allclose(nuke._image(group, FIRST).channels["rgba.green"], 0.75)
+    group["invert"].setValue(False)
+    nuke._user_set(group["preview"], "depth false colour")
+    out = nuke._image(group, FIRST + 2)  # 0.75 of the way to far: red, some green, no blue
+    assert [float(out.channels[f"rgba.{c}"].mean()) for c in ("red", "green", "blue")] == [1.0, 0.5, 0.0]
+    nuke._user_set(group["preview"], "normals")
+    out = nuke._image(group, FIRST)
+    assert np.allclose(out.channels["rgba.green"], 0.8) and np.allclose(out.channels["rgba.blue"], 0.9)
+    nuke._user_set(group["passes"], "depth")  # no normals to show: the preview steps aside
+    assert np.array_equal(nuke._image(group, FIRST).channels["rgba.red"], plate_red)
+
+
+def test_batch_save_never_overwrites_the_artists_script(script, tmp_path, capsys):
+    assert batch.next_version(tmp_path / "sh010_comp_v012.nk") == tmp_path / "sh010_comp_v013.nk"
+    (tmp_path / "sh010_comp_v013.nk").write_text("")
+    assert batch.next_version(tmp_path / "sh010_comp_v012.nk") == tmp_path / "sh010_comp_v014.nk"
+    assert batch.next_version(tmp_path / "comp.nk") == tmp_path / "comp_bufferany.nk"
+    nuke.GUI = False
+    plate = str(tmp_path / "plate" / "plate.####.exr")
+    shot = write_fake_script(tmp_path / "shot.py", plate, {})
+    assert batch.main([str(shot), "--save-as", str(shot)]) == ExitCode.BAD_ARGUMENTS
+    assert "never overwritten" in capsys.readouterr().err
+    assert batch.main([str(shot), "--save-as", str(tmp_path / "plate" / f"plate.{FIRST:04d}.exr")]) == ExitCode.BAD_ARGUMENTS
+    assert "the file exists" in capsys.readouterr().err and script.saved == []

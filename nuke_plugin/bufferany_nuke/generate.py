@@ -32,7 +32,6 @@ from bufferany_nuke.settings import NodeSettings, read_settings, script_name
 _POLL_S = 0.1
 _QUIET_S = 5.0  # without an event this long, ask the server for the job's status
 _RUNNING: dict[tuple[str, str], _Run] = {}  # (script, node identity) -> its job in flight
-_CALLBACKS_INSTALLED = False
 
 
 def generate(group: nuke.Node | None = None, *, synchronous: bool | None = None) -> dict[str, Any] | None:
@@ -61,6 +60,7 @@ def generate(group: nuke.Node | None = None, *, synchronous: bool | None = None)
         if sync:
             raise
         return None
+    _set_status(group, f"submitting frames {settings.first}-{settings.last} to the bufferany server")
     run = _Run(name=group.fullName(), settings=settings, entry=entry, synchronous=sync)
     _RUNNING[settings.run_key] = run
     if sync:
@@ -93,11 +93,9 @@ def cancel_script_jobs() -> int:
 
 
 def install_callbacks() -> None:
-    """Register the onScriptClose callback once (menu.py calls this in the GUI)."""
-    global _CALLBACKS_INSTALLED
-    if not _CALLBACKS_INSTALLED:
-        nuke.addOnScriptClose(cancel_script_jobs)
-        _CALLBACKS_INSTALLED = True
+    """Register the onScriptClose callback, once however often it is called (menu.py calls it)."""
+    nuke.removeOnScriptClose(cancel_script_jobs)
+    nuke.addOnScriptClose(cancel_script_jobs)
 
 
 def _render_plate(group: nuke.Group, entry: cache.CacheEntry, settings: NodeSettings) -> None:
@@ -202,7 +200,6 @@ class _Run:
                 ended = _ended(item, job_id)
                 if ended is not None:
                     return ended
-                continue
             if cancel_deadline is None and (task.isCancelled() or self.cancel_requested.is_set()):
                 task.setMessage("cancelling")
                 client.cancel(job_id)
