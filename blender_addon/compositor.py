@@ -1,10 +1,8 @@
-"""The "Buffer Anytime" compositor node group, on both compositor APIs.
+"""The "Buffer Anytime" compositor node group.
 
 Blender's compositor cannot run Python per pixel, so the group wraps an Image node reading the
 generated multilayer EXR sequence and exposes its passes as group outputs `Image`, `Depth` and
-`Normal`. Blender 5.0 keeps the scene's compositor in `scene.compositing_node_group` (a node group
-whose Group Output is the final image; no Composite node); 4.2 to 4.5 use `scene.use_nodes` and
-`scene.node_tree`.
+`Normal`. Where the scene's compositor lives differs between Blender versions: see compat.py.
 """
 
 from __future__ import annotations
@@ -13,11 +11,11 @@ import os
 
 import bpy
 
+from . import compat
 from .core import conventions
 
 GROUP_NAME = "Buffer Anytime"
 IMAGE_NODE_NAME = "Buffer Anytime Passes"
-SCENE_TREE_NAME = "Compositor"  # Blender 5.0: the tree made for a scene that had none
 # (group output, socket type, the Image node's output feeding it: the EXR pass name; the plate's
 # unnamed RGBA layer is "Combined")
 OUTPUTS = (
@@ -25,11 +23,6 @@ OUTPUTS = (
     ("Depth", "NodeSocketFloat", conventions.DEPTH_LAYER),
     ("Normal", "NodeSocketVector", conventions.NORMAL_LAYER),
 )
-
-
-def uses_scene_node_tree() -> bool:
-    """True on Blender 4.2 to 4.5 (`scene.node_tree`), False on 5.0 and later."""
-    return "node_tree" in bpy.types.Scene.bl_rna.properties
 
 
 def load_sequence(first_file: str) -> bpy.types.Image:
@@ -102,28 +95,10 @@ def build_node_group(image: bpy.types.Image, first: int, last: int) -> bpy.types
     return group
 
 
-def scene_compositor(scene: bpy.types.Scene) -> bpy.types.NodeTree:
-    """The scene's compositor node tree, created like Blender's own default (render layers to the
-    final output) when the scene has none, so that turning it on changes no render."""
-    if uses_scene_node_tree():
-        scene.use_nodes = True
-        return scene.node_tree
-    tree = scene.compositing_node_group
-    if tree is None:
-        tree = bpy.data.node_groups.new(SCENE_TREE_NAME, "CompositorNodeTree")
-        tree.interface.new_socket("Image", in_out="OUTPUT", socket_type="NodeSocketColor")
-        layers = tree.nodes.new("CompositorNodeRLayers")
-        output = tree.nodes.new("NodeGroupOutput")
-        layers.location, output.location = (-300.0, 0.0), (200.0, 0.0)
-        tree.links.new(layers.outputs["Image"], output.inputs["Image"])
-        scene.compositing_node_group = tree
-    return tree
-
-
 def add_group_node(scene: bpy.types.Scene, group: bpy.types.NodeTree) -> bpy.types.Node:
     """The group's node in the scene's compositor: the existing one (its links kept), else a new one
     below the other nodes, left unconnected for the user to wire."""
-    tree = scene_compositor(scene)
+    tree = compat.compositor_tree(scene)
     for node in tree.nodes:
         if node.bl_idname == "CompositorNodeGroup" and node.node_tree == group:
             return node

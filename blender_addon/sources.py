@@ -7,6 +7,8 @@ from pathlib import Path
 
 import bpy
 
+from . import compat
+
 
 class SourceError(ValueError):
     """The settings do not name usable frames; the message says which setting to change."""
@@ -61,10 +63,8 @@ class SceneRender:
     def _override(self, scene: bpy.types.Scene) -> None:
         render, image = scene.render, scene.render.image_settings
         changes = [(render, "use_compositing", False), (render, "use_sequencer", False)]
-        if "media_type" in image.bl_rna.properties:  # Blender 5.0: choose the kind before the format
-            changes.append((image, "media_type", "IMAGE"))
+        changes += compat.output_format_changes(image, "OPEN_EXR")
         changes += [
-            (image, "file_format", "OPEN_EXR"),
             (image, "color_mode", "RGBA"),
             (image, "color_depth", "16"),
             (image, "exr_codec", "ZIP"),

@@ -27,6 +27,8 @@ TINY_MODELS = {
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from blender_addon import compat  # noqa: E402  (what differs between Blender versions)
+
 
 def main_tool(name: str) -> Path:
     path = MAIN_BIN / name
@@ -53,21 +55,12 @@ def _raise(exc: BaseException) -> None:
     raise exc
 
 
-def legacy_compositor() -> bool:
-    return "node_tree" in bpy.types.Scene.bl_rna.properties
-
-
 def reset_scene(*, width: int = WIDTH, height: int = HEIGHT) -> bpy.types.Scene:
     """The context scene, reset: no compositor, a camera, Cycles on the CPU at one sample, float EXR
     output. Always the context scene: Blender's compositor reads image sequences at the frame of
     the context scene, whichever scene it renders."""
     scene = bpy.context.scene
-    if legacy_compositor():
-        if scene.node_tree is not None:
-            scene.node_tree.nodes.clear()
-        scene.use_nodes = False
-    else:
-        scene.compositing_node_group = None
+    compat.clear_compositor(scene)
     if scene.camera is None:
         camera = bpy.data.objects.new("test camera", bpy.data.cameras.new("test camera"))
         scene.collection.objects.link(camera)
@@ -77,25 +70,17 @@ def reset_scene(*, width: int = WIDTH, height: int = HEIGHT) -> bpy.types.Scene:
     scene.cycles.samples = 1
     scene.render.resolution_x, scene.render.resolution_y = width, height
     scene.render.resolution_percentage = 100
+    scene.render.pixel_aspect_x = scene.render.pixel_aspect_y = 1.0
     scene.view_settings.view_transform = "Standard"
     image = scene.render.image_settings
-    if "media_type" in image.bl_rna.properties:
-        image.media_type = "IMAGE"
-    image.file_format, image.color_mode, image.color_depth = "OPEN_EXR", "RGBA", "32"
+    compat.set_output_format(image, "OPEN_EXR")
+    image.color_mode, image.color_depth = "RGBA", "32"
     return scene
 
 
 def final_output(scene: bpy.types.Scene) -> bpy.types.NodeSocket:
-    """The socket whose image a render saves: the Composite node's (4.x) or the compositor group's
-    output (5.0)."""
-    if legacy_compositor():
-        tree = scene.node_tree
-        node = next((n for n in tree.nodes if n.bl_idname == "CompositorNodeComposite"), None)
-        node = node or tree.nodes.new("CompositorNodeComposite")
-        return node.inputs["Image"]
-    tree = scene.compositing_node_group
-    node = next(n for n in tree.nodes if n.bl_idname == "NodeGroupOutput")
-    return node.inputs["Image"]
+    """The socket whose image a render saves (compat.final_image_input)."""
+    return compat.final_image_input(scene)
 
 
 def render_socket(scene: bpy.types.Scene, socket: bpy.types.NodeSocket, frame: int, path: Path) -> Path:

@@ -12,9 +12,9 @@ from addon_support import (
     GT,
     HEIGHT,
     WIDTH,
+    compat,
     disable_addon,
     enable_addon,
-    legacy_compositor,
     max_difference,
     read_channels,
     render_socket,
@@ -75,7 +75,7 @@ def test_node_group_reads_the_sequence_at_its_own_frame_numbers(addon, gt_sequen
     assert wired == [("N", "Normal"), ("depth", "Depth")]  # no RGBA in these files: Image stays unlinked
 
     group_node = compositor.add_group_node(scene, group)
-    tree = scene.node_tree if legacy_compositor() else scene.compositing_node_group
+    tree = compat.compositor_tree(scene, create=False)
     assert group_node.id_data == tree and group_node.node_tree == group
     # the scene's render still reaches the output, as before the compositor was turned on
     kinds = {n.bl_idname for n in tree.nodes}

@@ -124,7 +124,9 @@ def test_the_addon_starts_a_server_with_the_command_in_its_preferences(addon, pr
     reset_scene()
     discovery = tmp_path / "home" / "server.json"
     prefs.discovery_file, prefs.start_server = str(discovery), True
-    prefs.server_command = shlex.join([str(main_tool("bufferany-server")), "--port", "0", "--device", "cpu"])
+    prefs.server_command = shlex.join(
+        [str(main_tool("bufferany-server")), "--port", "0", "--device", "cpu", "--allow-root", str(tmp_path)]
+    )
     _settings(filepath=str(tmp_path / "missing.1001.exr"))
     try:
         with pytest.raises(RuntimeError, match=r"missing.*exit code 3"):
