@@ -104,3 +104,12 @@ def test_renormalise_a_cross_faded_normal():
 
 def test_distance_convention():
     np.testing.assert_allclose(inverse_to_distance(np.array([0.0, 0.99, -5.0])), [100.0, 1.0, 1000.0])
+
+
+def test_farm_depth_key_frames_sit_where_the_official_inference_puts_them():
+    from bufferany_core.pipeline.windows import key_positions
+
+    s = WindowSchedule(length=100, size=32, overlap=10, keys=2, anchors=2)
+    assert key_positions(s.windows[0]) == ()  # the first window is the shot's reference: contiguous frames only
+    for w in s.windows[1:]:
+        assert key_positions(w) == (0, w.start - 12)  # the shot's first frame, 12 frames before its own

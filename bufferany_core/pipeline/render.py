@@ -64,7 +64,7 @@ from bufferany_core.pipeline.stabilizing import (
     decide,
     stabilizer_positions,
 )
-from bufferany_core.pipeline.windows import Window, WindowSchedule
+from bufferany_core.pipeline.windows import Window, WindowSchedule, key_positions
 from bufferany_core.pipeline.writer import Provenance, fingerprint, is_finished, write_frame
 from bufferany_core.scale_shift import fit_scale_shift
 
@@ -134,8 +134,12 @@ class RenderPlan:
 
     @property
     def anchor_frames(self) -> list[int]:
-        farm_depth = "depth" in self.job.passes and self.job.schedule == "farm"  # official: no anchors
-        return [self.shot[p] for p in self.schedule.anchor_positions] if farm_depth else []
+        """Frames the farm depth windows read beyond their own: the shot's first window (the reference
+        every window is aligned to through its key frames) and each window's key frames."""
+        if "depth" not in self.job.passes or self.job.schedule != "farm":
+            return []
+        positions = set(self.schedule.windows[0].positions) | {k for w in self.windows for k in key_positions(w)}
+        return [self.shot[p] for p in sorted(positions)]
 
 
 def plan_render(job: RenderJob) -> RenderPlan:
@@ -181,7 +185,8 @@ def plan_render(job: RenderJob) -> RenderPlan:
             **recorded,
             "input": sequence.hash_pattern,
             "shot": [shot[0], shot[-1], len(shot)],
-            "schedule": [schedule.size, schedule.overlap, schedule.keys, schedule.anchors],
+            # "keys-official": farm windows carry key frames where the official inference puts them (issue 16)
+            "schedule": [schedule.size, schedule.overlap, schedule.keys, schedule.anchors, "keys-official"],
             **({"depth_schedule": job.schedule} if job.schedule != "farm" else {}),
             # the depth model's default size follows the official rules (1280 cap, wide plates lower)
             **({"depth_sizes": "official"} if "depth" in job.passes and job.depth_processing_size is None else {}),
@@ -320,6 +325,25 @@ def _plate_rgba(frame) -> np.ndarray:
     return pixels
 
 
+_Previous = tuple[Window, np.ndarray, tuple[float, float]] | None  # window, raw depth, its keys-only fit
+
+
+@dataclass
+class _Reference:
+    """The farm depth schedule's shot-wide reference: the first window's mapping to 0..1 and its mapped
+    values on the key frames later windows see (bounded: a few frames, not the window)."""
+
+    scale: float
+    shift: float
+    values: dict[int, np.ndarray]
+    first: np.ndarray | None  # the first window's raw prediction until the loop takes it
+
+    def take_first_window(self) -> np.ndarray:
+        assert self.first is not None
+        first, self.first = self.first, None
+        return first
+
+
 class _ShotRenderer:
     """The per-window loop of one job (state for one run only)."""
 
@@ -371,45 +395,66 @@ class _ShotRenderer:
     def run(self) -> list[int]:
         windows = self.plan.windows
         official = self.job.schedule == "official" and "depth" in self.predictors
-        anchors = self._anchor_reference() if "depth" in self.predictors and not official else {}
-        anchor_frames = {self.shot[p] for p in anchors} | ({self.shot[0]} if official else set())  # official: slot 0
+        farm_depth = "depth" in self.predictors and not official
+        reference = self._reference(windows) if farm_depth else None
+        anchor_frames = {self.shot[0]} if "depth" in self.predictors else set()  # every later window's key slot 0
         self.official = self._official_depth() if official else None
-        previous: tuple[Window, np.ndarray, tuple[float, float]] | None = None  # window, raw depth, keys-only fit
+        previous: _Previous = None
         for window in windows:
             self._check_cancel()
             frames = [self.shot[p] for p in window.positions]
             what = f"frames {frames[0]}-{frames[-1]}"
             plates = self.cache.get(frames)
-            if "depth" in self.predictors and not official:
-                keys = [anchors[p] for p in window.keys]
-                raw = _predict(self.predictors["depth"], [k[0] for k in keys] + plates, what)[:, 0]  # (K+T, H, W)
-                raw_keys, raw_depth = raw[: len(keys)], raw[len(keys) :]
-                refs = [k[1] for k in keys]
-                keys_fit = fit_scale_shift(list(raw_keys), refs, stride=ALIGN_STRIDE)
-                source, target = list(raw_keys), list(refs)
-                if previous is not None and previous[0].index == window.index - 1:
-                    prev_window, prev_raw, (s0, t0) = previous
-                    for p in range(window.start, prev_window.stop):
-                        source.append(raw_depth[p - window.start])
-                        target.append(s0 * prev_raw[p - prev_window.start] + t0)
-                scale, shift = fit_scale_shift(source, target, stride=ALIGN_STRIDE)
-                self._accumulate(window, "depth", scale * raw_depth + shift)
-                previous = (window, raw_depth, keys_fit)
+            if reference is not None:
+                previous = self._farm_depth(window, plates, what, reference, previous)
             if "normal" in self.predictors:
                 self._accumulate(window, "normal", _predict(self.predictors["normal"], plates, what))  # (T, 3, H, W)
             self._write_final(window)
-            later = {self.shot[p] for w in windows if w.index > window.index for p in w.positions}
-            self.cache.keep_only(later | anchor_frames)  # anchors stay: their plates are held as key frames anyway
+            later = {self.shot[p] for w in windows if w.index > window.index for p in (*key_positions(w), *w.positions)}
+            self.cache.keep_only(later | anchor_frames)
         return self.written
 
-    def _anchor_reference(self) -> dict[int, tuple]:
-        """Anchor position -> (plate frame, shot-relative inverse depth): one prediction of all anchors
-        together, mapped so the anchors span 0 (far) to 1 (near)."""
-        positions = list(self.schedule.anchor_positions)
-        plates = self.cache.get([self.shot[p] for p in positions])
-        raw = _predict(self.predictors["depth"], plates, f"anchor frames {format_frame_spec([self.shot[p] for p in positions])}")[:, 0]
+    def _farm_depth(self, window: Window, plates: list, what: str, reference: _Reference, previous: _Previous) -> _Previous:
+        """One farm depth window: key frames where the official inference puts them (the shot's first frame,
+        the frame 12 before the window's own), aligned by least squares to the reference on the key frames
+        it knows and to the previous window (itself aligned by its key frames only) on the frames they share,
+        so the fit depends on the shot and the settings alone, never on where a chunk starts."""
+        keys = key_positions(window)
+        if window.index == 0:
+            raw_keys, raw_depth = np.empty((0,)), reference.take_first_window()
+            keys_fit = (reference.scale, reference.shift)
+        else:
+            key_plates = self.cache.get([self.shot[k] for k in keys])
+            raw = _predict(self.predictors["depth"], key_plates + plates, what)[:, 0]  # (K+T, H, W)
+            raw_keys, raw_depth = raw[: len(keys)], raw[len(keys) :]
+        source = [r for k, r in zip(keys, raw_keys, strict=True) if k in reference.values]
+        target = [reference.values[k] for k in keys if k in reference.values]
+        if window.index > 0:
+            keys_fit = fit_scale_shift(source, target, stride=ALIGN_STRIDE)  # key 0 is always known
+        if previous is not None and previous[0].index == window.index - 1:
+            prev_window, prev_raw, (s0, t0) = previous
+            for k, r in zip(keys, raw_keys, strict=True):
+                if k not in reference.values and prev_window.start <= k < prev_window.stop:
+                    source.append(r)
+                    target.append(s0 * prev_raw[k - prev_window.start] + t0)
+            for p in range(window.start, prev_window.stop):
+                source.append(raw_depth[p - window.start])
+                target.append(s0 * prev_raw[p - prev_window.start] + t0)
+        scale, shift = fit_scale_shift(source, target, stride=ALIGN_STRIDE) if source else keys_fit
+        # inverse depth below the shot's zero (what a raw 0 maps to) is clamped, as the official inference clamps at 0
+        self._accumulate(window, "depth", np.maximum(scale * raw_depth + shift, reference.shift))
+        return window, raw_depth, keys_fit
+
+    def _reference(self, windows: list[Window]) -> _Reference:
+        """The shot's first window, predicted on its own (contiguous frames, as the official inference's
+        first window), mapped once so it spans 0 (far) to 1 (near): the reference of every farm window."""
+        first = self.schedule.windows[0]
+        frames = [self.shot[p] for p in first.positions]
+        raw = _predict(self.predictors["depth"], self.cache.get(frames), f"reference frames {frames[0]}-{frames[-1]}")[:, 0]
         offset, scale = reference_range(list(raw), stride=ALIGN_STRIDE)
-        return {p: (plate, (r - offset) * scale) for p, plate, r in zip(positions, plates, raw, strict=True)}
+        needed = {k for w in windows for k in key_positions(w) if k < first.stop}
+        values = {k: (raw[k] - offset) * scale for k in sorted(needed | {0})}
+        return _Reference(scale=scale, shift=-offset * scale, values=values, first=raw if windows[0].index == 0 else None)
 
     def _official_depth(self) -> Iterator[tuple[int, np.ndarray]]:
         """`--schedule official`: Video Depth Anything's own inference from the shot's first frame, mapped

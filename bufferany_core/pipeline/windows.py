@@ -119,3 +119,13 @@ class WindowSchedule:
     def final_after(self, position: int) -> int:
         """Index of the last window covering `position`: once it has run, the frame can be written."""
         return max(w.index for w in self.covering(position))
+
+
+KEY_GAP = 12  # Video Depth Anything's second key slot is the frame 12 before a window's contiguous frames
+
+
+def key_positions(window: Window) -> tuple[int, ...]:
+    """Key frames the farm depth schedule gives a window, where the official inference puts them: the
+    shot's first frame and the frame KEY_GAP before the window's own (none for the first window, which
+    is the shot's reference)."""
+    return () if window.start == 0 else (0, max(0, window.start - KEY_GAP))
