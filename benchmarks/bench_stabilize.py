@@ -22,21 +22,28 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import cv2
 import numpy as np
 import torch
 from harness import add_json_option, machine, table, write_json
 
-from bufferany_core.evaluation.metrics import depth_accuracy
 from bufferany_core.evaluation.ground_truth_shot import load_synthetic_shot
+from bufferany_core.evaluation.metrics import align_depth, depth_accuracy
 from bufferany_core.flow import load_flow_estimator
 from bufferany_core.frames import FrameSequence, read_frames
+from bufferany_core.models.depth.predictor import load_depth_predictor
+from bufferany_core.models.weights import RandomWeights
+from bufferany_core.pipeline.stabilizing import ShotStabilizer
 from bufferany_core.stabilize import StabilizeSettings, StreamingStabilizer, stabilize_clip
 from bufferany_core.testing.procedural_shot import (
+    Card,
     add_depth_flicker,
+    add_hard_depth_flicker,
     add_normal_flicker,
     depth_scores,
+    moving_object_mask,
     normal_angle,
     normal_temporal_error,
     procedural_shot,
@@ -208,6 +215,104 @@ def run_synthetic(
     ]
 
 
+def shot_stabilise(plate: np.ndarray, depth: np.ndarray, normals: np.ndarray, estimator, device):
+    """The render's stabiliser (pipeline.stabilizing.ShotStabilizer: fixed windows, cross-faded), frame
+    by frame as the render pushes them. Returns depth (T, 1, H, W), normals (T, 3, H, W) and seconds."""
+    stabilizer = ShotStabilizer(len(depth), ["depth", "normal"], estimator, device)
+    out: dict[int, tuple] = {}
+    start = time.perf_counter()
+    for k in range(len(depth)):
+        frame = SimpleNamespace(rgb=plate[k].transpose(1, 2, 0))
+        for position, _, d, n in stabilizer.push(k, frame, depth[k, 0].astype(np.float64), normals[k].astype(np.float64)):
+            out[position] = (d, n)
+    seconds = time.perf_counter() - start
+    order = [out[k] for k in range(len(depth))]
+    return np.stack([d for d, _ in order])[:, None], np.stack([n for _, n in order]), seconds
+
+
+def masked_abs_rel(inverse: np.ndarray, truth: np.ndarray, mask: np.ndarray) -> float:
+    """AbsRel inside `mask` (T, H, W), with the one scale and shift fitted to the whole shot."""
+    gt = 1.0 / truth[:, 0].astype(np.float64)
+    aligned, _, _ = align_depth(inverse[:, 0], gt)
+    return float((np.abs(aligned - gt) / gt)[mask].mean())
+
+
+def depth_model_seconds_per_frame(height: int, width: int, device, frames: int = 16) -> float:
+    """Video Depth Anything Small (random weights) per frame at the shot's resolution (short side as the
+    processing size), one window of `frames` frames after a warm-up call."""
+    predictor = load_depth_predictor(
+        "video-depth-anything-small", weights=RandomWeights(0), device=device, processing_size=min(height, width)
+    )
+    clip = torch.rand(frames, 3, height, width, device=device)
+    with torch.inference_mode():
+        predictor.predict(clip[:2])
+        start = time.perf_counter()
+        predictor.predict(clip)
+    return (time.perf_counter() - start) / frames
+
+
+HARD_SEEDS_HELP = "seeds of the harder flicker (and of the moving card's speed), one shot each"
+
+
+def run_hard(seeds: int, frames: int, height: int, width: int, estimator, device) -> list[dict]:
+    """Harder flicker on procedural shots with exact depth: local errors drifting over frames, pops
+    (regions jumping for a frame or two), a small per-frame scale and shift, next to a moving card
+    (occluding and uncovering the wall) under a trucking, dollying, panning camera."""
+    model_spf = depth_model_seconds_per_frame(height, width, device)
+    print(f"\nHarder flicker: {frames} frames {width}x{height}, flow {estimator.name}; depth model "
+          f"(video-depth-anything-small, random weights, {device}) {model_spf * 1000:.0f} ms/frame")
+    rows, ratios = {}, []
+    for seed in range(seeds):
+        rng = np.random.default_rng(100 + seed)
+        cards = (
+            Card(z=3.0, x_range=(-1.6, -0.4), y_range=(-0.8, 0.5), tint=(1.0, 0.7, 0.5)),
+            Card(z=4.5, x_range=(0.3, 1.5), y_range=(-1.2, 0.2), velocity=(float(rng.uniform(-0.05, -0.02)), 0.0), tint=(0.5, 0.8, 1.0)),
+            Card(z=6.0, x_range=(-0.5, 0.9), y_range=(0.4, 1.4), tint=(0.7, 1.0, 0.6)),
+        )
+        kwargs = dict(frames=frames, height=height, width=width)
+        shot = procedural_shot(cards=cards, **kwargs)
+        mask = moving_object_mask(kwargs, cards)
+        flicker = add_hard_depth_flicker(shot.inverse_depth, seed=seed)
+        noisy_normals = add_normal_flicker(shot.normals, seed=seed + 50)
+        stable, stable_normals, seconds = shot_stabilise(
+            shot.plate, flicker, noisy_normals, estimator, device
+        )
+        (te0, ar0), (te1, ar1) = depth_scores(flicker, shot.inverse_depth), depth_scores(stable, shot.inverse_depth)
+        m0, m1 = masked_abs_rel(flicker, shot.inverse_depth, mask), masked_abs_rel(stable, shot.inverse_depth, mask)
+        nte0, nte1 = normal_temporal_error(noisy_normals, shot.normals), normal_temporal_error(stable_normals, shot.normals)
+        na0, na1 = normal_angle(noisy_normals, shot.normals), normal_angle(stable_normals, shot.normals)
+        cost = seconds / frames / model_spf
+        ratios.append((te1 / te0, ar1 / ar0, m1 / m0, cost))
+        print(
+            f"  seed {seed}: TE {te0:.4f} -> {te1:.4f} ({te1 / te0:.2f}x)  AbsRel {ar0:.4f} -> {ar1:.4f} ({ar1 / ar0:.2f}x)  "
+            f"moving object AbsRel {m0:.4f} -> {m1:.4f} ({m1 / m0:.2f}x)  normals TE {nte1 / nte0:.2f}x, angle {na0:.2f} -> {na1:.2f} deg  "
+            f"stabiliser {seconds / frames * 1000:.0f} ms/frame = {cost:.2f}x the depth model"
+        )
+        rows[seed] = {
+            "flickered input": {"te": te0, "abs_rel": ar0, "moving_abs_rel": m0, "normal_te": nte0, "normal_angle": na0, "cost": None},
+            "stabilised": {"te": te1, "abs_rel": ar1, "moving_abs_rel": m1, "normal_te": nte1, "normal_angle": na1, "cost": cost},
+        }
+    worst = np.max(np.array(ratios), axis=0)
+    print(
+        f"  worst over seeds: TE {worst[0]:.2f}x (goal <= 0.15), AbsRel {worst[1]:.2f}x (goal <= 0.5), moving object AbsRel "
+        f"{worst[2]:.2f}x (goal <= 1), cost {worst[3]:.2f}x the depth model (goal <= 0.25)"
+    )
+    return [
+        table(
+            title=f"Stabiliser on harder flicker (drifting local errors, pops, moving card), seed {seed}",
+            setup=f"procedural shot, {frames} frames {width}x{height}, flow {estimator.name}, render's shot stabiliser; "
+            f"cost = stabiliser time per frame / video-depth-anything-small (random weights) time per frame",
+            baseline="flickered input",
+            metrics={
+                "te": "TE", "abs_rel": "AbsRel", "moving_abs_rel": "AbsRel in moving object",
+                "normal_te": "normals TE", "normal_angle": "normal angle, deg", "cost": "cost vs depth model",
+            },
+            rows=seed_rows,
+        )
+        for seed, seed_rows in rows.items()
+    ]
+
+
 def pseudo_depth(rgb: np.ndarray) -> np.ndarray:
     luma = rgb @ np.array([0.2126, 0.7152, 0.0722], dtype=np.float32)
     return cv2.GaussianBlur(luma, (0, 0), sigmaX=3.0)[None] + 0.1
@@ -264,6 +369,9 @@ def main() -> None:
     parser.add_argument(
         "--real-clips", type=int, default=None, help="at most this many real clips (default: all)"
     )
+    parser.add_argument("--hard-seeds", type=int, default=3, help=HARD_SEEDS_HELP)
+    parser.add_argument("--hard-frames", type=int, default=48)
+    parser.add_argument("--hard-only", action="store_true", help="only the harder-flicker shots")
     add_json_option(parser)
     args = parser.parse_args()
     results = args.json.parent if args.json else RESULTS  # x-t slices go beside the JSON
@@ -276,7 +384,9 @@ def main() -> None:
         "per shot in disparity, compared as depth); ratios vs the flickered input; ms/frame on this machine"
     )
     tables, written = [], []
-    sample = load_sample_shot(args.frames)
+    if args.hard_seeds:
+        tables += run_hard(args.hard_seeds, args.hard_frames, 120, 160, estimator, device)
+    sample = None if args.hard_only else load_sample_shot(args.frames)
     if sample is None:
         print(f"\n(no Blender sample shot at {SAMPLE_SHOT}; run examples/make_sample_shot.sh)")
     else:
@@ -289,11 +399,12 @@ def main() -> None:
             xt_path=results / "xt_sample_shot.png",
         )
         written.append(results / "xt_sample_shot.png")
-    shot = procedural_shot(frames=args.frames, height=120, width=160)
-    tables += run_synthetic(
-        "Procedural numpy shot", shot.plate, shot.inverse_depth, shot.normals, estimator, settings, device
-    )
-    for clip in sorted(REAL_CLIPS.glob("*.mp4"))[: args.real_clips]:
+    if not args.hard_only:
+        shot = procedural_shot(frames=args.frames, height=120, width=160)
+        tables += run_synthetic(
+            "Procedural numpy shot", shot.plate, shot.inverse_depth, shot.normals, estimator, settings, device
+        )
+    for clip in sorted(REAL_CLIPS.glob("*.mp4"))[: 0 if args.hard_only else args.real_clips]:
         tables.append(run_real(clip, args.real_frames, args.real_width, estimator, settings, device, results))
         written.append(results / f"xt_{clip.stem}.png")
     write_json(

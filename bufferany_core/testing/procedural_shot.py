@@ -191,3 +191,64 @@ def normal_temporal_error(prediction: np.ndarray, truth: np.ndarray) -> float:
     """Mean |(N_{k+1} - N_k) - (N*_{k+1} - N*_k)| per pixel and channel of unit normals (T, 3, H, W):
     the normals' counterpart of the temporal gradient error (no fit needed)."""
     return float(np.abs(np.diff(prediction, axis=0) - np.diff(truth, axis=0)).mean())
+
+
+def add_hard_depth_flicker(
+    inverse_depth: np.ndarray,
+    *,
+    seed: int = 0,
+    scale_sigma: float = 0.05,
+    shift_sigma: float = 0.02,
+    drift: float = 0.06,
+    drift_memory: float = 0.85,
+    pop_rate: float = 0.1,
+    pop_size: float = 0.12,
+    noise: float = 0.01,
+) -> np.ndarray:
+    """Flicker closer to what image models do to a clip (T, 1, H, W): a small per-frame scale and shift,
+    LOCAL errors that drift slowly (a smooth random field whose coefficients follow an AR(1) process with
+    correlation `drift_memory` per frame, amplitude `drift`), POPS (with probability `pop_rate` per frame
+    a random elliptical region jumps by `pop_size` for one or two frames), and pixel noise; amplitudes in
+    units of the clip's value range."""
+    rng = np.random.default_rng(seed)
+    frames, _, height, width = inverse_depth.shape
+    spread = float(np.percentile(inverse_depth, 99) - np.percentile(inverse_depth, 1))
+    ys, xs = np.mgrid[0:height, 0:width] / max(height, width)
+    basis = [
+        np.cos(np.pi * (fx * xs + fy * ys) + phase)
+        for (fx, fy), phase in zip(((1, 0), (0, 1), (1, 1), (2, 1), (1, 2), (3, 0)), rng.uniform(0, 2 * np.pi, 6), strict=True)
+    ]
+    coefficients = rng.normal(size=len(basis))
+    innovation = np.sqrt(1 - drift_memory**2)
+    pops: list[tuple[int, np.ndarray]] = []  # (last frame, offset field)
+    out = np.empty_like(inverse_depth)
+    for k in range(frames):
+        coefficients = drift_memory * coefficients + innovation * rng.normal(size=len(basis))
+        field = sum(c * b for c, b in zip(coefficients, basis, strict=True)) / np.sqrt(len(basis))
+        if rng.random() < pop_rate:
+            cy, cx = rng.uniform(0.2, 0.8) * height, rng.uniform(0.2, 0.8) * width
+            ry, rx = rng.uniform(0.1, 0.25) * height, rng.uniform(0.1, 0.25) * width
+            inside = ((np.arange(height)[:, None] - cy) / ry) ** 2 + ((np.arange(width)[None] - cx) / rx) ** 2 < 1
+            pops.append((k + int(rng.integers(0, 2)), rng.choice([-1, 1]) * pop_size * spread * inside))
+        pops = [(last, offset) for last, offset in pops if last >= k]
+        popped = sum((offset for _, offset in pops), np.zeros((height, width)))
+        out[k, 0] = (
+            np.exp(rng.normal(0, scale_sigma)) * inverse_depth[k, 0]
+            + rng.normal(0, shift_sigma) * spread
+            + spread * (drift * field + noise * rng.standard_normal((height, width)))
+            + popped
+        )
+    return out.astype(np.float32)
+
+
+def moving_object_mask(shot_kwargs: dict, cards: tuple[Card, ...] = DEFAULT_CARDS) -> np.ndarray:
+    """(T, H, W) bool: pixels where a moving card is seen (the shot rendered without the moving cards
+    differs there), dilated by 2 px to include the edges it uncovers."""
+    with_all = procedural_shot(cards=cards, **shot_kwargs).inverse_depth[:, 0]
+    still = procedural_shot(cards=tuple(c for c in cards if c.velocity == (0.0, 0.0)), **shot_kwargs).inverse_depth[:, 0]
+    mask = np.abs(with_all - still) > 1e-6
+    grown = mask.copy()
+    for axis in (1, 2):
+        for step in (-2, -1, 1, 2):
+            grown |= np.roll(mask, step, axis=axis)
+    return grown
