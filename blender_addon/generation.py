@@ -25,6 +25,8 @@ class Generation:
         self.result: dict[str, Any] | None = None
         self.group: bpy.types.NodeTree | None = None
         self.session: JobSession | None = None
+        self.frames_done: list[int] = []  # written or skipped (already finished), as the server reports them
+        self.frames_total = 0
         self._cancelled = False
         fields = properties.job_settings(settings)  # checked first: a bad setting fails before a render
         frames = sources.frame_spec(scene, settings)
@@ -103,7 +105,10 @@ class Generation:
             ahead = event.get("jobs_ahead", 0)
             self.message = f"queued ({ahead} job{'s' if ahead != 1 else ''} ahead)" if ahead else "queued"
         elif kind == "started":
-            self.message = f"generating {len(event.get('frames', []))} frames"
+            self.frames_total = len(event.get("frames", []))
+            self.message = f"generating {self.frames_total} frames"
+        elif kind in ("frame_done", "frame_skipped") and isinstance(event.get("frame"), int):
+            self.frames_done.append(event["frame"])
         elif kind == "progress":
             self.progress = float(event.get("percent", self.progress))
             self.message = f"generating: frame {event.get('done', 0)} of {event.get('total', 0)}"
@@ -121,6 +126,7 @@ class Generation:
     def _on_finished(self, result: dict[str, Any]) -> None:
         self.result = result
         frames = sorted({*result["frames_written"], *result["frames_skipped"]})
+        self.frames_done = frames
         if not frames:
             self._end("FAILED", ("ERROR", "Buffer Anytime: the server rendered no frames"))
             return

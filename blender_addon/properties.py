@@ -165,6 +165,11 @@ class BufferanyStatus(bpy.types.PropertyGroup):
     progress: bpy.props.FloatProperty(name="Progress", min=0.0, max=100.0, subtype="PERCENTAGE")
     message: bpy.props.StringProperty(name="Status")
     job_id: bpy.props.StringProperty(name="Job")
+    frames_done: bpy.props.StringProperty(
+        name="Frames Done", description="Frames written or already finished"
+    )
+    frames_total: bpy.props.IntProperty(name="Frames", description="Frames the job renders")
+    last_error: bpy.props.StringProperty(name="Last Error", description="Why the last run failed")
 
 
 CLASSES = (BufferanySettings, BufferanyStatus)

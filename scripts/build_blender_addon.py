@@ -6,7 +6,9 @@ The zip holds one folder, `bufferany/` (the manifest's id): the add-on's files f
 and, in `vendor/bufferany_core/`, copies of the standard-library modules of bufferany_core that the
 add-on uses (the client and what it imports), taken from the repository at build time. Their
 `bufferany_core` imports become package-relative, so the copy works without anything on sys.path
-and cannot clash with another bufferany_core. The same zip installs with Blender's extension
+and cannot clash with another bufferany_core. `vendor/model_catalogue.json` lists the model
+catalogue's names per pass (`bufferany_core.models.catalog`, read without torch): the add-on offers
+them when the server does not list its models. The same zip installs with Blender's extension
 installer (4.2 and newer) and as a legacy add-on. Standard library only.
 """
 
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import json
 import re
 import sys
 
@@ -69,6 +72,18 @@ def relative_imports(source: str) -> str:
     return _IMPORT.sub(lambda m: f"{m[1]}from .{m[3] or ''} import ", source)
 
 
+def model_catalogue() -> dict:
+    """Every catalogue model's name per pass, and each pass's default (the catalogue imports no torch)."""
+    if str(REPO) not in sys.path:
+        sys.path.insert(0, str(REPO))
+    from bufferany_core.models import catalog
+
+    return {
+        "models": {"depth": sorted(catalog.DEPTH_MODELS), "normal": sorted(catalog.NORMAL_MODELS)},
+        "default": dict(catalog.DEFAULT_MODELS),
+    }
+
+
 def addon_version() -> str:
     manifest = tomllib.loads((ADDON / "blender_manifest.toml").read_text(encoding="utf-8"))
     version = manifest["version"]
@@ -95,6 +110,7 @@ def build(out_dir: Path) -> Path:
         archive.writestr(
             f"{vendor}/__init__.py", '"""Copies of bufferany_core modules, made by the build."""\n'
         )
+        archive.writestr(f"{vendor}/model_catalogue.json", json.dumps(model_catalogue(), indent=1) + "\n")
         for name in ["__init__", *core_modules()]:
             source = (CORE / f"{name}.py").read_text(encoding="utf-8")
             archive.writestr(f"{vendor}/bufferany_core/{name}.py", relative_imports(source))

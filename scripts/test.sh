@@ -5,7 +5,7 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 
 status=0
-BLENDER_ADDON_TESTS="tests/blender/test_addon_nodes.py tests/blender/test_addon_install.py tests/blender/test_addon_server.py tests/blender/test_job_fields_blender.py"
+BLENDER_ADDON_TESTS="tests/blender/test_addon_nodes.py tests/blender/test_addon_install.py tests/blender/test_addon_server.py tests/blender/test_addon_modal.py tests/blender/test_job_fields_blender.py"
 .venv/bin/python -m pytest --ignore=tests/blender "$@" || status=$?
 if [ "${BUFFERANY_SKIP_BLENDER:-0}" != "1" ]; then
   .venv-blender/bin/python -m pytest -p no:cacheprovider tests/blender "$@" || status=$?

@@ -45,8 +45,9 @@ def test_zip_holds_the_addon_and_the_vendored_client(built_zip):
             n.rsplit("/", 1)[-1][:-3] for n in names if n.startswith("bufferany/vendor/bufferany_core/")
         }
         assert VENDORED <= vendored
+        assert "bufferany/vendor/model_catalogue.json" in names  # the model names, for the settings' menus
         for name in names:
-            if name.startswith("bufferany/vendor/"):
+            if name.startswith("bufferany/vendor/") and name.endswith(".py"):
                 tree = ast.parse(archive.read(name).decode(), filename=name, feature_version=(3, 10))
                 for node in ast.walk(tree):
                     if isinstance(node, ast.Import):
@@ -85,6 +86,8 @@ CHECK = """
     report["bufferany_core_on_path"] = importlib.util.find_spec("bufferany_core") is not None
     report["client"] = module.core.client.__file__
     report["poll"] = bpy.ops.bufferany.generate.poll()
+    listing = module.models.catalogue()  # the model names the build copied from the catalogue
+    report["catalogue"] = listing and [listing["source"], listing["default"], listing["models"]["depth"]]
     try:
         module.core.client.Client.connect(discovery="{missing}")
     except module.core.client.ServerNotFoundError as exc:
@@ -113,6 +116,8 @@ def test_extension_installer_installs_and_enables_it(built_zip, tmp_path):
     assert report["client"].startswith(str(tmp_path / "blender"))
     assert report["client"].endswith("bufferany/vendor/bufferany_core/client.py")
     assert report["poll"] and "none.json does not exist" in report["error"]
+    source, default, depth_models = report["catalogue"]
+    assert source == "catalogue" and default["depth"] in depth_models
 
 
 def test_legacy_addon_install(built_zip, tmp_path):

@@ -206,6 +206,9 @@ class _Layout:
     def label(self, **kwargs):
         pass
 
+    def menu(self, *args, **kwargs):
+        pass
+
     def operator(self, *args, **kwargs):
         pass
 
@@ -254,3 +257,33 @@ def test_the_panel_draws_every_job_setting_and_the_job_carries_them(addon):
     assert job["depth_temporal_weights"] == "/weights/depth_temporal.safetensors"
     assert list(job["passes"]) == ["depth"] and job["depth_convention"] == "distance"  # Blender's default
     assert "anchors" not in job and "depth_processing_size" not in job  # left at the default
+
+
+def test_the_settings_cover_the_job_fields_the_issue_names(addon):
+    """Schedule, stabilise (auto/on/off), trained temporal weights per pass, precision, the processing
+    sizes and the shot range: each a setting, of the field's kind, with the field's choices."""
+    from bufferany_core.jobs import RenderJob, host_fields
+
+    properties = bpy.context.scene.bufferany.bl_rna.properties
+    fields = {f.name: spec for f, spec in host_fields()}
+    for name in (
+        "schedule",
+        "stabilize",
+        "depth_temporal_weights",
+        "normal_temporal_weights",
+        "precision",
+        "depth_processing_size",
+        "normal_processing_size",
+        "shot_range",
+        "depth_model",
+        "normal_model",
+    ):
+        assert name in fields and name in properties, name
+        spec, prop = fields[name], properties[name]
+        if spec.kind == "choice":
+            assert prop.type == "ENUM" and [item.identifier for item in prop.enum_items] == list(spec.choices)
+            assert prop.default == RenderJob.__dataclass_fields__[name].default
+    assert [item.identifier for item in properties["stabilize"].enum_items] == ["auto", "on", "off"]
+    assert [item.identifier for item in properties["schedule"].enum_items] == ["farm", "official"]
+    assert properties["depth_temporal_weights"].subtype == "FILE_PATH"
+    assert properties["normal_processing_size"].type == "INT"

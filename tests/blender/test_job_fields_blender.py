@@ -29,6 +29,8 @@ class Layout:
         self.drawn.append(name)
     def row(self, **kwargs):
         return self
+    def menu(self, *args, **kwargs):
+        pass
 
 scene = bpy.context.scene
 settings = scene.bufferany
