@@ -87,7 +87,7 @@ def test_generate_renders_the_plate_runs_the_job_and_merges_the_passes(script, s
     group["generate"].execute()  # the button: returns at once, the job runs on a worker thread
     assert script.executed == [("BufferAnytime1.CacheWrite", FIRST, LAST)]
     assert any(t.name == "bufferany BufferAnytime1" for t in threading.enumerate())
-    assert group["status"].value().startswith("writing plate")  # the UI was never held for the job
+    assert group["status"].value().startswith("submitting frames")  # the UI was never held for the job
     nuke._pump(lambda: group["status"].value().startswith(("done", "error", "cancelled")), timeout=240)
     assert group["status"].value().startswith("done"), group["status"].value()
     assert "UNTRAINED" in group["status"].value()
@@ -247,4 +247,41 @@ def test_server_dying_mid_job_leaves_an_error_on_the_node(tmp_path, monkeypatch)
         assert state.violations == []
     finally:
         own.stop()
+        next(gen, None)
+
+
+def test_a_server_the_node_starts_ignores_nukes_ocio_under_an_aces_config(tmp_path, monkeypatch):
+    """Nuke runs with $OCIO naming its config (here the nuke-default stand-in, which has none of the
+    server's colour space names). The node converts ACEScg to sRGB itself and starts the server
+    without $OCIO: the job succeeds."""
+    import shlex
+
+    from service_support import server_command
+
+    folder = tmp_path / "started"
+    folder.mkdir(mode=0o700)
+    gen = fresh_script(tmp_path, monkeypatch)
+    state = next(gen)
+    discovery = folder / "server.json"
+    monkeypatch.setenv("BUFFERANY_SERVER_FILE", str(discovery))
+    command = [*server_command(), "--port", "0", "--device", "cpu", "--allow-root", str(tmp_path)]
+    monkeypatch.setenv("BUFFERANY_SERVER_CMD", shlex.join(command))
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    monkeypatch.setenv("OCIO", str(nuke.__file__).replace("nuke.py", "ocio/nuke-default.ocio"))
+    nuke.root()["OCIO_config"].setValue("fn-nuke_cg-config-v1.0.0_aces-v1.3_ocio-v2.1")
+    nuke.root()["workingSpaceLUT"].setValue("ACEScg")
+    try:
+        group = _tiny_node()
+        group["passes"].setValue("depth")
+        group["start_server"].setValue(True)
+        group["server_timeout"].setValue(60)
+        nuke.GUI = False
+        result = bufferany_nuke.generate(group)
+        assert result is not None and group["status"].value().startswith("done"), group["status"].value()
+        assert "depth.Z" in nuke._image(group, FIRST).channels
+        assert state.violations == []
+    finally:
+        if discovery.exists():
+            with Client.connect(discovery) as client:
+                client.shutdown()
         next(gen, None)
