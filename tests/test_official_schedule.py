@@ -123,11 +123,14 @@ def test_a_chunk_writes_what_one_run_writes_and_says_it_starts_from_the_first_fr
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.parametrize("schedule", ["official", "farm"])
 @pytest.mark.parametrize("frames", [1, 2])
-def test_one_and_two_frame_shots(tmp_path, predictors, frames):
+def test_one_and_two_frame_shots(tmp_path, predictors, frames, schedule):
     pattern = write_plate(tmp_path / "p", range(1, frames + 1))
-    result = run_render(RenderJob(input=pattern, **TINY), predictors=predictors)
+    result = run_render(RenderJob(input=pattern, **{**TINY, "schedule": schedule}), predictors=predictors)
     assert result.frames_written == list(range(1, frames + 1))
+    depth = read_channels(str(tmp_path / "p" / "shot_buffers.0001.exr"), [conventions.DEPTH_CHANNEL])
+    assert np.isfinite(depth).all()
 
 
 def _write_png_sequence(folder: Path, frames: np.ndarray) -> str:
