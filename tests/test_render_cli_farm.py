@@ -12,10 +12,9 @@ from pipeline_plates import write_plate
 
 from bufferany_core.errors import ExitCode
 from bufferany_core.jobs import RenderJob, render_arguments
-from bufferany_core.pipeline import farm
 from bufferany_core.pipeline.cli import build_parser, job_from_args, main
 from bufferany_core.pipeline.render import plan_render
-from bufferany_core.testing.farm_tokens import expand_tokens
+from bufferany_core.testing.farm_tokens import expand_tokens, split_deadline_arguments
 
 CLI = [sys.executable, "-m", "bufferany_core.pipeline.cli"]
 
@@ -53,7 +52,9 @@ def test_tokens_expand_as_the_farms_do():
 
 def test_opencue_last_chunk_overshoot_is_clamped_to_the_shot(tmp_path):
     pattern = write_plate(tmp_path / "plate", range(1001, 1025))
-    command = farm.opencue_command(RenderJob(input=pattern, weights="random"), shot_range="1001-1024")
+    run = cli(pattern, "--weights", "random", "--opencue-cmd")
+    assert run.returncode == 0, run.stderr
+    command = run.stdout.strip()
     assert "'#FRAME_START#-#FRAME_END#'" in command and "--shot-range 1001-1024" in command
     args = shlex.split(expand_tokens(command, 1021, 1030))
     job = job_from_args(build_parser().parse_args(args[args.index(pattern) :]))
@@ -81,7 +82,7 @@ def test_deadline_job_files(tmp_path):
     assert "--shot-range 1001-1010" in plugin["Arguments"]
     # What Deadline runs for the task 1009-1010 is a valid render command for those frames.
     expanded = expand_tokens(plugin["Arguments"], 1009, 1010)
-    args = shlex.split(expanded)
+    args = split_deadline_arguments(expanded)
     job = job_from_args(build_parser().parse_args(args[args.index(pattern) :]))
     assert plan_render(job).requested == [1009, 1010]
     assert Path(plugin["Executable"]).name in ("bufferany-render", Path(sys.executable).name)

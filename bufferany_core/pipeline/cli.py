@@ -60,10 +60,29 @@ def build_parser() -> argparse.ArgumentParser:
         help="shorthand for --depth-processing-size N --normal-processing-size N (each keeps its own meaning)",
     )
     p.add_argument("--dry-run", action="store_true", help="print what would be rendered, render nothing")
-    farm = p.add_argument_group("render farms")
-    farm.add_argument("--deadline-job", metavar="DIR", help="write Deadline job_info.job and plugin_info.job to DIR")
-    farm.add_argument("--chunk-size", type=int, default=10, help="frames per Deadline task (default 10)")
+    farm = p.add_argument_group("render farms (docs/farm.md)")
+    farm.add_argument("--deadline-job", metavar="DIR", help="write Deadline 10 job_info.job and plugin_info.job to DIR")
+    farm.add_argument("--opencue-job", metavar="FILE", help="write the OpenCue job spec (XML, built with pyoutline) to FILE")
+    farm.add_argument("--openjd-job", metavar="DIR", help="write an Open Job Description template (AWS Deadline Cloud) to DIR")
     farm.add_argument("--opencue-cmd", action="store_true", help="print the OpenCue layer command and exit")
+    farm.add_argument("--chunk-size", type=int, default=10, help="frames per farm task (default 10)")
+    farm.add_argument("--path-map", action="append", default=[], metavar="FROM=TO",
+                      help="a path under FROM here is under TO on the workers (repeatable; e.g. /mnt/shots=S:\\shots)")
+    farm.add_argument("--farm-executable", metavar="CMD", help="the command that runs bufferany-render on the workers "
+                      "(default: this installation's, absolute)")
+    farm.add_argument("--farm-env", action="append", default=[], metavar="NAME=VALUE",
+                      help="an environment variable for every task (repeatable; BUFFERANY_MODELS is passed when set)")
+    farm.add_argument("--farm-name", metavar="NAME", help="the farm job's name (default: bufferany <plate>)")
+    farm.add_argument("--farm-pool", metavar="POOL", help="Deadline pool")
+    farm.add_argument("--farm-secondary-pool", metavar="POOL", help="Deadline secondary pool")
+    farm.add_argument("--farm-group", metavar="GROUP", help="Deadline group")
+    farm.add_argument("--farm-priority", type=int, metavar="N", help="priority 0-100 (Deadline, OpenCue)")
+    farm.add_argument("--farm-comment", metavar="TEXT", help="Deadline comment")
+    farm.add_argument("--farm-machine-limit", type=int, metavar="N", help="Deadline machine limit (0: none)")
+    farm.add_argument("--farm-gpus", type=int, default=0, metavar="N", help="GPUs each task reserves (OpenCue, OpenJD)")
+    farm.add_argument("--farm-service", metavar="NAME", help="OpenCue service")
+    farm.add_argument("--farm-tags", metavar="A,B", help="OpenCue tags")
+    farm.add_argument("--farm-show", default="bufferany", metavar="SHOW", help="OpenCue show (default bufferany)")
     return p
 
 
@@ -76,20 +95,61 @@ def job_from_args(ns: argparse.Namespace) -> RenderJob:
     return RenderJob(**values)
 
 
+def farm_options(ns: argparse.Namespace):
+    from bufferany_core.pipeline import farm
+
+    return farm.FarmOptions(
+        chunk_size=ns.chunk_size,
+        name=ns.farm_name,
+        path_maps=[farm.PathMap.parse(text) for text in ns.path_map],
+        executable=ns.farm_executable,
+        environment=farm.parse_environment(ns.farm_env),
+        pool=ns.farm_pool,
+        secondary_pool=ns.farm_secondary_pool,
+        group=ns.farm_group,
+        priority=ns.farm_priority,
+        comment=ns.farm_comment,
+        machine_limit=ns.farm_machine_limit,
+        gpus=ns.farm_gpus,
+        service=ns.farm_service,
+        tags=[t for t in (ns.farm_tags or "").split(",") if t],
+        show=ns.farm_show,
+    )
+
+
+def _is_farm(ns: argparse.Namespace) -> bool:
+    return bool(ns.deadline_job or ns.opencue_job or ns.openjd_job or ns.opencue_cmd)
+
+
 def _farm_or_dry_run(ns: argparse.Namespace, job: RenderJob) -> None:
     from bufferany_core.frames import format_frame_spec
     from bufferany_core.pipeline import farm
     from bufferany_core.pipeline.render import plan_render
 
+    options = farm_options(ns) if _is_farm(ns) else None
     plan = plan_render(job)
     shot = f"{plan.shot[0]}-{plan.shot[-1]}"
-    if ns.opencue_cmd:
-        say(farm.opencue_command(job, shot_range=shot))
-    if ns.deadline_job:
-        paths = farm.write_deadline_job(
-            job, ns.deadline_job, shot_range=(plan.shot[0], plan.shot[-1]), output_pattern=plan.output_pattern, chunk_size=ns.chunk_size
+    if options is not None:
+        farm_shot = farm.FarmShot(
+            frames=plan.requested, shot=plan.shot, output_pattern=plan.output_pattern, input_pattern=plan.input_pattern
         )
-        say(f"Deadline job written; submit with: deadlinecommand {shlex.join(map(str, paths))}")
+        if ns.opencue_cmd:
+            say(farm.opencue_command(job, farm_shot, options))
+        if ns.deadline_job:
+            paths = farm.write_deadline_job(job, ns.deadline_job, farm_shot, options)
+            say(f"Deadline job written; submit with: deadlinecommand {shlex.join(map(str, paths))}")
+        if ns.opencue_job:
+            from functools import partial
+            from pathlib import Path
+
+            from bufferany_core.atomic import atomic_write
+
+            spec = farm.opencue_spec(job, farm_shot, options)
+            atomic_write(ns.opencue_job, partial(Path.write_text, data=spec + "\n", encoding="utf-8"))
+            say(f"OpenCue job spec written: {ns.opencue_job}")
+        if ns.openjd_job:
+            template, _ = farm.write_openjd_job(job, ns.openjd_job, farm_shot, options)
+            say(f"OpenJD job written; submit with: deadline bundle submit {shlex.quote(str(template.parent))}")
     if ns.dry_run:
         say(f"Input: {plan.input_pattern}  shot {shot}")
         say(f"Output: {plan.output_pattern}")
@@ -108,7 +168,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     def render() -> int:
         job = job_from_args(ns)
-        if ns.dry_run or ns.deadline_job or ns.opencue_cmd:
+        if ns.dry_run or _is_farm(ns):
             _farm_or_dry_run(ns, job)
             return ExitCode.OK
         from bufferany_core.pipeline.render import run_render
@@ -117,7 +177,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         say(f"Done: {len(result.frames_written)} written, {len(result.frames_skipped)} skipped ({result.output_pattern})")
         return ExitCode.OK
 
-    return run_cli(PROG, render, parser=parser, interrupted="interrupted; finished frames are complete, re-run to resume")
+    return run_cli(PROG, render, interrupted="interrupted; finished frames are complete, re-run to resume")
 
 
 if __name__ == "__main__":

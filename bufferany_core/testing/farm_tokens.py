@@ -25,3 +25,49 @@ def expand_tokens(template: str, start: int, end: int, *, chunk: int | None = No
         }[opencue]
 
     return FARM_TOKEN.sub(replace, template)
+
+
+def expand_openjd(template: str, chunk: str) -> str:
+    """An OpenJD task's `{{Task.Param.Frames}}` replaced by its chunk, as the worker agent does."""
+    return template.replace("{{Task.Param.Frames}}", chunk)
+
+
+def split_deadline_arguments(arguments: str) -> list[str]:
+    """Deadline's `Arguments=` split as the worker's process start splits it (the rules of a Windows
+    command line, used on every platform): blanks separate, double quotes group, backslashes are
+    literal except in a run before a double quote (2n -> n and a quote; 2n+1 -> n and a literal quote)."""
+    args: list[str] = []
+    current: list[str] = []
+    in_quotes = started = False
+    i = 0
+    while i < len(arguments):
+        c = arguments[i]
+        if c == "\\":
+            run = len(arguments[i:]) - len(arguments[i:].lstrip("\\"))
+            if i + run < len(arguments) and arguments[i + run] == '"':
+                current.append("\\" * (run // 2))
+                if run % 2:
+                    current.append('"')
+                    i += run + 1
+                else:
+                    i += run
+                started = True
+                continue
+            current.append("\\" * run)
+            i += run
+            started = True
+            continue
+        if c == '"':
+            in_quotes = not in_quotes
+            started = True
+        elif c in " \t" and not in_quotes:
+            if started:
+                args.append("".join(current))
+                current, started = [], False
+        else:
+            current.append(c)
+            started = True
+        i += 1
+    if started:
+        args.append("".join(current))
+    return args
