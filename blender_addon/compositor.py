@@ -11,7 +11,7 @@ import os
 
 import bpy
 
-from . import compat
+from . import compat, sources
 from .core import conventions
 
 GROUP_NAME = "Buffer Anytime"
@@ -61,10 +61,14 @@ def _ensure_outputs(group: bpy.types.NodeTree) -> None:
             group.interface.new_socket(name, in_out="OUTPUT", socket_type=socket_type)
 
 
-def build_node_group(image: bpy.types.Image, first: int, last: int) -> bpy.types.NodeTree:
+def build_node_group(
+    image: bpy.types.Image, first: int, last: int, *, offset: int = 0, pixel_aspect: float | None = None
+) -> bpy.types.NodeTree:
     """Add (or update) the node group: outputs Image, Depth and Normal from `image`, a multilayer
-    EXR sequence holding frames `first`..`last`, shown at the scene frames of the same numbers.
-    Outputs whose pass the files lack stay unlinked (black)."""
+    EXR sequence holding plate frames `first`..`last`, shown at scene frames `first - offset`..
+    `last - offset` (plate frame = scene frame + `offset`, the source's Frame Offset). The plate's
+    pixel aspect (None: the first file's header) becomes the image's display aspect, as the plate's
+    format stays on the passes in Nuke. Outputs whose pass the files lack stay unlinked (black)."""
     if last < first:
         raise ValueError(f"frame range {first}-{last} is empty")
     group = _group_tree()
@@ -79,9 +83,13 @@ def build_node_group(image: bpy.types.Image, first: int, last: int) -> bpy.types
         output = group.nodes.new("NodeGroupOutput")
         output.location = (100.0, 0.0)
     node.image = image
-    # Blender numbers a sequence's first file 1: files first..last show at scene frames first..last
-    # with start `first` and offset `first - 1`.
-    node.frame_start = first
+    if pixel_aspect is None:
+        pixel_aspect = sources.exr_pixel_aspect(bpy.path.abspath(image.filepath)) or 1.0
+    image.display_aspect = (pixel_aspect, 1.0)
+    # Blender numbers a sequence's first file 1: scene frame F shows file F - frame_start +
+    # frame_offset + 1, so files first..last show at scene frames first - offset.. with start
+    # `first - offset` and frame offset `first - 1`.
+    node.frame_start = first - offset
     node.frame_duration = last - first + 1
     node.frame_offset = first - 1
     node.use_auto_refresh = True

@@ -30,6 +30,7 @@ class Generation:
         self._cancelled = False
         fields = properties.job_settings(settings)  # checked first: a bad setting fails before a render
         frames = sources.frame_spec(scene, settings)
+        self.frame_offset = sources.frame_offset(settings)
         self.render: sources.SceneRender | None = None
         if settings.source == "SCENE":
             folder = sources.absolute(settings.cache_dir, "Cache Folder")
@@ -131,10 +132,12 @@ class Generation:
             self._end("FAILED", ("ERROR", "Buffer Anytime: the server rendered no frames"))
             return
         image = compositor.load_sequence(framepaths.frame_path(result["output_pattern"], frames[0]))
-        self.group = compositor.build_node_group(image, frames[0], frames[-1])
+        self.group = compositor.build_node_group(image, frames[0], frames[-1], offset=self.frame_offset)
         compositor.add_group_node(bpy.data.scenes[self.scene_name], self.group)
         self.progress = 100.0
         text = f"Buffer Anytime: frames {frames[0]}-{frames[-1]} in node group '{self.group.name}'"
+        if self.frame_offset:
+            text += f" (on scene frames {frames[0] - self.frame_offset}-{frames[-1] - self.frame_offset})"
         if result.get("untrained"):
             self._end("FINISHED", ("WARNING", text + " (untrained weights: the passes are not meaningful)"))
         else:

@@ -13,7 +13,7 @@ property per field, named after it, titled with its label, described by its help
   at 0 (the description says which). An int field without a minimum gets a StringProperty whose
   empty value means the default.
 
-The add-on's own settings (source, frames, cache folder, overwrite) are written out below.
+The add-on's own settings (source, frames, frame offset, cache folder, overwrite) are written out below.
 """
 
 import dataclasses
@@ -32,9 +32,9 @@ SOURCES = (
     ("SCENE", "Scene Render", "Render the scene's frames to the cache folder first, then use them"),
 )
 FRAME_RANGES = (
-    ("SCENE", "Scene Range", "The scene's start to end frame"),
+    ("SCENE", "Scene Range", "The scene's start to end frame (plus the frame offset)"),
     ("ALL", "Whole Source", "Every frame of the image sequence or movie"),
-    ("CUSTOM", "Custom", "The frames set below"),
+    ("CUSTOM", "Custom", "The plate frames set below"),
 )
 
 
@@ -150,8 +150,16 @@ class BufferanySettings(bpy.types.PropertyGroup):
         subtype="DIR_PATH",
     )
     frame_range: bpy.props.EnumProperty(name="Frames", items=FRAME_RANGES, default="SCENE")
-    frame_start: bpy.props.IntProperty(name="Start", default=1001)
-    frame_end: bpy.props.IntProperty(name="End", default=1100)
+    frame_start: bpy.props.IntProperty(name="Start", description="First plate frame", default=1001)
+    frame_end: bpy.props.IntProperty(name="End", description="Last plate frame", default=1100)
+    frame_offset: bpy.props.IntProperty(
+        name="Frame Offset",
+        description=(
+            "The plate's frame number at scene frame F is F + this (plate 1001-1100 on scene frames "
+            "1-100: 1000). The passes keep the plate's numbers and show on the same scene frames"
+        ),
+        default=0,
+    )
     overwrite: bpy.props.BoolProperty(
         name="Overwrite", description="Render again the frames already finished with the same settings"
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import struct
 from pathlib import Path
 
 import bpy
@@ -28,10 +29,48 @@ def absolute(path: str, setting: str) -> str:
     return resolved
 
 
+EXR_MAGIC = 20000630
+HEADER_LIMIT = 1 << 20  # an EXR header larger than this is not one the add-on needs to read
+
+
+def exr_pixel_aspect(path: str) -> float | None:
+    """The `pixelAspectRatio` of an OpenEXR file's (first part's) header; None for a file that is not
+    an EXR or has none. Reads the header only, with the standard library."""
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(HEADER_LIMIT)
+    except OSError:
+        return None
+    if len(data) < 8 or struct.unpack_from("<i", data)[0] != EXR_MAGIC:
+        return None
+    position = 8
+    while position < len(data):
+        name_end = data.find(b"\0", position)
+        if name_end <= position:  # the empty name ends the header
+            return None
+        type_end = data.find(b"\0", name_end + 1)
+        if type_end < 0 or type_end + 5 > len(data):
+            return None
+        (size,) = struct.unpack_from("<i", data, type_end + 1)
+        value = type_end + 5
+        if data[position:name_end] == b"pixelAspectRatio" and data[name_end + 1 : type_end] == b"float":
+            aspect = struct.unpack_from("<f", data, value)[0] if size == 4 else 0.0
+            return aspect if aspect > 0 else None
+        position = value + size
+    return None
+
+
+def frame_offset(settings) -> int:
+    """Plate frame = scene frame + this: the Frame Offset of a file source (a scene render's frames
+    are the scene's own)."""
+    return settings.frame_offset if settings.source == "FILE" else 0
+
+
 def frame_spec(scene: bpy.types.Scene, settings) -> str | None:
-    """The job's `frames` field; None for the whole source."""
+    """The job's `frames` field, in the plate's frame numbers; None for the whole source."""
     if settings.source == "SCENE" or settings.frame_range == "SCENE":
-        first, last = scene.frame_start, scene.frame_end
+        offset = frame_offset(settings)
+        first, last = scene.frame_start + offset, scene.frame_end + offset
     elif settings.frame_range == "CUSTOM":
         first, last = settings.frame_start, settings.frame_end
     else:

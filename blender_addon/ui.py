@@ -75,6 +75,7 @@ class BUFFERANY_PT_panel(bpy.types.Panel):
         if settings.source == "FILE":
             layout.prop(settings, "filepath")
             layout.prop(settings, "frame_range")
+            layout.prop(settings, "frame_offset")
             if settings.frame_range == "CUSTOM":
                 column = layout.column(align=True)
                 column.prop(settings, "frame_start")

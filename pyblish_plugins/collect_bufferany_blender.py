@@ -48,10 +48,12 @@ class CollectBufferanyBlender(pyblish.api.ContextPlugin):
                 ]
                 aspect = scene.render.pixel_aspect_x / scene.render.pixel_aspect_y
             else:
-                plate = _pattern(os.path.normpath(bpy.path.abspath(settings.filepath)))
+                first_file = os.path.normpath(bpy.path.abspath(settings.filepath))
+                plate = _pattern(first_file)
+                # the plate's own pixel aspect (EXR header), read by the add-on's one rule
                 resolution, aspect = (
-                    _file_size(bpy, os.path.normpath(bpy.path.abspath(settings.filepath))),
-                    None,
+                    _file_size(bpy, first_file),
+                    _addon(settings).sources.exr_pixel_aspect(first_file),
                 )
             first, last = _frame_range(scene, settings, plate)
             context.create_instance(
@@ -104,7 +106,8 @@ def _passes_pattern(plate):
 
 def _frame_range(scene, settings, plate):
     if settings.source == "SCENE" or settings.frame_range == "SCENE":
-        return scene.frame_start, scene.frame_end
+        offset = _addon(settings).sources.frame_offset(settings)  # plate frame = scene frame + offset
+        return scene.frame_start + offset, scene.frame_end + offset
     if settings.frame_range == "CUSTOM":
         return settings.frame_start, settings.frame_end
     folder, name = os.path.split(plate)
@@ -125,10 +128,15 @@ def _file_size(bpy, path):
     return [int(item.size[0]), int(item.size[1])]
 
 
+def _addon(settings):
+    """The add-on's package, found through the settings' class: its module name depends on how it
+    was installed (`blender_addon`, `bufferany`, `bl_ext.user_default.bufferany`)."""
+    return sys.modules[type(settings).__module__.rsplit(".", 1)[0]]
+
+
 def _job_settings(settings):
-    """The add-on's job settings as RenderJob fields, checked (its `properties.job_settings`, found
-    through the settings' class: the add-on's module name depends on how it was installed)."""
-    return sys.modules[type(settings).__module__].job_settings(settings)
+    """The add-on's job settings as RenderJob fields, checked (its `properties.job_settings`)."""
+    return _addon(settings).properties.job_settings(settings)
 
 
 # decided by the instance itself (publish.render.job_for refuses them in renderJob)

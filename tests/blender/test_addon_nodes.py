@@ -95,6 +95,67 @@ def test_node_group_reads_the_sequence_at_its_own_frame_numbers(addon, gt_sequen
         assert max_difference(rendered[rendered_channel], truth[channel]) < 1e-5
 
 
+def _with_pixel_aspect(folder, aspect, frames):
+    """Copies of the ground-truth frames whose header says `aspect` (written with OpenImageIO in the
+    main environment)."""
+    import subprocess
+
+    from addon_support import main_tool
+
+    code = (
+        "import sys, OpenImageIO as oiio\n"
+        "for src, dst in zip(sys.argv[2::2], sys.argv[3::2]):\n"
+        "    buf = oiio.ImageBuf(src); buf.specmod().attribute('PixelAspectRatio', float(sys.argv[1]))\n"
+        "    assert buf.write(dst), buf.geterror()\n"
+    )
+    pairs = [str(p) for frame in frames for p in (GT / f"shot.{frame}.exr", folder / f"shot.{frame}.exr")]
+    done = subprocess.run(
+        [str(main_tool("python")), "-c", code, str(aspect), *pairs], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    return folder / f"shot.{frames[0]}.exr"
+
+
+def test_frame_offset_and_pixel_aspect_reach_the_compositor(addon, tmp_path):
+    """Plate 1011-1013 on scene frames 11-13 (offset 1000), anamorphic 2:1: the passes keep the plate's
+    numbers, show on the scene frames the plate does, and carry the plate's pixel aspect."""
+    compositor, sources = addon.compositor, addon.sources
+    folder = tmp_path / "anamorphic"
+    folder.mkdir()
+    first = _with_pixel_aspect(folder, 2.0, (1011, 1012, 1013))
+    assert sources.exr_pixel_aspect(str(first)) == 2.0
+    assert sources.exr_pixel_aspect(str(GT / "shot.1011.exr")) == 1.0
+    assert sources.exr_pixel_aspect(__file__) is None  # not an EXR
+
+    scene = reset_scene()
+    group = compositor.build_node_group(compositor.load_sequence(str(first)), 1011, 1013, offset=1000)
+    node = group.nodes[compositor.IMAGE_NODE_NAME]
+    assert (node.frame_start, node.frame_duration, node.frame_offset) == (11, 3, 1010)
+    assert tuple(node.image.display_aspect) == (2.0, 1.0)
+    group_node = compositor.add_group_node(scene, group)
+    depth = render_socket(scene, group_node.outputs["Depth"], 12, tmp_path / "depth.exr")  # scene frame 12
+    rendered = read_channels(depth, ["R"])["R"]
+    assert (
+        max_difference(rendered, read_channels(first.with_name("shot.1012.exr"), ["depth.Z"])["depth.Z"])
+        < 1e-5
+    )
+
+    # the job asks for the plate frames under the scene's range
+    settings = scene.bufferany
+    scene.frame_start, scene.frame_end = 11, 13
+    settings.filepath, settings.frame_range, settings.frame_offset = str(first), "SCENE", 1000
+    try:
+        generation = addon.generation.Generation(scene, {})
+        assert generation.job["frames"] == "1011-1013" and generation.frame_offset == 1000
+        settings.source = "SCENE"  # a scene render's frames are the scene's own: no offset
+        settings.cache_dir = str(tmp_path / "cache")
+        assert addon.generation.Generation(scene, {}).job["frames"] == "11-13"
+    finally:
+        for name in ("filepath", "frame_range", "frame_offset", "source", "cache_dir"):
+            settings.property_unset(name)
+        scene.frame_start, scene.frame_end = 1, 250
+
+
 def test_building_again_updates_the_group_and_keeps_the_users_links(addon, gt_sequence):
     compositor = addon.compositor
     scene = reset_scene()

@@ -51,6 +51,9 @@ def test_scenes_with_frames_become_instances(plugins, tmp_path):
     rendered.frame_start, rendered.frame_end = 5, 9
     rendered.bufferany.source = "SCENE"
     rendered.bufferany.cache_dir = str(tmp_path / "cache")
+    offset = new_scene("offset footage")  # plate 1001-1003 on scene frames 1-3
+    offset.frame_start, offset.frame_end = 1, 3
+    offset.bufferany.filepath, offset.bufferany.frame_offset = str(plate / "shot.1001.exr"), 1000
     untouched = new_scene("untouched")  # names no frames: not collected
 
     context = pyblish.api.Context()
@@ -64,10 +67,15 @@ def test_scenes_with_frames_become_instances(plugins, tmp_path):
     assert (data["frameStart"], data["frameEnd"]) == (1001, 1003)
     assert data["passes"] == ["depth"] and data["resolution"] == SAMPLE_SIZE
     assert data["render"] == "service" and data["renderJob"]["weights"] == "random:2"
+    assert data["pixelAspect"] == 1.0  # from the plate's EXR header
+    assert (instances["offset footage"]["frameStart"], instances["offset footage"]["frameEnd"]) == (
+        1001,
+        1003,
+    )
     cg = instances["CG shot"]
     assert cg["plate"] == str(tmp_path / "cache" / "CG_shot.####.exr")
     assert cg["output"] == str(tmp_path / "cache" / "CG_shot_buffers.####.exr")
     assert (cg["frameStart"], cg["frameEnd"]) == (5, 9)
     assert cg["resolution"] == [32, 24] and cg["pixelAspect"] == 1.0
-    for scene in (footage, rendered, untouched):
+    for scene in (footage, rendered, offset, untouched):
         bpy.data.scenes.remove(scene)
