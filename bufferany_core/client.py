@@ -144,7 +144,7 @@ class _Channel:
         while missing:
             try:
                 chunk = self.sock.recv(min(missing, 1 << 20))
-            except (socket.timeout, TimeoutError):  # distinct classes on Python 3.9 (Nuke 14)
+            except (socket.timeout, TimeoutError):  # noqa: UP041 (distinct classes on Python 3.9: Nuke 14)
                 self.close()  # a late reply would pass for the next request's: this channel is done
                 raise ServiceError(
                     f"bufferany-server at {self.address} did not answer within {self.timeout} s"

@@ -103,7 +103,7 @@ class RenderJob:
     )
     shot_range: str | None = job_field(
         None,
-        help="the whole shot when the frames are one farm chunk of it (same windows and anchors, so chunks agree)",
+        help="the whole shot when the frames are one farm chunk of it (same windows and key frames, so chunks agree)",
         label="shot range",
         kind="text",
         advanced=True,
@@ -203,15 +203,6 @@ class RenderJob:
         label="overlap",
         kind="int",
         minimum=0,
-        pixels=True,
-        advanced=True,
-    )
-    anchors: int | None = job_field(
-        None,
-        help="shot-wide anchor frames that fix the depth scale (default: 8)",
-        label="anchor frames",
-        kind="int",
-        minimum=1,
         pixels=True,
         advanced=True,
     )

@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 from nuke_support import (
     FIRST,
+    HEIGHT,
     LAST,
     PIXEL_ASPECT,
-    HEIGHT,
     PLUGIN,
     REPO,
     WIDTH,
@@ -318,8 +318,8 @@ def test_every_host_field_of_the_job_has_a_knob_and_reaches_the_job(script):
 
 def test_a_node_saved_before_a_field_existed_reads_its_default(script):
     group = make_node()
-    group.removeKnob(group["anchors"])  # as a node from an older script has no knob for a newer field
-    assert settings.read_settings(group).job["anchors"] is None
+    group.removeKnob(group["overlap"])  # as a node from an older script has no knob for a newer field
+    assert settings.read_settings(group).job["overlap"] is None
 
 
 def test_cancel_without_a_job_says_so(script):

@@ -11,7 +11,7 @@ from bufferany_core.scale_shift import fit_scale_shift
 
 
 def test_vda_defaults_give_evenly_spread_windows_covering_the_shot():
-    s = WindowSchedule(length=100, size=32, overlap=10, keys=2, anchors=8)
+    s = WindowSchedule(length=100, size=32, overlap=10, keys=2)
     assert [(w.start, w.stop) for w in s.windows] == [(0, 30), (18, 48), (35, 65), (52, 82), (70, 100)]
     covered = sorted({p for w in s.windows for p in w.positions})
     assert covered == list(range(100))
@@ -25,15 +25,8 @@ def test_short_shot_is_one_window():
     assert s.blend_weights(3) == {0: 1.0}
 
 
-def test_anchors_spread_over_the_shot_and_keys_are_nearest_anchors():
-    s = WindowSchedule(length=100, size=32, overlap=10, keys=2, anchors=4)
-    assert s.anchor_positions == (0, 33, 66, 99)
-    assert s.windows[0].keys == (0, 33)
-    assert s.windows[-1].keys == (66, 99)  # window 70..99, centre 85
-
-
 def test_two_window_overlap_is_a_linear_cross_fade():
-    s = WindowSchedule(length=40, size=22, overlap=4, keys=2, anchors=2)
+    s = WindowSchedule(length=40, size=22, overlap=4, keys=2)
     # 20 shot frames per window, stride at most 16: ceil((40 - 20) / 16) + 1 = 3 windows, evenly spread.
     assert [(w.start, w.stop) for w in s.windows] == [(0, 20), (10, 30), (20, 40)]
     # Positions 10..19 are shared by windows 0 and 1 (10 frames): weights (10-j)/11 and (j+1)/11.
@@ -62,7 +55,7 @@ def test_bad_schedules_are_refused():
     with pytest.raises(ValueError, match="overlap"):
         WindowSchedule(length=10, size=12, overlap=6, keys=2)
     with pytest.raises(ValueError, match="keys"):
-        WindowSchedule(length=10, size=12, overlap=2, keys=3, anchors=2)
+        WindowSchedule(length=10, size=12, overlap=2, keys=-1)
     with pytest.raises(ValueError, match="at least one frame"):
         WindowSchedule(length=0, size=12, overlap=2)
 
@@ -109,7 +102,7 @@ def test_distance_convention():
 def test_farm_depth_key_frames_sit_where_the_official_inference_puts_them():
     from bufferany_core.pipeline.windows import key_positions
 
-    s = WindowSchedule(length=100, size=32, overlap=10, keys=2, anchors=2)
+    s = WindowSchedule(length=100, size=32, overlap=10, keys=2)
     assert key_positions(s.windows[0]) == ()  # the first window is the shot's reference: contiguous frames only
     for w in s.windows[1:]:
         assert key_positions(w) == (0, w.start - 12)  # the shot's first frame, 12 frames before its own

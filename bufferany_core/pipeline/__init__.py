@@ -1,4 +1,4 @@
-"""The shot pipeline: windows, alignment to shot-wide anchors, cross-fades, AOV EXRs, the
+"""The shot pipeline: windows, alignment to the shot's reference, cross-fades, AOV EXRs, the
 `bufferany-render` CLI and farm job files. Entry point: `bufferany_core.pipeline.render.run_render`.
 
 Importing this package imports nothing heavy; `render`, `predictors` and `writer` need torch, numpy

@@ -156,7 +156,7 @@ def _farm_or_dry_run(ns: argparse.Namespace, job: RenderJob) -> None:
         say(f"To render: {format_frame_spec(plan.to_render) or 'nothing'} ({len(plan.to_render)} frame(s))")
         if plan.finished:
             say(f"Already rendered (skipped): {format_frame_spec(plan.finished)}")
-        say(f"Windows to run: {len(plan.windows)}; anchor frames: {format_frame_spec(plan.anchor_frames)}")
+        say(f"Windows to run: {len(plan.windows)}; reference and key frames: {format_frame_spec(plan.key_frames)}")
         say(f"Precision: {plan.precision}" + (" (auto)" if job.precision == "auto" else ""))
         for pass_name, choice in plan.stabilize.items():
             say(f"Stabiliser, {pass_name}: {choice.describe()}")

@@ -2,7 +2,7 @@
 Open Job Description (AWS Deadline Cloud), with their frame tokens.
 
 A farm splits the shot into chunks and runs `bufferany-render --frames A-B --shot-range SHOT` per
-chunk; the shot range makes every chunk use the same windows and anchor frames, so the chunks agree
+chunk; the shot range makes every chunk use the same windows and key frames, so the chunks agree
 with one run of the whole shot. A job runs on other machines, from another working folder: every
 path in it is absolute and normalised (`farm_job`), optionally mapped to the workers' mounts
 (`--path-map FROM=TO`), and every value is checked for what the job file can carry (`check_value`).

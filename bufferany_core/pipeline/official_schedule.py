@@ -141,7 +141,7 @@ def check_job(job: RenderJob, depth_entry: ModelEntry | None) -> None:
             f"--schedule official reproduces Video Depth Anything's own video inference; {depth_entry.name} is not a "
             f"Video Depth Anything model (use --schedule farm)"
         )
-    fixed = [f"--{name}" for name in ("window", "overlap", "anchors") if getattr(job, name) is not None]
+    fixed = [f"--{name}" for name in ("window", "overlap") if getattr(job, name) is not None]
     if fixed:
         raise BadArgumentsError(
             f"--schedule official has its own windows ({WINDOW} frames advancing by {STEP}, key frames from the previous "

@@ -1,16 +1,20 @@
-"""Rendering a shot: windows -> models -> alignment to the shot's anchors -> cross-fade -> AOV EXRs.
+"""Rendering a shot: windows -> models -> alignment to the shot's reference -> cross-fade -> AOV EXRs.
 
 Memory stays bounded whatever the shot's length: frames are read when a window needs them and
 dropped when no later window does, and each output frame is written as soon as the last window
 covering it has run.
 
-Chunk agreement: every window is aligned (least-squares scale and shift of its inverse depth) to
-  - the shot's anchor frames, predicted together first and normalised once (0 far, 1 near), seen
-    by the window as key frames, and
-  - the previous window's prediction on the frames they share, itself aligned to the anchors only,
+Chunk agreement (the default farm schedule): the shot's first window, contiguous frames, is predicted
+on its own and normalised once (0 far, 1 near): the shot's reference. Every later window sees two key
+frames where Video Depth Anything's own inference puts them (the shot's first frame and the frame 12
+before its own, `windows.key_positions`) and is aligned (least-squares scale and shift of its inverse
+depth) to
+  - the reference through its key frames, and
+  - the previous window's prediction on the frames they share, itself aligned on its key frames only,
 so a window's result depends on the shot's frames and the settings alone, never on where a chunk
 starts: a farm chunk runs the windows covering its frames plus one before for context and writes
-the same numbers one run of the whole shot would.
+the same numbers one run of the whole shot would. `--schedule official` runs the official inference
+instead (`official_schedule`), front to back.
 """
 
 from __future__ import annotations
@@ -68,8 +72,7 @@ from bufferany_core.pipeline.windows import Window, WindowSchedule, key_position
 from bufferany_core.pipeline.writer import Provenance, fingerprint, is_finished, write_frame
 from bufferany_core.scale_shift import fit_scale_shift
 
-KEY_FRAMES = 2  # anchors each depth window sees before its own frames
-ANCHOR_FRAMES = 8  # shot-wide anchors, predicted together first
+KEY_FRAMES = 2  # key frames each later depth window sees before its own frames (windows.key_positions)
 ALIGN_STRIDE = 4  # least squares on every 4th pixel in each axis: plenty of samples, 16x cheaper
 
 Events = Callable[[dict], None]
@@ -94,7 +97,7 @@ class RenderPlan:
     job: RenderJob
     sequence: FrameSequence
     output: FrameSequence
-    shot: list[int]  # the shot's frames (windows and anchors are laid over these)
+    shot: list[int]  # the shot's frames (windows and key frames are laid over these)
     requested: list[int]  # frames this job is responsible for
     to_render: list[int]
     finished: list[int]  # requested frames already written with the same settings
@@ -133,7 +136,7 @@ class RenderPlan:
         return self.schedule.windows_for(self.positions)
 
     @property
-    def anchor_frames(self) -> list[int]:
+    def key_frames(self) -> list[int]:
         """Frames the farm depth windows read beyond their own: the shot's first window (the reference
         every window is aligned to through its key frames) and each window's key frames."""
         if "depth" not in self.job.passes or self.job.schedule != "farm":
@@ -176,7 +179,7 @@ def plan_render(job: RenderJob) -> RenderPlan:
     recorded = job.pixel_settings()
     recorded.pop("stabilize", None)  # recorded as the passes it stabilises
     for resolved in (
-        "input", "window", "overlap", "anchors", "precision", "depth_temporal_weights", "normal_temporal_weights",
+        "input", "window", "overlap", "precision", "depth_temporal_weights", "normal_temporal_weights",
         "depth_processing_size", "normal_processing_size",
     ):
         recorded.pop(resolved, None)  # recorded below as what they resolve to
@@ -186,7 +189,7 @@ def plan_render(job: RenderJob) -> RenderPlan:
             "input": sequence.hash_pattern,
             "shot": [shot[0], shot[-1], len(shot)],
             # "keys-official": farm windows carry key frames where the official inference puts them (issue 16)
-            "schedule": [schedule.size, schedule.overlap, schedule.keys, schedule.anchors, "keys-official"],
+            "schedule": [schedule.size, schedule.overlap, schedule.keys, "keys-official"],
             **({"depth_schedule": job.schedule} if job.schedule != "farm" else {}),
             # the depth model's default size follows the official rules (1280 cap, wide plates lower)
             **({"depth_sizes": "official"} if "depth" in job.passes and job.depth_processing_size is None else {}),
@@ -233,14 +236,13 @@ def _window_schedule(job: RenderJob, entries: dict[str, ModelEntry], *, shot_len
     window = lead.schedule.window if job.window is None else job.window
     overlap = lead.schedule.overlap if job.overlap is None else job.overlap
     keys = KEY_FRAMES if "depth" in job.passes else 0
-    anchors = max(keys, ANCHOR_FRAMES if job.anchors is None else job.anchors)
     try:
-        schedule = WindowSchedule(length=shot_length, size=window, overlap=overlap, keys=keys, anchors=anchors)
+        schedule = WindowSchedule(length=shot_length, size=window, overlap=overlap, keys=keys)
     except ValueError as exc:
         raise BadArgumentsError(f"--window {window} --overlap {overlap}: {exc}") from None
     for pass_name, entry in entries.items():
         limit = entry.schedule.max_frames
-        slots = max(schedule.size, len(schedule.anchor_positions)) if pass_name == "depth" else schedule.span
+        slots = schedule.size if pass_name == "depth" else schedule.span
         if limit is not None and slots > limit:
             raise BadArgumentsError(f"--window {schedule.size}: {entry.name} takes at most {limit} frames at once")
     return schedule
@@ -397,7 +399,7 @@ class _ShotRenderer:
         official = self.job.schedule == "official" and "depth" in self.predictors
         farm_depth = "depth" in self.predictors and not official
         reference = self._reference(windows) if farm_depth else None
-        anchor_frames = {self.shot[0]} if "depth" in self.predictors else set()  # every later window's key slot 0
+        first_frame = {self.shot[0]} if "depth" in self.predictors else set()  # every later window's key slot 0
         self.official = self._official_depth() if official else None
         previous: _Previous = None
         for window in windows:
@@ -411,7 +413,7 @@ class _ShotRenderer:
                 self._accumulate(window, "normal", _predict(self.predictors["normal"], plates, what))  # (T, 3, H, W)
             self._write_final(window)
             later = {self.shot[p] for w in windows if w.index > window.index for p in (*key_positions(w), *w.positions)}
-            self.cache.keep_only(later | anchor_frames)
+            self.cache.keep_only(later | first_frame)
         return self.written
 
     def _farm_depth(self, window: Window, plates: list, what: str, reference: _Reference, previous: _Previous) -> _Previous:
@@ -567,7 +569,7 @@ def _validate_inputs(plan: RenderPlan) -> None:
         return
     needed = {plan.shot[p] for w in plan.windows for p in w.positions}
     if "depth" in plan.job.passes:
-        needed |= set(plan.anchor_frames)
+        needed |= set(plan.key_frames)
     if "depth" in plan.job.passes and plan.job.schedule == "official":
         needed |= {plan.shot[p] for p in official_schedule.positions_read(len(plan.shot), until=max(plan.positions))}
     validate_sequence(plan.sequence, sorted(needed))

@@ -72,7 +72,7 @@ STABILIZE_OVERLAP = 8  # frames shared by consecutive stabiliser windows (cross-
 
 def stabilizer_schedule(length: int) -> WindowSchedule:
     """The stabiliser's windows over a shot of `length` frames (evenly spread starts, linear cross-fades)."""
-    return WindowSchedule(length=length, size=STABILIZE_WINDOW, overlap=STABILIZE_OVERLAP, keys=0, anchors=0)
+    return WindowSchedule(length=length, size=STABILIZE_WINDOW, overlap=STABILIZE_OVERLAP, keys=0)
 
 
 def stabilizer_positions(length: int, wanted: list[int]) -> list[int]:

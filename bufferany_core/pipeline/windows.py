@@ -1,7 +1,7 @@
 """Where the windows of a shot fall, which key frames each one sees, and how overlaps cross-fade.
 
 Everything here is a pure function of the shot's frame list and the window settings, never of the
-frames a particular process renders: a farm chunk derives the same windows, anchors and weights as
+frames a particular process renders: a farm chunk derives the same windows, key frames and weights as
 one run of the whole shot, which is what makes chunks agree.
 
 Positions are indices into the shot's frame list (a shot may have gaps or a step); frame numbers are
@@ -20,7 +20,6 @@ class Window:
     index: int
     start: int  # first position (index into the shot's frames)
     stop: int  # one past the last position
-    keys: tuple[int, ...]  # positions of the anchor frames fed to the model before the window's frames
 
     @property
     def positions(self) -> range:
@@ -29,20 +28,19 @@ class Window:
 
 @dataclass(frozen=True)
 class WindowSchedule:
-    """Windows of `size` model slots: `keys` key frames then `size - keys` consecutive shot frames,
-    consecutive windows sharing at least `overlap` frames; `anchors` shot-wide anchor frames."""
+    """Windows of `size` model slots: `keys` key frames (`key_positions`) then `size - keys`
+    consecutive shot frames, consecutive windows sharing at least `overlap` frames."""
 
     length: int  # frames in the shot
     size: int
     overlap: int
     keys: int = 2
-    anchors: int = 8
 
     def __post_init__(self) -> None:
         if self.length < 1:
             raise ValueError(f"a shot needs at least one frame, got length={self.length}")
-        if self.keys < 0 or self.anchors < 0 or self.keys > self.anchors:
-            raise ValueError(f"need 0 <= keys <= anchors, got keys={self.keys}, anchors={self.anchors}")
+        if self.keys < 0:
+            raise ValueError(f"need keys >= 0, got keys={self.keys}")
         if self.size - self.keys < 2:
             raise ValueError(f"window size {self.size} leaves fewer than 2 frames after {self.keys} key frames")
         if not 0 <= self.overlap <= (self.size - self.keys) // 2:
@@ -56,30 +54,13 @@ class WindowSchedule:
         return self.size - self.keys
 
     @cached_property
-    def anchor_positions(self) -> tuple[int, ...]:
-        """Anchor frames spread evenly over the shot, first and last included."""
-        count = min(self.anchors, self.length)
-        if count == 0:
-            return ()
-        if count == 1:
-            return (0,)
-        return tuple(sorted({round(i * (self.length - 1) / (count - 1)) for i in range(count)}))
-
-    @cached_property
     def windows(self) -> tuple[Window, ...]:
         span = min(self.span, self.length)
         stride = span - self.overlap
         # Evenly spread starts: no short last window, every overlap at least `overlap`.
         count = 1 if self.length <= span else math.ceil((self.length - span) / stride) + 1
         starts = [0] if count == 1 else [round(i * (self.length - span) / (count - 1)) for i in range(count)]
-        return tuple(
-            Window(index=i, start=s, stop=s + span, keys=self._keys_for(s + span / 2)) for i, s in enumerate(starts)
-        )
-
-    def _keys_for(self, centre: float) -> tuple[int, ...]:
-        # The anchors nearest the window's centre tie it to the shot's scale where it matters most.
-        nearest = sorted(self.anchor_positions, key=lambda a: (abs(a + 0.5 - centre), a))
-        return tuple(sorted(nearest[: self.keys]))
+        return tuple(Window(index=i, start=s, stop=s + span) for i, s in enumerate(starts))
 
     def covering(self, position: int) -> list[Window]:
         return [w for w in self.windows if w.start <= position < w.stop]
