@@ -48,7 +48,8 @@ def from_status(status: dict[str, Any]) -> dict[str, Any] | None:
     models = _names(status.get(STATUS_KEY))
     if models is None:
         return None
-    return {"source": SERVER, "models": models, "default": {}}
+    defaults = status.get("default_models")
+    return {"source": SERVER, "models": models, "default": dict(defaults) if isinstance(defaults, dict) else {}}
 
 
 def catalogue() -> dict[str, Any] | None:

@@ -32,6 +32,7 @@ from bufferany_core.client import (
     ServerNotFoundError,
 )
 from bufferany_core.errors import BadArgumentsError, ExitCode, ServiceError
+from bufferany_core.models.catalog import CATALOGUES, DEFAULT_MODELS
 
 
 @pytest.fixture
@@ -390,6 +391,11 @@ def test_status_reports_the_max_models_the_server_was_started_with(tmp_path):
     process = ServerProcess(tmp_path, "--max-models", "2")
     try:
         with Client.connect(process.discovery) as client:
-            assert client.status()["max_models"] == 2
+            status = client.status()
     finally:
         process.stop()
+    assert status["max_models"] == 2
+    # the hosts' model menus: every catalogue name per pass, and the defaults
+    assert status["available_models"] == {p: list(entries) for p, entries in CATALOGUES.items()}
+    assert status["default_models"] == DEFAULT_MODELS
+    assert not status["pipeline_loaded"]  # listing the models loads no pipeline

@@ -27,6 +27,7 @@ from bufferany_core import discovery, protocol
 from bufferany_core.errors import BadArgumentsError, BufferanyError
 from bufferany_core.frames.framespec import count_frames
 from bufferany_core.jobs import RenderJob
+from bufferany_core.models.catalog import CATALOGUES, DEFAULT_MODELS
 from bufferany_core.protocol import ProtocolError, error_message
 from bufferany_core.service.worker import Job, Worker, check_paths
 
@@ -523,4 +524,8 @@ class Server:
             "max_queue_per_client": self.max_queue_per_client,
             "max_frames": self.max_frames,
             "max_image_pixels": self.max_image_pixels,
+            # what a host offers in its model menus: every catalogue name per pass (the official ones
+            # load when their weights are on this machine, `bufferany-models list` says which)
+            "available_models": {p: list(entries) for p, entries in CATALOGUES.items()},
+            "default_models": dict(DEFAULT_MODELS),
         }
