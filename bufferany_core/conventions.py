@@ -99,6 +99,7 @@ class HeaderKeys:
     stabilize_mode: str = HEADER_PREFIX + "stabilize"  # the job's --stabilize: auto | on | off
     source: str = HEADER_PREFIX + "source"
     settings: str = HEADER_PREFIX + "settings"  # fingerprint of the render settings (re-runs skip matching frames)
+    settings_values: str = HEADER_PREFIX + "settings_values"  # those settings as JSON: a re-run names what differs
     precision: str = HEADER_PREFIX + "precision"  # fp32 | fp16 | bf16: the float type the models ran in
     depth_rule: str = HEADER_PREFIX + "depth_rule"  # how `distance` depth derives from inverse depth
 

@@ -25,6 +25,8 @@ class ExitCode(enum.IntEnum):
     PARTIAL_FAILURE = 12
     CANCELLED = 13
     SERVICE = 14  # server unreachable, bad token, protocol error
+    DISK_FULL = 15  # no space left on the output's device (ENOSPC) or quota exceeded (EDQUOT)
+    OUTPUT_CONFLICT = 16  # output frames exist from other settings (re-run with --overwrite to replace them)
 
 
 class BufferanyError(Exception):
@@ -67,6 +69,14 @@ class NonFiniteError(BufferanyError):
 
 class OutputNotWritableError(BufferanyError, PermissionError):
     exit_code = ExitCode.OUTPUT_NOT_WRITABLE
+
+
+class DiskFullError(OutputNotWritableError):
+    exit_code = ExitCode.DISK_FULL
+
+
+class OutputConflictError(BufferanyError):
+    exit_code = ExitCode.OUTPUT_CONFLICT
 
 
 class MissingWeightsError(BufferanyError, FileNotFoundError):

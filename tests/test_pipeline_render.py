@@ -8,7 +8,7 @@ from pipeline_plates import write_plate
 
 from bufferany_core import conventions
 from bufferany_core.conventions import HEADER
-from bufferany_core.errors import CancelledError
+from bufferany_core.errors import CancelledError, OutputConflictError
 from bufferany_core.frames import ImageInfo, read_channels, read_info, write_exr
 from bufferany_core.jobs import RenderJob
 from bufferany_core.pipeline.align import inverse_to_distance
@@ -76,7 +76,7 @@ def test_both_passes_keep_the_plates_geometry_and_say_where_they_came_from(tmp_p
     np.testing.assert_allclose(plate[..., 0], read_channels(tmp_path / "in" / "plate.0014.exr", ["R"])[..., 0])
 
 
-def test_rerun_skips_finished_frames_and_changed_settings_render_again(tmp_path, predictors):
+def test_rerun_skips_finished_frames_and_changed_settings_need_overwrite(tmp_path, predictors):
     pattern = write_plate(tmp_path / "in", range(1, 9))
     job = RenderJob(input=pattern, passes=("depth",), **TINY)
     run_render(job, predictors=predictors)
@@ -86,11 +86,13 @@ def test_rerun_skips_finished_frames_and_changed_settings_render_again(tmp_path,
     assert again.frames_written == [] and again.frames_skipped == list(range(1, 9))
     assert first.stat().st_mtime_ns == stamp
 
-    distance = run_render(RenderJob(input=pattern, passes=("depth",), depth_convention="distance", **TINY), predictors=predictors)
-    assert distance.frames_written == list(range(1, 9))
-    assert read_info(first).metadata[HEADER.depth_rule].startswith("distance = 1 / max(inverse + 0.01")
+    # other settings never replace finished frames silently (issue 18): the run stops, naming the difference
+    with pytest.raises(OutputConflictError, match="depth_convention"):
+        run_render(RenderJob(input=pattern, passes=("depth",), depth_convention="distance", **TINY), predictors=predictors)
+    assert first.stat().st_mtime_ns == stamp
     forced = run_render(RenderJob(input=pattern, passes=("depth",), depth_convention="distance", overwrite=True, **TINY), predictors=predictors)
     assert forced.frames_written == list(range(1, 9))
+    assert read_info(first).metadata[HEADER.depth_rule].startswith("distance = 1 / max(inverse + 0.01")
 
 
 def test_distance_is_the_documented_function_of_inverse_depth(tmp_path, predictors):

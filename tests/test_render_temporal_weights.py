@@ -69,7 +69,9 @@ def test_trained_temporal_weights_change_the_passes_and_are_recorded(tmp_path, t
     before = read_channels(frame, [conventions.DEPTH_CHANNEL])
     assert conventions.HEADER.temporal_weights_sha256 not in read_info(frame).metadata
 
-    with_temporal = render(plate, "-o", out, *TINY, "--depth-temporal-weights", trained)
+    refused = render(plate, "-o", out, *TINY, "--depth-temporal-weights", trained)
+    assert refused.returncode == ExitCode.OUTPUT_CONFLICT and "temporal_weights" in refused.stderr  # never silently
+    with_temporal = render(plate, "-o", out, *TINY, "--depth-temporal-weights", trained, "--overwrite")
     assert with_temporal.returncode == 0, with_temporal.stderr
     assert "already rendered" not in with_temporal.stdout  # other settings: every frame again
     assert with_temporal.stdout.count("written:") == len(SHOT)

@@ -160,6 +160,13 @@ def _farm_or_dry_run(ns: argparse.Namespace, job: RenderJob) -> None:
         say(f"Precision: {plan.precision}" + (" (auto)" if job.precision == "auto" else ""))
         for pass_name, choice in plan.stabilize.items():
             say(f"Stabiliser, {pass_name}: {choice.describe()}")
+    if plan.conflicts:
+        from bufferany_core.pipeline.outputs import conflict_error
+
+        error = conflict_error(plan.output, plan.conflicts, plan.settings_values)
+        if ns.dry_run:
+            raise error  # the run would stop here: the same message and exit code
+        say(f"WARNING: every task will stop before rendering: {error}", stream=sys.stderr)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

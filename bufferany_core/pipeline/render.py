@@ -57,7 +57,7 @@ from bufferany_core.models.api import PassName, PassPredictor
 from bufferany_core.models.catalog import ModelEntry, get_model_entry
 from bufferany_core.models.precision import choose_precision
 from bufferany_core.models.weights import require_weights, sha256_of
-from bufferany_core.pipeline import farm, official_schedule
+from bufferany_core.pipeline import farm, official_schedule, outputs
 from bufferany_core.pipeline.align import reference_range, renormalise
 from bufferany_core.pipeline.predictor_cache import PredictorCache
 from bufferany_core.pipeline.stabilizing import (
@@ -69,7 +69,15 @@ from bufferany_core.pipeline.stabilizing import (
     stabilizer_positions,
 )
 from bufferany_core.pipeline.windows import Window, WindowSchedule, key_positions
-from bufferany_core.pipeline.writer import Provenance, fingerprint, is_finished, write_frame
+from bufferany_core.pipeline.writer import (
+    ExistingFrame,
+    FrameState,
+    Provenance,
+    fingerprint,
+    frame_state,
+    settings_json,
+    write_frame,
+)
 from bufferany_core.scale_shift import fit_scale_shift
 
 KEY_FRAMES = 2  # key frames each later depth window sees before its own frames (windows.key_positions)
@@ -108,6 +116,8 @@ class RenderPlan:
     processing_sizes: dict[str, int] = field(default_factory=dict)  # pass -> the model's working resolution
     dropped: list[int] = field(default_factory=list)  # asked for but outside the shot (farm overshoot)
     stabilize: dict[str, StabilizeChoice] = field(default_factory=dict)  # pass -> stabilised or not, and why
+    settings_values: dict = field(default_factory=dict)  # what `settings` is the fingerprint of
+    conflicts: dict[int, ExistingFrame] = field(default_factory=dict)  # frames that exist from other settings
 
     @property
     def stabilized_passes(self) -> list[str]:
@@ -169,8 +179,7 @@ def plan_render(job: RenderJob) -> RenderPlan:
     output = FrameSequence.for_output(job.output) if job.output else output_sequence_for(sequence)
     if output.is_movie or Path(output.hash_pattern).suffix.lower() != ".exr":
         raise BadArgumentsError(f"output {output.hash_pattern} must be an EXR sequence (.exr)")
-    if not sequence.is_movie and sequence.path(requested[0]) == output.path(requested[0]):
-        raise BadArgumentsError(f"output {output.hash_pattern} would overwrite the input {sequence.hash_pattern}")
+    outputs.check_not_input(sequence, output, requested)  # links, `..`, letter case (issue 18)
     official_schedule.check_job(job, entries.get("depth"))
     schedule = _window_schedule(job, entries, shot_length=len(shot))
     processing_sizes = {p: _processing_size(job, p, entry) for p, entry in entries.items()}
@@ -183,10 +192,12 @@ def plan_render(job: RenderJob) -> RenderPlan:
         "depth_processing_size", "normal_processing_size",
     ):
         recorded.pop(resolved, None)  # recorded below as what they resolve to
-    settings = fingerprint(
+    values = dict(
         {
             **recorded,
-            "input": sequence.hash_pattern,
+            "input": Path(sequence.hash_pattern).name,  # the plate by name and content, not by where it is mounted
+            "plate": outputs.plate_signature(sequence, shot),
+            **outputs.weights_by_content(job),
             "shot": [shot[0], shot[-1], len(shot)],
             # "keys-official": farm windows carry key frames where the official inference puts them (issue 16)
             "schedule": [schedule.size, schedule.overlap, schedule.keys, "keys-official"],
@@ -202,7 +213,10 @@ def plan_render(job: RenderJob) -> RenderPlan:
             **({"precision": precision} if precision != "fp32" else {}),
         }
     )
-    finished = [] if job.overwrite else [f for f in requested if is_finished(output.path(f), settings)]
+    settings = fingerprint(values)
+    existing = {} if job.overwrite else {f: frame_state(output.path(f), settings) for f in requested}
+    finished = [f for f, e in existing.items() if e.state is FrameState.FINISHED]
+    conflicts = {f: e for f, e in existing.items() if e.state is FrameState.DIFFERENT}  # refused without --overwrite
     done = set(finished)
     plan = RenderPlan(
         job=job,
@@ -219,6 +233,8 @@ def plan_render(job: RenderJob) -> RenderPlan:
         processing_sizes=processing_sizes,
         dropped=dropped,
         stabilize=stabilize,
+        settings_values=values,
+        conflicts=conflicts,
     )
     return plan
 
@@ -385,6 +401,7 @@ class _ShotRenderer:
             stabilize_mode=self.job.stabilize,
             source=plan.input_pattern,
             settings=plan.settings,
+            settings_values=settings_json(plan.settings_values),
             precision=plan.precision,
         )
 
@@ -584,7 +601,10 @@ def run_render(
 ) -> RenderResult:
     emit = on_event or (lambda event: None)
     plan = plan_render(job)
+    if plan.conflicts:
+        raise outputs.conflict_error(plan.output, plan.conflicts, plan.settings_values)
     _check_writable(Path(plan.output_pattern).parent)
+    outputs.remove_stale_temporaries(plan.output, plan.to_render)  # left by a killed render of these frames
     if plan.dropped:
         message = f"frames {format_frame_spec(plan.dropped)} lie outside the shot range {job.shot_range}: not rendered"
         emit({"type": "log", "level": "warning", "message": message})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import json
 from collections.abc import Mapping
@@ -14,7 +15,7 @@ from bufferany_core import __version__, conventions
 from bufferany_core.atomic import writing_outputs
 from bufferany_core.conventions import HEADER
 from bufferany_core.errors import BufferanyError
-from bufferany_core.frames import ImageInfo, read_info, write_exr
+from bufferany_core.frames import ImageInfo, read_channels, read_info, write_exr
 from bufferany_core.pipeline.align import DISTANCE_RULE, inverse_to_distance, renormalise
 
 
@@ -36,6 +37,7 @@ class Provenance:
     temporal_weights: Mapping[str, str] = field(default_factory=dict)  # pass -> sha256 of trained temporal layers
     precision: str = "fp32"  # the float type the models ran in (fp16/bf16: CUDA autocast)
     stabilize_mode: str = "auto"  # the job's --stabilize
+    settings_values: str = ""  # the fingerprinted settings as JSON (`settings_json`), so a re-run can name what differs
 
     def header(self) -> dict[str, object]:
         meta: dict[str, object] = {
@@ -52,6 +54,8 @@ class Provenance:
             HEADER.settings: self.settings,
             HEADER.precision: self.precision,
         }
+        if self.settings_values:
+            meta[HEADER.settings_values] = self.settings_values
         for pass_name, (done, reason) in self.stabilized.items():
             meta[HEADER.pass_stabilized(pass_name)] = int(done)
             meta[HEADER.pass_stabilize_reason(pass_name)] = reason
@@ -69,6 +73,11 @@ class Provenance:
         return meta
 
 
+def settings_json(settings: Mapping[str, object]) -> str:
+    """The settings as the canonical JSON text that is fingerprinted and recorded in the header."""
+    return json.dumps(settings, sort_keys=True, default=str, separators=(",", ":"))
+
+
 def fingerprint(settings: Mapping[str, object]) -> str:
     """Short stable hash of the settings that decide a frame's pixels: a re-run skips a frame only
     when its file carries the same one."""
@@ -76,15 +85,68 @@ def fingerprint(settings: Mapping[str, object]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def is_finished(path: Path, settings: str) -> bool:
-    """Whether `path` is a complete output written with the same settings (writes are atomic, so an
-    existing file is complete; a file from other settings, or unreadable, is rendered again)."""
+class FrameState(enum.Enum):
+    MISSING = "missing"
+    FINISHED = "finished"  # complete, with the same settings
+    DIFFERENT = "different"  # complete, from other settings
+    BROKEN = "broken"  # exists but its header or pixels cannot be read (rendered again)
+
+
+@dataclass(frozen=True)
+class ExistingFrame:
+    state: FrameState
+    settings: str | None = None  # the fingerprint it records
+    values: dict | None = None  # the settings it records (None: rendered before they were recorded)
+
+
+def frame_state(path: Path, settings: str, *, check_pixels: bool = True) -> ExistingFrame:
+    """What is at `path`: nothing, a finished frame of these settings (header and, with `check_pixels`,
+    every channel readable), a frame from other settings, or a file that cannot be read."""
     if not path.is_file():
-        return False
+        return ExistingFrame(FrameState.MISSING)
     try:
-        return read_info(path).metadata.get(HEADER.settings) == settings
+        info = read_info(path)
+        recorded = info.metadata.get(HEADER.settings)
+        if check_pixels:
+            read_channels(path, list(info.channels))
     except BufferanyError:
-        return False
+        return ExistingFrame(FrameState.BROKEN)
+    if recorded is None:  # not one of ours: never replaced without --overwrite
+        return ExistingFrame(FrameState.DIFFERENT, None, None)
+    if recorded == settings:
+        return ExistingFrame(FrameState.FINISHED, recorded)
+    try:
+        values = json.loads(str(info.metadata.get(HEADER.settings_values, "")))
+    except ValueError:
+        values = None
+    return ExistingFrame(FrameState.DIFFERENT, str(recorded), values if isinstance(values, dict) else None)
+
+
+def settings_differences(ours: Mapping[str, object], theirs: Mapping[str, object] | None) -> list[str]:
+    """The settings that differ, as `name: theirs -> ours` (theirs None: recorded by an older version)."""
+    if theirs is None:
+        return ["settings not recorded (written by an earlier version or another program)"]
+    out = []
+    for name in sorted(set(ours) | set(theirs)):
+        a, b = theirs.get(name, _DEFAULT), ours.get(name, _DEFAULT)
+        if _short(a) != _short(b):
+            out.append(f"{name}: {_short(a)} -> {_short(b)}")
+    return out or ["the fingerprint differs"]
+
+
+_DEFAULT = object()  # a setting left at its default is not recorded
+
+
+def _short(value: object) -> str:
+    if value is _DEFAULT:
+        return "(default)"
+    text = json.dumps(value, sort_keys=True, default=str)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def is_finished(path: Path, settings: str) -> bool:
+    """Whether `path` is a complete output written with the same settings (header and pixels readable)."""
+    return frame_state(path, settings).state is FrameState.FINISHED
 
 
 def write_frame(
