@@ -77,7 +77,7 @@ def get(context) -> BufferanyPreferences | None:
 def connect_arguments(prefs: BufferanyPreferences | None) -> dict[str, Any]:
     """Keyword arguments of `Client.connect` for these preferences."""
     if prefs is None:
-        return {"start_server": True, "timeout": 60.0}
+        return _idle_exit_in_background({"start_server": True, "timeout": 60.0})
     if prefs.connection == "ADDRESS":
         if not prefs.port or not prefs.token:
             raise ValueError(
@@ -89,4 +89,20 @@ def connect_arguments(prefs: BufferanyPreferences | None) -> dict[str, Any]:
         arguments["discovery"] = bpy.path.abspath(prefs.discovery_file)
     if prefs.server_command.strip():
         arguments["server_command"] = shlex.split(prefs.server_command)
-    return arguments
+    return _idle_exit_in_background(arguments)
+
+
+BACKGROUND_IDLE_EXIT_S = 300
+
+
+def _idle_exit_in_background(arguments: dict[str, Any]) -> dict[str, Any]:
+    """`blender -b` (a farm task): a server it starts gets `--idle-exit`, so it never outlives the task."""
+    if not (bpy.app.background and arguments.get("start_server")):
+        return arguments
+    command = arguments.get("server_command")
+    if command is None:
+        try:
+            command = client.default_server_command()
+        except client.ServerNotFoundError:
+            return arguments  # the client's own error names the fix when it tries
+    return {**arguments, "server_command": [*command, "--idle-exit", str(BACKGROUND_IDLE_EXIT_S)]}

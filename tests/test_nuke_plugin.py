@@ -36,7 +36,7 @@ from bufferany_nuke import batch, cache, node, settings
 from bufferany_nuke.generate import _render_job
 
 from bufferany_core.client import ServerNotFoundError
-from bufferany_core.errors import ExitCode, FrameRangeError
+from bufferany_core.errors import BadArgumentsError, ExitCode, FrameRangeError
 
 
 @pytest.fixture
@@ -486,10 +486,20 @@ def test_display_referred_plates_and_explicit_colour_spaces_skip_the_conversion(
 
 def test_a_started_server_never_inherits_nukes_colour_config_or_python(monkeypatch):
     monkeypatch.setenv("BUFFERANY_SERVER_CMD", "/opt/bufferany/bin/bufferany-server --device cpu")
+    monkeypatch.setattr(nuke, "GUI", True)
     assert settings.server_command() == [
         *("env", "-u", "OCIO", "-u", "PYTHONPATH", "-u", "PYTHONHOME"),
         *("/opt/bufferany/bin/bufferany-server", "--device", "cpu"),
     ]
+    # in batch mode (nuke -t, a farm task) the server it starts stops by itself once unused
+    monkeypatch.setattr(nuke, "GUI", False)
+    assert settings.server_command()[-3:] == ["cpu", "--idle-exit", str(settings.DEFAULT_IDLE_EXIT_S)]
+    monkeypatch.setenv(settings.IDLE_EXIT_ENV, "45")
+    assert settings.server_command()[-2:] == ["--idle-exit", "45"]
+    monkeypatch.setenv(settings.IDLE_EXIT_ENV, "0")
+    with pytest.raises(BadArgumentsError, match="at least 1 second"):
+        settings.server_command()
+    monkeypatch.delenv(settings.IDLE_EXIT_ENV)
     monkeypatch.delenv("BUFFERANY_SERVER_CMD")
     monkeypatch.setenv("PATH", "/nowhere")
     assert settings.server_command() is None  # the client's own error then names the fix

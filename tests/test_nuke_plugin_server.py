@@ -285,3 +285,102 @@ def test_a_server_the_node_starts_ignores_nukes_ocio_under_an_aces_config(tmp_pa
             with Client.connect(discovery) as client:
                 client.shutdown()
         next(gen, None)
+
+
+def _own_server_env(tmp_path, monkeypatch):
+    """$BUFFERANY_SERVER_FILE in a private folder of its own and $BUFFERANY_SERVER_CMD starting a real
+    server there; returns the discovery file."""
+    import shlex
+
+    from service_support import server_command
+
+    folder = tmp_path / "started"
+    folder.mkdir(mode=0o700)
+    discovery = folder / "server.json"
+    monkeypatch.setenv("BUFFERANY_SERVER_FILE", str(discovery))
+    command = [*server_command(), "--port", "0", "--device", "cpu", "--allow-root", str(tmp_path)]
+    monkeypatch.setenv("BUFFERANY_SERVER_CMD", shlex.join(command))
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    return discovery
+
+
+def _gone(pid, timeout):
+    import os
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        try:  # our own child (the fake Nuke started it): reap it
+            if os.waitpid(pid, os.WNOHANG)[0] == pid:
+                return True
+        except ChildProcessError:
+            pass
+        time.sleep(0.1)
+    return False
+
+
+def test_batch_stops_the_server_it_started_when_the_task_ends(tmp_path, monkeypatch, capsys):
+    """`nuke -t batch.py` with "start server if needed": the server it started gets --idle-exit and is
+    shut down when batch.py finishes (discovery file removed, process gone)."""
+    import json
+
+    gen = fresh_script(tmp_path, monkeypatch)
+    state = next(gen)
+    discovery = _own_server_env(tmp_path, monkeypatch)
+    try:
+        nuke.GUI = False
+        plate = str(tmp_path / "plate" / "plate.####.exr")
+        knobs = {**TINY, "passes": "depth", "start_server": True, "server_timeout": 60}
+        shot = write_fake_script(tmp_path / "shot.py", plate, knobs)
+        seen = {}
+        original = bufferany_nuke.generate
+
+        def spy(group, **kwargs):
+            result = original(group, **kwargs)
+            seen.update(json.loads(discovery.read_text()))
+            with Client.connect(discovery) as client:
+                seen["idle_exit"] = client.status()["idle_exit"]
+            return result
+
+        monkeypatch.setattr(batch, "generate", spy)
+        assert batch.main([str(shot)]) == 0, capsys.readouterr().err
+        out = capsys.readouterr().out
+        assert seen["idle_exit"] == settings.DEFAULT_IDLE_EXIT_S  # a batch-started server can never linger
+        assert f"stopped the server it started (pid {seen['pid']})" in out, out
+        assert not discovery.exists()
+        assert _gone(seen["pid"], 30)
+        assert state.violations == []
+    finally:
+        if discovery.exists():
+            with Client.connect(discovery) as client:
+                client.shutdown()
+        next(gen, None)
+
+
+def test_a_server_started_in_batch_mode_exits_when_idle(tmp_path, monkeypatch):
+    """A farm task killed before batch.py could stop its server: the server's --idle-exit ends it."""
+    import json
+
+    gen = fresh_script(tmp_path, monkeypatch)
+    next(gen)
+    discovery = _own_server_env(tmp_path, monkeypatch)
+    monkeypatch.setenv(settings.IDLE_EXIT_ENV, "2")
+    try:
+        group = _tiny_node()
+        group["passes"].setValue("depth")
+        group["start_server"].setValue(True)
+        group["server_timeout"].setValue(60)
+        nuke.GUI = False
+        assert bufferany_nuke.generate(group) is not None
+        pid = json.loads(discovery.read_text())["pid"]
+        assert _gone(pid, 30)  # nobody stopped it: it stopped itself
+        assert not discovery.exists()
+    finally:
+        if discovery.exists():
+            with Client.connect(discovery) as client:
+                client.shutdown()
+        next(gen, None)

@@ -63,6 +63,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="predictors kept loaded between jobs (default 4: depth and normal at two settings); "
         "past N the least recently used one is unloaded and loads again when a job needs it",
     )
+    parser.add_argument(
+        "--idle-exit",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="shut down cleanly (discovery file removed) once no client has been connected and no job "
+        "queued or running for SECONDS: for a server started by a farm task or a batch host, which "
+        "must not outlive it (default: run until stopped)",
+    )
     limits = parser.add_argument_group("limits (each refusal is a clear error to the client)")
     limits.add_argument("--max-queue", type=int, default=MAX_QUEUED, metavar="N",
                         help=f"jobs waiting at once, all clients (default {MAX_QUEUED}); past it: 'queue_full'")
@@ -100,6 +109,8 @@ def main(argv: list[str] | None = None) -> int:
     for option in ("max_models", "max_queue", "max_queue_per_client", "max_frames", "max_image_pixels"):
         if getattr(args, option) < 1:
             parser.error(f"--{option.replace('_', '-')} must be at least 1, got {getattr(args, option)}")  # exits 2
+    if args.idle_exit is not None and not args.idle_exit > 0:
+        parser.error(f"--idle-exit must be more than 0 seconds, got {args.idle_exit}")
     handlers: list[logging.Handler] = []
     if args.log_file:
         try:
@@ -154,6 +165,7 @@ def main(argv: list[str] | None = None) -> int:
         max_queue_per_client=args.max_queue_per_client,
         max_frames=args.max_frames,
         max_image_pixels=args.max_image_pixels,
+        idle_exit=args.idle_exit,
     )
     try:
         asyncio.run(server.run())

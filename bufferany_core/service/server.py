@@ -118,8 +118,10 @@ class Server:
         max_queue_per_client: int = MAX_QUEUED_PER_CLIENT,
         max_frames: int = MAX_FRAMES,
         max_image_pixels: int = MAX_IMAGE_PIXELS,
+        idle_exit: float | None = None,
     ):
         self.host = host
+        self.idle_exit = idle_exit  # seconds without clients or jobs before a clean shutdown (None: never)
         self.max_queue, self.max_queue_per_client = max_queue, max_queue_per_client
         self.max_frames, self.max_image_pixels = max_frames, max_image_pixels
         self.port = port
@@ -178,7 +180,10 @@ class Server:
                 self.discovery_path,
                 ", ".join(self.allowed_roots) or "none (every job is rejected)",
             )
+            idle_watch = asyncio.ensure_future(self._watch_idle()) if self.idle_exit else None
             await self._stop.wait()
+            if idle_watch is not None:
+                idle_watch.cancel()
             log.info("shutting down")
             listener.close()
             await self._drain_jobs()
@@ -193,6 +198,30 @@ class Server:
 
     def request_stop(self) -> None:
         self._stop.set()
+
+    def idle(self) -> bool:
+        """No authenticated client connected and no job queued or running. (Connections that never
+        said hello do not count: a port scan must not keep a farm task's server alive.)"""
+        return not self.connections and not any(job.state in ("queued", "running") for job in self.jobs.values())
+
+    async def _watch_idle(self) -> None:
+        """--idle-exit: stop once the server has been idle for that long (a server started for a farm
+        task, whose host went away without shutting it down, frees the GPU and its discovery file)."""
+        assert self.idle_exit is not None
+        limit = self.idle_exit
+        step = min(1.0, max(0.05, limit / 4))
+        idle_since: float | None = None
+        while not self._stop.is_set():
+            await asyncio.sleep(step)
+            now = time.monotonic()
+            if not self.idle():
+                idle_since = None
+            elif idle_since is None:
+                idle_since = now
+            elif now - idle_since >= limit:
+                log.info("idle for %.0f s (no clients, no jobs): shutting down (--idle-exit)", now - idle_since)
+                self.request_stop()
+                return
 
     def _install_signal_handlers(self) -> None:
         loop = asyncio.get_running_loop()
@@ -524,6 +553,7 @@ class Server:
             "max_queue_per_client": self.max_queue_per_client,
             "max_frames": self.max_frames,
             "max_image_pixels": self.max_image_pixels,
+            "idle_exit": self.idle_exit,
             # what a host offers in its model menus: every catalogue name per pass (the official ones
             # load when their weights are on this machine, `bufferany-models list` says which)
             "available_models": {p: list(entries) for p, entries in CATALOGUES.items()},

@@ -21,7 +21,7 @@ from pathlib import Path
 import nuke
 
 from bufferany_core.errors import BadArgumentsError, BufferanyError, ExitCode
-from bufferany_nuke.generate import generate
+from bufferany_nuke.generate import generate, stop_started_servers
 from bufferany_nuke.node import is_bufferany_node
 
 
@@ -44,7 +44,15 @@ def main(argv: list[str] | None = None) -> int:
         return int(exc.exit_code)
     nuke.scriptOpen(args.script)
     try:
-        nodes = _nodes(args.nodes)
+        return _render(args.nodes, target)
+    finally:
+        for line in stop_started_servers():  # a server started for this task ends with it
+            print(f"bufferany: {line}")
+
+
+def _render(names: list[str], target: Path | None) -> int:
+    try:
+        nodes = _nodes(names)
     except BufferanyError as exc:
         print(f"bufferany: {exc}", file=sys.stderr)
         return int(exc.exit_code)

@@ -14,24 +14,27 @@ on the node (the node is free to generate again).
 from __future__ import annotations
 
 import queue
-import sys
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import nuke
 
-from bufferany_core.client import Client, JobCancelledError, JobFailedError
+from bufferany_core import discovery
+from bufferany_core.client import Client, JobCancelledError, JobFailedError, ServerNotFoundError
 from bufferany_core.errors import BufferanyError, CancelledError, ServiceError
 from bufferany_core.jobs import RenderJob
 from bufferany_nuke import cache, colour, node
-from bufferany_nuke.settings import NodeSettings, read_settings, script_name
+from bufferany_nuke.settings import Connection, NodeSettings, read_settings, script_name
 
 _POLL_S = 0.1
 _QUIET_S = 5.0  # without an event this long, ask the server for the job's status
 _RUNNING: dict[tuple[str, str], _Run] = {}  # (script, node identity) -> its job in flight
+_STARTED: dict[str, int] = {}  # discovery file -> pid of the server this Nuke process started there
+_STARTED_LOCK = threading.Lock()
 
 
 def generate(group: nuke.Node | None = None, *, synchronous: bool | None = None) -> dict[str, Any] | None:
@@ -169,7 +172,7 @@ class _Run:
 
     def _submit_and_wait(self, task: nuke.ProgressTask) -> dict[str, Any]:
         job = _render_job(self.settings, self.entry)
-        with Client.connect(**self.settings.connection.connect_kwargs()) as client:
+        with _connect(self.settings.connection) as client:
             job_id = client.submit(job)
             inbox: queue.Queue[tuple[str, Any]] = queue.Queue()
             threading.Thread(
@@ -237,6 +240,66 @@ class _Run:
             call(*args)
         else:
             nuke.executeInMainThread(call, args)
+
+
+def _connect(connection: Connection) -> Client:
+    """A client for the node's server; a server started here (start server if needed) is remembered,
+    so that batch.py can stop it when the task ends (stop_started_servers)."""
+    kwargs = connection.connect_kwargs()
+    if not kwargs.get("start_server"):
+        return Client.connect(**kwargs)
+    try:
+        return Client.connect(**{**kwargs, "start_server": False})
+    except ServerNotFoundError:
+        client = Client.connect(**kwargs)
+    path = discovery.resolve_path(kwargs.get("discovery"))
+    try:
+        info = discovery.read(path)
+    except ServiceError:
+        info = None
+    if info is not None:
+        with _STARTED_LOCK:
+            _STARTED[str(path)] = int(info["pid"])
+    return client
+
+
+def stop_started_servers(*, timeout: float = 30.0) -> list[str]:
+    """Shut down the servers this Nuke process started (batch.py calls it when the task ends), unless
+    another client is using one (it has its own jobs queued or running, or others are connected: it
+    then stops by itself after --idle-exit). Returns a line per server saying what was done."""
+    with _STARTED_LOCK:
+        started = dict(_STARTED)
+        _STARTED.clear()
+    said: list[str] = []
+    for path, pid in started.items():
+        try:
+            info = discovery.read(Path(path))
+            if info is None or int(info["pid"]) != pid:
+                continue  # already gone (idle exit, killed), or replaced by someone else's
+            with Client.connect(path, timeout=timeout) as client:
+                if not _unused(client):
+                    said.append(f"left the server it started (pid {pid}) running: other clients use it")
+                    continue
+                client.shutdown()
+            said.append(f"stopped the server it started (pid {pid})")
+        except BufferanyError as exc:
+            said.append(f"could not stop the server it started (pid {pid}): {exc}")
+    return said
+
+
+def _unused(client: Client, *, settle_s: float = 3.0) -> bool:
+    """No job queued or running, and no client connected but this one (a job's event stream that just
+    ended may take a moment to close: wait that long for it)."""
+    deadline = time.monotonic() + settle_s
+    while True:
+        status = client.status()
+        if status.get("running") or status.get("queued"):
+            return False
+        if int(status.get("connections", 0)) <= 1:
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
 
 
 def _stream(client: Client, job_id: str, inbox: queue.Queue[tuple[str, Any]]) -> None:

@@ -17,6 +17,8 @@ from bufferany_nuke.job_knobs import read_job
 
 CACHE_ENV = "BUFFERANY_NUKE_CACHE"
 TOKEN_ENV = "BUFFERANY_SERVER_TOKEN"
+IDLE_EXIT_ENV = "BUFFERANY_SERVER_IDLE_EXIT"
+DEFAULT_IDLE_EXIT_S = 300  # a server started in batch mode (nuke -t, a farm task) stops after this long unused
 DEFAULT_CACHE = "~/.bufferany/nuke_cache"
 SCRIPT_CACHE = "bufferany_cache"  # beside a saved script, when nothing else names the cache root
 
@@ -102,7 +104,9 @@ SERVER_ENV_UNSET = ("OCIO", "PYTHONPATH", "PYTHONHOME")
 
 def server_command() -> list[str] | None:
     """The command a node starts a server with: the client's default, under `env -u` for
-    SERVER_ENV_UNSET. None (the client's own default and error) when no server command is found."""
+    SERVER_ENV_UNSET. None (the client's own default and error) when no server command is found.
+    In batch mode (`nuke -t`, a farm task) the server gets `--idle-exit` (idle_exit_seconds()): it
+    must not outlive the task, even when the task is killed before batch.py can stop it."""
     from bufferany_core.client import default_server_command
     from bufferany_core.errors import ServiceError
 
@@ -110,10 +114,24 @@ def server_command() -> list[str] | None:
         command = default_server_command()
     except ServiceError:
         return None
+    if not nuke.GUI:
+        command = [*command, "--idle-exit", str(idle_exit_seconds())]
     if os.name == "nt":
         return command
     unset = [arg for name in SERVER_ENV_UNSET for arg in ("-u", name)]
     return ["env", *unset, *command]
+
+
+def idle_exit_seconds() -> int:
+    """$BUFFERANY_SERVER_IDLE_EXIT (whole seconds, at least 1), else DEFAULT_IDLE_EXIT_S."""
+    text = os.environ.get(IDLE_EXIT_ENV, "").strip()
+    try:
+        value = int(text) if text else DEFAULT_IDLE_EXIT_S
+    except ValueError:
+        raise BadArgumentsError(f"${IDLE_EXIT_ENV}={text!r}: give whole seconds") from None
+    if value < 1:
+        raise BadArgumentsError(f"${IDLE_EXIT_ENV}={text!r}: give at least 1 second")
+    return value
 
 
 def script_name() -> str:

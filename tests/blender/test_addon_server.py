@@ -132,6 +132,9 @@ def test_the_addon_starts_a_server_with_the_command_in_its_preferences(addon, pr
         with pytest.raises(RuntimeError, match=r"missing.*exit code 3"):
             bpy.ops.bufferany.generate()
         info = json.loads(discovery.read_text())
+        if bpy.app.background:  # Blender as a module, or `blender -b` on a farm: the server stops once unused
+            with addon.core.client.Client.connect(discovery) as client:
+                assert client.status()["idle_exit"] == addon.preferences.BACKGROUND_IDLE_EXIT_S
     finally:
         if discovery.exists():
             with addon.core.client.Client.connect(discovery) as client:
