@@ -57,7 +57,7 @@ from bufferany_core.models.api import PassName, PassPredictor
 from bufferany_core.models.catalog import ModelEntry, get_model_entry
 from bufferany_core.models.precision import choose_precision
 from bufferany_core.models.weights import require_weights, sha256_of
-from bufferany_core.pipeline import farm, official_schedule, outputs
+from bufferany_core.pipeline import farm, official_schedule, outputs, square_pixels
 from bufferany_core.pipeline.align import reference_range, renormalise
 from bufferany_core.pipeline.predictor_cache import PredictorCache
 from bufferany_core.pipeline.stabilizing import (
@@ -116,6 +116,7 @@ class RenderPlan:
     processing_sizes: dict[str, int] = field(default_factory=dict)  # pass -> the model's working resolution
     dropped: list[int] = field(default_factory=list)  # asked for but outside the shot (farm overshoot)
     stabilize: dict[str, StabilizeChoice] = field(default_factory=dict)  # pass -> stabilised or not, and why
+    pixel_aspect: float = 1.0  # the plate's; the models and the flow see it with square pixels
     settings_values: dict = field(default_factory=dict)  # what `settings` is the fingerprint of
     conflicts: dict[int, ExistingFrame] = field(default_factory=dict)  # frames that exist from other settings
 
@@ -183,6 +184,7 @@ def plan_render(job: RenderJob) -> RenderPlan:
     official_schedule.check_job(job, entries.get("depth"))
     schedule = _window_schedule(job, entries, shot_length=len(shot))
     processing_sizes = {p: _processing_size(job, p, entry) for p, entry in entries.items()}
+    pixel_aspect = square_pixels.plate_pixel_aspect(sequence, shot[0])
     stabilize = decide(job, entries)
     stabilized = [p for p, choice in stabilize.items() if choice.stabilize]
     recorded = job.pixel_settings()
@@ -205,6 +207,8 @@ def plan_render(job: RenderJob) -> RenderPlan:
             # the depth model's default size follows the official rules (1280 cap, wide plates lower)
             **({"depth_sizes": "official"} if "depth" in job.passes and job.depth_processing_size is None else {}),
             "processing_sizes": processing_sizes,
+            # anamorphic plates reach the models desqueezed (absent for square pixels: earlier renders stay valid)
+            **({"square_pixels": pixel_aspect} if not square_pixels.is_square(pixel_aspect) else {}),
             # by content: retraining into the same file re-renders
             **({"temporal_weights": temporal} if temporal else {}),
             # absent when nothing is stabilised, so unstabilised renders from before `auto` stay finished
@@ -233,6 +237,7 @@ def plan_render(job: RenderJob) -> RenderPlan:
         processing_sizes=processing_sizes,
         dropped=dropped,
         stabilize=stabilize,
+        pixel_aspect=pixel_aspect,
         settings_values=values,
         conflicts=conflicts,
     )
@@ -315,9 +320,13 @@ def _to_tensor(frames: list, device: torch.device) -> torch.Tensor:
 
 
 def _predict(predictor: PassPredictor, frames: list, what: str) -> np.ndarray:
+    """The pass on the plate's grid; the model sees the plate with square pixels (`square_pixels`)."""
     try:
         with torch.inference_mode():
-            out = predictor.predict(_to_tensor(frames, predictor.device))
+            plates = _to_tensor(frames, predictor.device)
+            square = square_pixels.to_square(plates, frames[0].info.pixel_aspect, clamp=True)
+            normals = predictor.info.pass_name == "normal"
+            out = square_pixels.to_plate(predictor.predict(square), *plates.shape[-2:], normals=normals)
     except torch.OutOfMemoryError as exc:
         h, w = np.shape(frames[0].rgb)[:2]
         raise out_of_memory_error(
@@ -385,7 +394,9 @@ class _ShotRenderer:
             self.flow = load_flow_estimator(
                 "auto", models_dir=Path(self.job.models_dir) if self.job.models_dir else None, device=self.flow_device
             )
-            self.stabilizer = ShotStabilizer(len(plan.shot), plan.stabilized_passes, self.flow, self.flow_device)
+            self.stabilizer = ShotStabilizer(
+                len(plan.shot), plan.stabilized_passes, self.flow, self.flow_device, pixel_aspect=plan.pixel_aspect
+            )
         infos = {p: pr.info for p, pr in predictors.items()}
         self.provenance = Provenance(
             passes=tuple(self.job.passes),

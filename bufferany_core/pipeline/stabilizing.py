@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from bufferany_core.flow.backends import FlowEstimator
-from bufferany_core.flow.pairs import compute_frame_pairs
+from bufferany_core.flow.anamorphic import square_frame_pairs
 from bufferany_core.jobs import RenderJob
 from bufferany_core.models.catalog import ModelEntry
 from bufferany_core.pipeline.windows import Window, WindowSchedule
@@ -107,8 +107,10 @@ class ShotStabilizer:
         device: torch.device,
         *,
         settings: StabilizeSettings | None = None,
+        pixel_aspect: float = 1.0,
     ):
         self.schedule = stabilizer_schedule(length)
+        self.pixel_aspect = pixel_aspect  # the plate's: the flow sees it desqueezed to square pixels
         self.passes = list(passes)
         self.estimator = estimator
         self.device = device
@@ -150,7 +152,9 @@ class ShotStabilizer:
             normals = torch.from_numpy(np.stack([f.normals for f in frames]).astype(np.float32)).to(self.device)
         out: dict[str, np.ndarray] = {}
         if len(frames) > 1:
-            pairs = compute_frame_pairs(plate, self.estimator, depth=depth, tau=self.settings.cycle_tolerance)
+            pairs = square_frame_pairs(  # the flow runs on square pixels (flow.anamorphic)
+                plate, self.estimator, pixel_aspect=self.pixel_aspect, depth=depth, tau=self.settings.cycle_tolerance
+            )
             if "depth" in self.passes and depth is not None:
                 out["depth"] = stabilize_depth(depth, pairs, settings=self.settings).depth[:, 0].double().cpu().numpy()
             if normals is not None:
