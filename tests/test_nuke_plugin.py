@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -221,6 +222,61 @@ def test_cache_key_follows_settings_and_upstream_but_not_layer_names(script, tmp
     stat = plate_file.stat()
     os.utime(plate_file, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
     assert key() != base  # a re-rendered plate frame
+
+
+def test_cache_key_sees_expression_links_gizmo_insides_and_evaluated_files(script, tmp_path, monkeypatch):
+    """What really changes the plate: a knob driven by an expression that reads a node outside the
+    input tree, a gizmo's insides, the file a TCL/$env path evaluates to; not labels or colours."""
+    group = make_node()
+    read = group.input(0)
+
+    def key():
+        return cache.entry_for(group, settings.read_settings(group)).plate_key
+
+    control = nuke.nodes.Multiply(name="Control", value=0.5)  # connected to nothing
+    grade = nuke.nodes.Multiply(name="Grade")
+    grade.setInput(0, read)
+    grade["value"].setExpression("Control.value * 2")
+    group.setInput(0, grade)
+    base = key()
+    assert grade["value"].value() == 1.0
+    control["value"].setValue(0.25)
+    assert key() != base  # the linked knob changed the pixels, though no knob upstream did
+    control["value"].setValue(0.5)
+    assert key() == base
+    for node_ in (control, grade, read):
+        node_["label"].setValue("graded [value value]")
+        node_["tile_color"].setValue(0xFF0000FF)
+        node_.setXYpos(10, 20)
+    assert key() == base  # labels, colours and positions change no pixel
+    grade["value"].setExpression("Control.value * 2 + frame * 0")
+    assert key() != base  # another expression, same values: the text counts too
+    grade["value"].setExpression("Control.value * 2")
+
+    gizmo = nuke._gizmo("StudioGrade")
+    with gizmo:
+        inside_in = nuke.nodes.Input(name="Input1")
+        inside = nuke.nodes.Multiply(name="Inner", value=1.0)
+        inside.setInput(0, inside_in)
+        nuke.nodes.Output(name="Output1").setInput(0, inside)
+    gizmo.setInput(0, grade)
+    group.setInput(0, gizmo)
+    with_gizmo = key()
+    inside["value"].setValue(0.9)
+    assert key() != with_gizmo  # a gizmo's insides are upstream too
+    inside["value"].setValue(1.0)
+    assert key() == with_gizmo
+
+    # a file knob counts as evaluated: the same files through $env or a literal path share the cache
+    group.setInput(0, read)
+    literal = key()
+    monkeypatch.setenv("PLATE_ROOT", str(tmp_path / "plate"))
+    read["file"].setValue("$env(PLATE_ROOT)/plate.####.exr")
+    assert key() == literal
+    other = tmp_path / "plate_other"
+    shutil.copytree(tmp_path / "plate", other)
+    monkeypatch.setenv("PLATE_ROOT", str(other))
+    assert key() != literal  # the script text is the same; the files it reads are not
 
 
 def test_generate_without_a_server_reports_on_the_node_from_the_main_thread(script, tmp_path):

@@ -112,9 +112,10 @@ def entry_for(group: nuke.Group, settings: NodeSettings) -> CacheEntry:
     plate = group.input(0)
     if plate is None:
         raise ValueError(f"{group.fullName()}: no input")
+    upstream, linked = _upstream_knobs(plate, settings.first, settings.last, exclude=group)
     plate_signature = {
-        "upstream": _upstream_knobs(plate),
-        "files": _file_stats(plate, settings.first, settings.last),
+        "upstream": upstream,
+        "files": _file_stats([plate, *linked], settings.first, settings.last),
         "colour": settings.colour.key() if settings.colour is not None else None,
         "frames": [settings.first, settings.last],
     }
@@ -156,44 +157,94 @@ def clean(root: str | os.PathLike[str], *, older_than_days: float) -> list[Path]
     return removed
 
 
-# Knobs that change how a node looks in the DAG, never its pixels: moving or selecting a node
-# upstream must not throw the cache away.
+# Knobs that change how a node looks in the DAG, or what it runs in the GUI, never its pixels:
+# moving, selecting, colouring or labelling a node upstream must not throw the cache away.
 _LOOKS_ONLY = frozenset(
     "name xpos ypos selected label note_font note_font_size note_font_color tile_color gl_color hide_input "
     "postage_stamp postage_stamp_frame dope_sheet bookmark icon indicators autolabel help onCreate onDestroy "
-    "knobChanged updateUI cached panel".split()
+    "knobChanged updateUI cached panel lock_connections "
+    "beforeRender beforeFrameRender afterFrameRender afterRender renderProgress "
+    # a BufferAnytime node's own bookkeeping (its status line, identity, what it shows)
+    "bufferany_uuid bufferany_linked bufferany_stale".split()
 )
+# Knob classes that hold no pixel setting: tabs, labels, buttons.
+_NO_PIXELS = frozenset(
+    "Tab_Knob Text_Knob PyScript_Knob Script_Knob PyCustom_Knob Help_Knob Obsolete_Knob ColorChip_Knob "
+    "BeginTabGroup_Knob EndTabGroup_Knob".split()
+)
+# Nodes a knob expression links in, beside the inputs: Nuke's own dependency walk.
+_LINKS = nuke.INPUTS | nuke.HIDDEN_INPUTS | nuke.EXPRESSIONS
 
 
-def _upstream_knobs(start: nuke.Node) -> list[list[str]]:
-    """Class and knob values of `start` and every node above it, in a fixed walk order."""
+def _upstream_knobs(
+    start: nuke.Node, first: int, last: int, *, exclude: nuke.Node | None = None
+) -> tuple[list[list[str]], list[nuke.Node]]:
+    """Class and pixel-relevant knob values of `start` and every node above it, in a fixed walk order;
+    and the nodes only an expression links in (whose files count too).
+
+    The walk follows inputs, the insides of Groups and gizmos, and expression links
+    (`dependencies(nuke.EXPRESSIONS)`: a Transform whose translate follows a Tracker elsewhere).
+    A knob driven by an expression or animation is recorded as written and as evaluated on every
+    frame of the range, so a change wherever its value comes from (another node, the root, $env)
+    shows. File knobs count as evaluated (TCL, $env), with forward slashes. `exclude` (the node the
+    key is for) is never walked: its own passes must not feed its key.
+    Nuke's Node.opHashes() is not used: it covers the current frame and context only, and differs
+    between Nuke versions and sessions, so the artist's and the farm's keys would not meet."""
     seen: set[str] = set()
     order: list[list[str]] = []
+    linked: list[nuke.Node] = []
     stack = [start]
     while stack:
         node = stack.pop()
         name = node.fullName()
-        if name in seen:
+        if name in seen or (exclude is not None and name == exclude.fullName()):
             continue
         seen.add(name)
         knobs = node.knobs()
-        values = [f"{knob} {knobs[knob].toScript()}" for knob in sorted(knobs) if knob not in _LOOKS_ONLY]
+        values = [f"{knob} {_knob_state(knobs[knob], first, last)}" for knob in sorted(knobs) if _counts(knobs[knob])]
         order.append([node.Class(), *values])
-        stack.extend(reversed(node.dependencies(nuke.INPUTS | nuke.HIDDEN_INPUTS)))
+        feeding = {n.fullName() for n in node.dependencies(nuke.INPUTS | nuke.HIDDEN_INPUTS)}
+        every = node.dependencies(_LINKS)
+        linked.extend(n for n in every if n.fullName() not in feeding and not isinstance(n, nuke.Root))
+        stack.extend(reversed(every))
         if isinstance(node, nuke.Group) and not isinstance(node, nuke.Root):
             stack.extend(reversed(node.nodes()))  # a Group's or gizmo's insides change its pixels too
-    return order
+    return order, linked
 
 
-def _file_stats(start: nuke.Node, first: int, last: int) -> list[list[Any]]:
-    stats: list[list[Any]] = []
-    for dependency in start.fileDependencies(first, last):  # [[node, [file, ...]], ...]
-        files = dependency[1] if isinstance(dependency[1], list) else []
-        for path in files:
-            try:
-                info = os.stat(str(path))
-            except OSError:
-                stats.append([Path(str(path)).as_posix(), None, None])
-            else:
-                stats.append([Path(str(path)).as_posix(), info.st_size, info.st_mtime_ns])
-    return sorted(stats, key=lambda item: item[0])
+def _counts(knob: nuke.Knob) -> bool:
+    return knob.name() not in _LOOKS_ONLY and knob.Class() not in _NO_PIXELS
+
+
+def _knob_state(knob: nuke.Knob, first: int, last: int) -> str:
+    if isinstance(knob, nuke.File_Knob):
+        return _posix(str(knob.evaluate(first)))
+    text = knob.toScript()
+    try:
+        driven = knob.hasExpression() or knob.isAnimated()
+    except (TypeError, ValueError, RuntimeError):  # a knob class without values
+        driven = False
+    if not driven:
+        return text
+    values = [repr(knob.getValueAt(frame)) for frame in range(first, last + 1)]
+    return f"{text} = {' '.join(values)}"
+
+
+def _posix(path: str) -> str:
+    return path.replace("\\", "/")
+
+
+def _file_stats(starts: list[nuke.Node], first: int, last: int) -> list[list[Any]]:
+    stats: dict[str, list[Any]] = {}
+    for start in starts:
+        for dependency in start.fileDependencies(first, last):  # [[node, [file, ...]], ...]
+            files = dependency[1] if isinstance(dependency[1], list) else []
+            for path in files:
+                key = _posix(str(path))
+                try:
+                    info = os.stat(str(path))
+                except OSError:
+                    stats[key] = [key, None, None]
+                else:
+                    stats[key] = [key, info.st_size, info.st_mtime_ns]
+    return [stats[key] for key in sorted(stats)]

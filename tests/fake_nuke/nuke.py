@@ -30,6 +30,7 @@ INVISIBLE = 0x400
 STARTLINE = 0x1000
 INPUTS = 0x1
 HIDDEN_INPUTS = 0x2
+EXPRESSIONS = 0x4
 
 
 class OffMainThreadError(RuntimeError):
@@ -131,6 +132,7 @@ class Knob:
         self._flags = 0
         self._tooltip = ""
         self._node: Node | None = None
+        self._expression: str | None = None
 
     def Class(self) -> str:
         return type(self).__name__
@@ -147,6 +149,8 @@ class Knob:
 
     def value(self, *args: Any) -> Any:
         _main_only(f"{self._name}.value()")
+        if self._expression is not None:
+            return self.getValueAt(frame())
         return self._value
 
     def getValue(self, *args: Any) -> Any:
@@ -155,7 +159,35 @@ class Knob:
     def setValue(self, val: Any, *args: Any) -> Any:
         _main_only(f"{self._name}.setValue()")
         self._value = self._coerce(val)
+        self._expression = None  # as in Nuke: a value typed in replaces the expression
         return True
+
+    def setExpression(self, expression: str, index: int = -1, view: str | None = None) -> bool:
+        """Nuke's expression language as far as the tests use it: arithmetic over numbers, `frame`,
+        and other knobs as `Node.knob`, `parent.knob` or `root.knob` (`Node` in the same Group)."""
+        _main_only(f"{self._name}.setExpression()")
+        self._expression = expression
+        return True
+
+    def hasExpression(self, index: int = -1) -> bool:
+        _main_only(f"{self._name}.hasExpression()")
+        return self._expression is not None
+
+    def isAnimated(self, channel: int = -1) -> bool:
+        return False  # the fake has no keyframes: a knob varies over time through an expression only
+
+    def getValueAt(self, frame: float, index: int = -1, view: str | None = None) -> Any:
+        _main_only(f"{self._name}.getValueAt()")
+        if self._expression is None:
+            return self._value
+
+        def knob_value(match: re.Match[str]) -> str:
+            knob = _referenced_knob(self.node(), match.group(0))
+            return repr(float(knob.getValueAt(frame))) if knob is not None else match.group(0)
+
+        code = _REFERENCE.sub(knob_value, self._expression)
+        value = eval(code, {"__builtins__": {}}, {"frame": float(frame)})  # noqa: S307 (test fake)
+        return self._coerce(value)
 
     def _coerce(self, val: Any) -> Any:
         return val
@@ -177,7 +209,30 @@ class Knob:
 
     def toScript(self, quote: bool = False, context: Any = None) -> str:
         _main_only(f"{self._name}.toScript()")
+        if self._expression is not None:
+            return "{{%s}}" % self._expression  # noqa: UP031 (Nuke's own way of writing an expression)
         return str(self._value)
+
+
+_REFERENCE = re.compile(r"\b[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+")
+
+
+def _referenced_node(owner: Node, reference: str) -> Node | None:
+    """The node an expression's `Name.knob` names, seen from `owner` (Nuke's rules, simplified)."""
+    first = reference.split(".", 1)[0]
+    if first == "parent":
+        return owner.parent()
+    if first == "root":
+        return _state.root
+    if first == "this":
+        return owner
+    return owner.parent().node(first)
+
+
+def _referenced_knob(owner: Node, reference: str) -> Knob | None:
+    node = _referenced_node(owner, reference)
+    parts = reference.split(".")
+    return node.knob(parts[1]) if node is not None and len(parts) > 1 else None
 
 
 class String_Knob(Knob):
@@ -186,6 +241,10 @@ class String_Knob(Knob):
 
 
 class EvalString_Knob(String_Knob):
+    pass
+
+
+class Multiline_Eval_String_Knob(EvalString_Knob):
     pass
 
 
@@ -215,6 +274,10 @@ class Int_Knob(Knob):
         if isinstance(val, float) and not val.is_integer():
             raise TypeError(f"{self._name}: an integer knob cannot hold {val}")
         return int(val)
+
+
+class ColorChip_Knob(Int_Knob):
+    """A node's colour in the DAG (0xRRGGBBAA; 0: the class's default)."""
 
 
 class Double_Knob(Knob):
@@ -343,11 +406,15 @@ class Node:
             Boolean_Knob("selected"),
             Int_Knob("xpos"),
             Int_Knob("ypos"),
+            Multiline_Eval_String_Knob("label"),
+            ColorChip_Knob("tile_color"),
             String_Knob("knobChanged"),
+            String_Knob("updateUI"),
             *self._make_knobs(),
         ):
             self._attach(knob)
         self._knobs["knobChanged"].setFlag(INVISIBLE)
+        self._knobs["updateUI"].setFlag(INVISIBLE)
 
     def _make_knobs(self) -> list[Knob]:
         return []
@@ -416,8 +483,16 @@ class Node:
         return True
 
     def dependencies(self, mask: int = INPUTS) -> list[Node]:
+        """Inputs (INPUTS), and with EXPRESSIONS the nodes this node's knob expressions refer to."""
         _main_only("dependencies()")
-        return [n for n in self._inputs if n is not None]
+        found = [n for n in self._inputs if n is not None] if mask & INPUTS else []
+        if mask & EXPRESSIONS:
+            for knob in self._knobs.values():
+                for reference in _REFERENCE.findall(knob._expression or ""):
+                    linked = _referenced_node(self, reference)
+                    if linked is not None and linked is not self and linked not in found:
+                        found.append(linked)
+        return found
 
     def setSelected(self, selected: bool) -> None:
         self["selected"].setValue(selected)
@@ -484,7 +559,7 @@ class _Read(Node):
 
     def fileDependencies(self, start: int, end: int) -> list[list[Any]]:
         first, last = max(start, self["first"].value()), min(end, self["last"].value())
-        return [[self, [_frame_path(self["file"].value(), f) for f in range(first, last + 1)]]]
+        return [[self, [_frame_path(self["file"].evaluate(), f) for f in range(first, last + 1)]]]
 
     def _render(self, frame: int) -> _Image:
         first, last = self["first"].value(), self["last"].value()
@@ -499,7 +574,7 @@ class _Read(Node):
     def _load(self, frame: int) -> _Image:
         """As Nuke's Read: a frame once loaded is shown from memory until the file name changes or
         the Reload button is pressed, even when the file on disk was rewritten."""
-        path = _frame_path(self["file"].value(), frame)
+        path = _frame_path(self["file"].evaluate(), frame)
         if path in self._cache:
             return self._cache[path]
         if not os.path.isfile(path):
@@ -787,6 +862,10 @@ class Group(_Delegating):
         return upstream
 
 
+class Gizmo(Group):
+    """A gizmo: a Group whose insides come from a .gizmo file (tests make one with `_gizmo`)."""
+
+
 class Root(Group):
     def _make_knobs(self) -> list[Knob]:
         return [
@@ -929,6 +1008,13 @@ def execute(
         raise RuntimeError(f"execute: {nameOrNode} is not a Write node")
     _state.executed.append((node.fullName(), start, end))
     node._execute(range(start, end + 1, incr))
+
+
+def frame(f: int | None = None) -> int:
+    """The current frame; with `f`, go to frame `f` first."""
+    if f is not None:
+        _state.frame = int(f)
+    return _state.frame
 
 
 def executeInMainThread(call: Callable[..., Any], args: Any = (), kwargs: Any = None) -> None:
@@ -1076,6 +1162,7 @@ class _State:
         self.menus: dict[str, Menu] = {}
         self.saved: list[tuple[str, dict[str, dict[str, Any]]]] = []
         self.on_script_close: list[tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]] = []
+        self.frame = first
 
 
 def _reset(first: int = 1, last: int = 100, fmt: Format | None = None, gui: bool = True) -> _State:
@@ -1110,6 +1197,21 @@ def _user_set(knob: Knob, value: Any) -> None:
     code = knob.node()["knobChanged"].value()
     if code:
         _run_script(code, knob.node(), knob)
+
+
+def _gizmo(cls: str, **knobs: Any) -> Gizmo:
+    """A gizmo of class `cls` in the current context (Nuke loads its insides from cls.gizmo)."""
+    _NODE_CLASSES.setdefault(cls, Gizmo)
+    made = _Constructor(cls)(**knobs)
+    assert isinstance(made, Gizmo)
+    return made
+
+
+def _update_ui(node: Node) -> None:
+    """What Nuke does while a node's panel is open (frame changes, redraws): run its updateUI."""
+    code = node["updateUI"].value()
+    if code:
+        _run_script(code, node, node["updateUI"])
 
 
 def _image(node: Node, frame: int) -> _Image:
