@@ -791,3 +791,55 @@ def test_batch_save_never_overwrites_the_artists_script(script, tmp_path, capsys
     assert "never overwritten" in capsys.readouterr().err
     assert batch.main([str(shot), "--save-as", str(tmp_path / "plate" / f"plate.{FIRST:04d}.exr")]) == ExitCode.BAD_ARGUMENTS
     assert "the file exists" in capsys.readouterr().err and script.saved == []
+
+
+def test_passes_read_gets_a_stale_badge_when_upstream_or_settings_change(script, tmp_path, monkeypatch):
+    """The passes shown were made for one upstream state and settings: a change badges the passes Read
+    (colour and label) and the node; undoing it or generating again clears the badge."""
+    from bufferany_nuke import stale
+
+    group = make_node()
+    read = group.input(0)
+    found = settings.read_settings(group)
+    entry = cache.entry_for(group, found)
+    pattern = _write_passes(tmp_path / "passes", range(FIRST, LAST + 1))
+    node.link_passes(group, pattern, FIRST, LAST, keys=(entry.key, entry.plate_key))
+    with group:
+        passes_read = nuke.toNode(node.PASSES_READ)
+    assert stale.check(group) is None and passes_read["tile_color"].value() == 0
+
+    monkeypatch.setattr(stale, "UPDATE_UI_INTERVAL_S", 0.0)
+    grade = nuke.nodes.Multiply(value=0.5)
+    grade.setInput(0, read)
+    group.setInput(0, grade)
+    nuke._update_ui(group)  # the panel is open: Nuke runs updateUI
+    assert passes_read["tile_color"].value() == stale.STALE_COLOUR
+    assert passes_read["label"].value() == "stale: upstream changed"
+    assert group["tile_color"].value() == stale.STALE_COLOUR
+    assert group["status"].value().startswith("stale: upstream changed since passes 1001-1004")
+    assert nuke._image(group, FIRST).channels["depth.Z"][0, 0] == FIRST  # still shown, only badged
+
+    group.setInput(0, read)  # the change undone
+    nuke._update_ui(group)
+    assert passes_read["tile_color"].value() == 0 and passes_read["label"].value() == ""
+    assert group["tile_color"].value() == 0 and group["status"].value() == "passes match the input again"
+
+    nuke._user_set(group["stabilize"], "on")  # knobChanged checks at once
+    assert passes_read["label"].value() == "stale: settings changed"
+    nuke._user_set(group["near"], 0.3)  # a preview knob: the passes are what they were
+    assert passes_read["label"].value() == "stale: settings changed"
+
+    # the artist's own node colour is kept; regenerating (here: cached passes for these settings) clears
+    group["tile_color"].setValue(0x00FF00FF)
+    nuke._user_set(group["stabilize"], "auto")
+    nuke._user_set(group["stabilize"], "on")
+    assert group["tile_color"].value() == 0x00FF00FF
+    now = cache.entry_for(group, settings.read_settings(group))
+    for frame in range(FIRST, LAST + 1):
+        now.passes_file(frame).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(pattern.replace("####", f"{frame:04d}"), now.passes_file(frame))
+    now.record(FIRST, LAST, {"frames_written": 4})
+    bufferany_nuke.generate(group)
+    assert group["status"].value().startswith("cached")
+    assert passes_read["tile_color"].value() == 0 and passes_read["label"].value() == ""
+    assert stale.check(group) is None

@@ -27,7 +27,7 @@ from bufferany_core import discovery
 from bufferany_core.client import Client, JobCancelledError, JobFailedError, ServerNotFoundError
 from bufferany_core.errors import BufferanyError, CancelledError, ServiceError
 from bufferany_core.jobs import RenderJob
-from bufferany_nuke import cache, colour, node
+from bufferany_nuke import cache, colour, node, stale
 from bufferany_nuke.settings import Connection, NodeSettings, read_settings, script_name
 
 _POLL_S = 0.1
@@ -50,11 +50,14 @@ def generate(group: nuke.Node | None = None, *, synchronous: bool | None = None)
         _set_status(group, "already generating: Cancel first to start again")
         return None
     try:
+        if not str(group["updateUI"].value()):  # a node made before the stale badge existed
+            group["updateUI"].setValue(node._UPDATE_UI)
         settings = read_settings(group)
         entry = cache.entry_for(group, settings)
+        stale.check(group)  # the passes shown until the new ones arrive
         cached = None if settings.force else entry.finished_result(settings.first, settings.last)
         if cached is not None:
-            node.link_passes(group, entry.passes_pattern, settings.first, settings.last)
+            node.link_passes(group, entry.passes_pattern, settings.first, settings.last, keys=(entry.key, entry.plate_key))
             _set_status(group, _done_status("cached: reused passes for", settings, cached))
             return {**cached, "cached": True}
         _render_plate(group, entry, settings)
@@ -163,7 +166,8 @@ class _Run:
         finally:
             _RUNNING.pop(self.key, None)
         status = _done_status("done:", self.settings, result)
-        self._in_main(_link, self.key, self.entry.passes_pattern, self.settings.first, self.settings.last, status)
+        keys = (self.entry.key, self.entry.plate_key)
+        self._in_main(_link, self.key, self.entry.passes_pattern, self.settings.first, self.settings.last, status, keys)
         return result
 
     @property
@@ -355,8 +359,10 @@ def _finish_status(key: tuple[str, str], text: str) -> None:
         _set_status(group, text)
 
 
-def _link(key: tuple[str, str], passes_pattern: str, first: int, last: int, status: str) -> None:
+def _link(
+    key: tuple[str, str], passes_pattern: str, first: int, last: int, status: str, keys: tuple[str, str]
+) -> None:
     group = _lookup(key)
     if group is not None:
-        node.link_passes(group, passes_pattern, first, last)
+        node.link_passes(group, passes_pattern, first, last, keys=keys)
         _set_status(group, status)

@@ -35,6 +35,12 @@ PREVIEWS = ("off", "depth", "depth false colour", "normals")
 _GENERATE = "import bufferany_nuke; bufferany_nuke.generate(nuke.thisNode())"
 _CANCEL = "import bufferany_nuke; bufferany_nuke.cancel(nuke.thisNode())"
 _KNOB_CHANGED = "import bufferany_nuke; bufferany_nuke.knob_changed(nuke.thisNode(), nuke.thisKnob())"
+_UPDATE_UI = "import bufferany_nuke; bufferany_nuke.update_ui(nuke.thisNode())"
+# knobs whose changes never make the passes stale (display, server, buttons, bookkeeping)
+_NOT_STALE = frozenset(
+    "status generate cancel auto_range force preview near far invert server server_host server_port "
+    "server_timeout start_server label tile_color xpos ypos selected bufferany_linked bufferany_stale".split()
+)
 
 
 def create_node() -> nuke.Group:
@@ -78,6 +84,7 @@ def build_node(name: str = "BufferAnytime1") -> nuke.Group:
         output = nuke.nodes.Output(name=OUTPUT)
         output.setInput(0, preview)
     group["knobChanged"].setValue(_KNOB_CHANGED)
+    group["updateUI"].setValue(_UPDATE_UI)
     return group
 
 
@@ -263,9 +270,12 @@ def apply_preview(group: nuke.Group) -> None:
         preview[f"expr{slot}"].setValue(text)
 
 
-def link_passes(group: nuke.Group, passes_pattern: str, first: int, last: int) -> None:
+def link_passes(
+    group: nuke.Group, passes_pattern: str, first: int, last: int, *, keys: tuple[str, str] | None = None
+) -> None:
     """Read the generated passes (frame numbers equal the plate's) and merge them into the stream.
-    The Read reloads: Nuke would otherwise keep showing the frames it read before a regenerate."""
+    The Read reloads: Nuke would otherwise keep showing the frames it read before a regenerate.
+    `keys` (passes key, plate key): what the passes were made from, for the stale badge (cleared)."""
     read = internal(group, PASSES_READ)
     read["file"].setValue(passes_pattern)
     for knob in ("first", "origfirst"):
@@ -277,13 +287,31 @@ def link_passes(group: nuke.Group, passes_pattern: str, first: int, last: int) -
         reload.execute()
     internal(group, COPY)["disable"].setValue(False)
     apply_layers(group)
+    if keys is not None:
+        from bufferany_nuke import stale
+
+        stale.remember(group, key=keys[0], plate_key=keys[1], first=first, last=last)
 
 
 def knob_changed(group: nuke.Node, knob: nuke.Knob) -> None:
-    """Group knobChanged callback: renamed layers or other passes re-wire the Copy at once."""
-    if knob.name() not in LAYER_KNOBS or not isinstance(group, nuke.Group):
+    """Group knobChanged callback: renamed layers or other passes re-wire the Copy at once; a changed
+    setting or input (inputChange), or the panel opening (showPanel), checks the stale badge."""
+    if not isinstance(group, nuke.Group):
         return
-    try:
-        apply_layers(group)
-    except ValueError as exc:
-        group["status"].setValue(f"error: {exc}")
+    if knob.name() in LAYER_KNOBS:
+        try:
+            apply_layers(group)
+        except ValueError as exc:
+            group["status"].setValue(f"error: {exc}")
+    if knob.name() not in _NOT_STALE:
+        from bufferany_nuke import stale
+
+        stale.check(group)
+
+
+def update_ui(group: nuke.Node) -> None:
+    """Group updateUI callback (runs while the panel is open): the stale badge, throttled."""
+    if isinstance(group, nuke.Group):
+        from bufferany_nuke import stale
+
+        stale.check_throttled(group)
