@@ -15,6 +15,7 @@ after the job was accepted cannot lead a write outside the roots.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import secrets
 import stat
@@ -22,8 +23,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
-from bufferany_core.errors import BufferanyError, OutputNotWritableError
-
+from bufferany_core.errors import BufferanyError, DiskFullError, OutputNotWritableError
 
 _confinement = threading.local()  # per thread: .roots (tuple of real paths) and .outputs (nesting depth)
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
@@ -174,10 +174,32 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], object], 
         finally:
             os.close(descriptor)
         os.replace(temporary, path)
-    except BufferanyError:
-        raise
+    except BufferanyError as exc:
+        raise _disk_full(exc, path) or exc from exc.__cause__
     except OSError as exc:
-        raise OutputNotWritableError(f"cannot write {path} in folder {folder}: {exc.strerror or exc}") from exc
+        raise _disk_full(exc, path) or OutputNotWritableError(
+            f"cannot write {path} in folder {folder}: {exc.strerror or exc}"
+        ) from exc
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temporary)
+
+
+_FULL_ERRNOS = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
+_NEARLY_FULL = 1 << 20  # a failed write with less than this free in its folder's file system: the disk is full
+_FULL_WORDS = ("no space left on device", "disk quota exceeded", "not enough space on the disk")
+
+
+def _disk_full(exc: BaseException, path: Path) -> DiskFullError | None:
+    """The one disk-full error (ENOSPC, EDQUOT, or a writer library's message saying so), else None."""
+    if isinstance(exc, DiskFullError):
+        return exc
+    full = (isinstance(exc, OSError) and exc.errno in _FULL_ERRNOS) or any(w in str(exc).lower() for w in _FULL_WORDS)
+    if not full and isinstance(exc, OutputNotWritableError):  # writer libraries (OpenEXR) do not pass errno on
+        with contextlib.suppress(OSError):
+            space = os.statvfs(path.parent)
+            full = space.f_bavail * space.f_frsize < _NEARLY_FULL
+    if not full:
+        return None
+    return DiskFullError(f"the disk is full: cannot write {path}: no space left in {path.parent} ({exc}); free space or write elsewhere")
+

@@ -7,12 +7,17 @@ flushed; exits with `bufferany_core.errors.ExitCode`.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import shlex
+import signal
 import sys
+import time
 from collections.abc import Sequence
+from pathlib import Path
 
+from bufferany_core import __version__
 from bufferany_core.cli_support import print_event, run_cli, say
-from bufferany_core.errors import ExitCode
+from bufferany_core.errors import CancelledError, ExitCode
 from bufferany_core.jobs import RenderJob, job_fields, parse_passes
 
 PROG = "bufferany-render"
@@ -52,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Render temporally stable depth (depth.Z) and normal (N.X/Y/Z) passes for a plate.",
         epilog="Exit codes: see README.md (2 bad arguments, 3 input not found, 10 missing weights, 11 out of GPU memory, ...).",
     )
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     add_job_arguments(p)
     p.add_argument(
         "--processing-size",
@@ -169,6 +175,67 @@ def _farm_or_dry_run(ns: argparse.Namespace, job: RenderJob) -> None:
         say(f"WARNING: every task will stop before rendering: {error}", stream=sys.stderr)
 
 
+class Terminated(CancelledError):
+    """SIGTERM (a farm stopping the task): raised where the render is, so the frame in hand is abandoned
+    (its temporary file removed: writes are atomic) and the finished frames stay."""
+
+
+def _on_sigterm(signum, frame) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # one stop is enough; a second SIGTERM must not interrupt the cleanup
+    raise Terminated("terminated (SIGTERM)")
+
+
+def _missing_folders(folder: Path) -> list[Path]:
+    """`folder` and its parents that do not exist yet (deepest first): what a render would create."""
+    missing = []
+    for candidate in [folder, *folder.parents]:
+        if candidate.exists():
+            break
+        missing.append(candidate)
+    return missing
+
+
+class _Timing:
+    """Per-frame time and the end summary of a render (frames, elapsed, frames per second, peak memory, device)."""
+
+    def __init__(self, job: RenderJob):
+        self.job = job
+        self.start = self.last = time.monotonic()
+        self.written: list[int] = []
+        self.total = 0
+
+    def __call__(self, event: dict) -> None:
+        if event["type"] == "started":
+            self.total = len(event["frames"])
+            self.start = self.last = time.monotonic()
+        print_event(event)
+        if event["type"] == "frame_done":
+            now = time.monotonic()
+            self.written.append(event["frame"])
+            say(f"Time: frame {event['frame']} took {now - self.last:.2f}s ({len(self.written)}/{self.total})")
+            self.last = now
+
+    def summary(self) -> str:
+        elapsed = time.monotonic() - self.start
+        fps = len(self.written) / elapsed if elapsed > 0 else 0.0
+        peak = _peak_memory()
+        return f"{len(self.written)} frame(s) in {elapsed:.1f}s ({fps:.2f} frames/s), peak memory {peak}, device {self.job.device}"
+
+
+def _peak_memory() -> str:
+    parts = []
+    try:
+        import resource
+
+        parts.append(f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB RAM")  # KiB on Linux
+    except (ImportError, OSError):
+        pass
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
+        parts.append(f"{torch.cuda.max_memory_allocated() / 2**20:.0f} MiB GPU")
+    return ", ".join(parts) or "unknown"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     ns = parser.parse_args(argv)
@@ -178,10 +245,32 @@ def main(argv: Sequence[str] | None = None) -> int:
         if ns.dry_run or _is_farm(ns):
             _farm_or_dry_run(ns, job)
             return ExitCode.OK
+        from bufferany_core.frames import format_frame_spec
         from bufferany_core.pipeline.render import run_render
 
-        result = run_render(job, on_event=print_event)
+        created = _missing_folders(Path(job.output).expanduser().absolute().parent) if job.output else []
+        timing = _Timing(job)
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
+        try:
+            result = run_render(job, on_event=timing)
+        except BaseException as exc:
+            for folder in created:  # a failed run leaves no empty folder it made
+                with contextlib.suppress(OSError):
+                    folder.rmdir()
+            if isinstance(exc, Terminated):
+                done = format_frame_spec(timing.written) or "none"
+                say(
+                    f"{PROG}: terminated (SIGTERM): {len(timing.written)} frame(s) finished this run ({done}), the frame in hand "
+                    f"abandoned (no partial file); run the same command again to resume (finished frames are skipped); "
+                    f"exit {int(ExitCode.CANCELLED)}",
+                    stream=sys.stderr,
+                )
+                return ExitCode.CANCELLED
+            raise
+        finally:
+            signal.signal(signal.SIGTERM, previous)
         say(f"Done: {len(result.frames_written)} written, {len(result.frames_skipped)} skipped ({result.output_pattern})")
+        say(f"Summary: {timing.summary()}")
         return ExitCode.OK
 
     return run_cli(PROG, render, interrupted="interrupted; finished frames are complete, re-run to resume")

@@ -32,6 +32,7 @@ from bufferany_core.atomic import make_output_folder
 from bufferany_core.errors import (
     BadArgumentsError,
     CancelledError,
+    DiskFullError,
     FrameRangeError,
     MissingFramesError,
     MissingWeightsError,
@@ -654,7 +655,7 @@ def run_render(
     try:
         renderer.run()
     except (UnreadableImageError, NonFiniteError, MissingFramesError, OutputNotWritableError) as exc:
-        if not renderer.written:
+        if not renderer.written or isinstance(exc, DiskFullError):  # a full disk keeps its own exit code
             raise
         raise PartialFailureError(
             f"{exc} (frames {format_frame_spec(renderer.written)} were written and are complete; re-run to finish)"
