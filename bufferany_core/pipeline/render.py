@@ -110,7 +110,7 @@ class RenderPlan:
     requested: list[int]  # frames this job is responsible for
     to_render: list[int]
     finished: list[int]  # requested frames already written with the same settings
-    schedule: WindowSchedule
+    schedule: WindowSchedule  # the lead pass's (depth when it runs): the depth windows and key frames
     settings: str  # fingerprint recorded in each output header
     precision: str  # resolved for the job's device: fp32 | fp16 | bf16
     temporal_sha256: dict[str, str] = field(default_factory=dict)  # pass -> sha256 of its temporal weights
@@ -118,6 +118,7 @@ class RenderPlan:
     dropped: list[int] = field(default_factory=list)  # asked for but outside the shot (farm overshoot)
     stabilize: dict[str, StabilizeChoice] = field(default_factory=dict)  # pass -> stabilised or not, and why
     pixel_aspect: float = 1.0  # the plate's; the models and the flow see it with square pixels
+    schedules: dict[str, WindowSchedule] = field(default_factory=dict)  # pass -> its own windows (catalogue entry)
     settings_values: dict = field(default_factory=dict)  # what `settings` is the fingerprint of
     conflicts: dict[int, ExistingFrame] = field(default_factory=dict)  # frames that exist from other settings
 
@@ -146,6 +147,16 @@ class RenderPlan:
     @property
     def windows(self) -> list[Window]:
         return self.schedule.windows_for(self.positions)
+
+    def windows_of(self, pass_name: str) -> list[Window]:
+        """The windows a pass runs on its own schedule: depth, those covering the positions and the one before
+        each (its prediction on the shared frames enters the next one's alignment); normals, those covering
+        them (nothing is aligned across normal windows, only cross-faded)."""
+        schedule = self.schedules.get(pass_name, self.schedule)
+        if pass_name == "depth":
+            return schedule.windows_for(self.positions)
+        wanted = set(self.positions)
+        return [w for w in schedule.windows if any(p in wanted for p in w.positions)]
 
     @property
     def key_frames(self) -> list[int]:
@@ -183,7 +194,8 @@ def plan_render(job: RenderJob) -> RenderPlan:
         raise BadArgumentsError(f"output {output.hash_pattern} must be an EXR sequence (.exr)")
     outputs.check_not_input(sequence, output, requested)  # links, `..`, letter case (issue 18)
     official_schedule.check_job(job, entries.get("depth"))
-    schedule = _window_schedule(job, entries, shot_length=len(shot))
+    schedules = _window_schedules(job, entries, shot_length=len(shot))
+    schedule = schedules["depth" if "depth" in schedules else "normal"]
     processing_sizes = {p: _processing_size(job, p, entry) for p, entry in entries.items()}
     pixel_aspect = square_pixels.plate_pixel_aspect(sequence, shot[0])
     stabilize = decide(job, entries)
@@ -204,6 +216,8 @@ def plan_render(job: RenderJob) -> RenderPlan:
             "shot": [shot[0], shot[-1], len(shot)],
             # "keys-official": farm windows carry key frames where the official inference puts them (issue 16)
             "schedule": [schedule.size, schedule.overlap, schedule.keys, "keys-official"],
+            # with depth, the normal model runs its own windows (its catalogue entry's), not the depth model's
+            **({"normal_schedule": [schedules["normal"].size, schedules["normal"].overlap]} if len(schedules) > 1 else {}),
             **({"depth_schedule": job.schedule} if job.schedule != "farm" else {}),
             # the depth model's default size follows the official rules (1280 cap, wide plates lower)
             **({"depth_sizes": "official"} if "depth" in job.passes and job.depth_processing_size is None else {}),
@@ -232,6 +246,7 @@ def plan_render(job: RenderJob) -> RenderPlan:
         to_render=[f for f in requested if f not in done],
         finished=finished,
         schedule=schedule,
+        schedules=schedules,
         settings=settings,
         precision=precision,
         temporal_sha256=temporal,
@@ -251,23 +266,25 @@ def _processing_size(job: RenderJob, pass_name: str, entry: ModelEntry) -> int:
     return entry.processing_size if size is None else size
 
 
-def _window_schedule(job: RenderJob, entries: dict[str, ModelEntry], *, shot_length: int) -> WindowSchedule:
-    """The job's windows: its own window and overlap, else the model's (the depth model's when both
-    run), checked against what each network takes at once."""
-    lead = entries["depth"] if "depth" in entries else entries["normal"]
-    window = lead.schedule.window if job.window is None else job.window
-    overlap = lead.schedule.overlap if job.overlap is None else job.overlap
-    keys = KEY_FRAMES if "depth" in job.passes else 0
-    try:
-        schedule = WindowSchedule(length=shot_length, size=window, overlap=overlap, keys=keys)
-    except ValueError as exc:
-        raise BadArgumentsError(f"--window {window} --overlap {overlap}: {exc}") from None
+def _window_schedules(job: RenderJob, entries: dict[str, ModelEntry], *, shot_length: int) -> dict[str, WindowSchedule]:
+    """Each pass's windows: the job's window and overlap, else its own model's (catalogue entry: the
+    normal model keeps its training length and overlap when depth runs too), checked against what the
+    network takes at once. Depth windows hold KEY_FRAMES key slots before their frames; normal windows
+    are contiguous frames only."""
+    schedules = {}
     for pass_name, entry in entries.items():
+        window = entry.schedule.window if job.window is None else job.window
+        overlap = entry.schedule.overlap if job.overlap is None else job.overlap
+        keys = KEY_FRAMES if pass_name == "depth" else 0
+        try:
+            schedule = WindowSchedule(length=shot_length, size=window, overlap=overlap, keys=keys)
+        except ValueError as exc:
+            raise BadArgumentsError(f"--window {window} --overlap {overlap} ({entry.name}): {exc}") from None
         limit = entry.schedule.max_frames
-        slots = schedule.size if pass_name == "depth" else schedule.span
-        if limit is not None and slots > limit:
+        if limit is not None and schedule.size > limit:
             raise BadArgumentsError(f"--window {schedule.size}: {entry.name} takes at most {limit} frames at once")
-    return schedule
+        schedules[pass_name] = schedule
+    return schedules
 
 
 def temporal_weights_paths(job: RenderJob) -> dict[str, Path]:
@@ -382,6 +399,8 @@ class _ShotRenderer:
         self.emit = emit
         self.should_cancel = should_cancel or (lambda: False)
         self.schedule = plan.schedule
+        self.schedules = {p: plan.schedules.get(p, plan.schedule) for p in predictors}
+        self.ran: set[tuple[str, int]] = set()  # (pass, window index) already run
         self.shot = plan.shot
         self.cache = _FrameCache(plan.sequence, self.job.input_colorspace)
         position = {frame: p for p, frame in enumerate(plan.shot)}
@@ -424,25 +443,35 @@ class _ShotRenderer:
             )
 
     def run(self) -> list[int]:
-        windows = self.plan.windows
         official = self.job.schedule == "official" and "depth" in self.predictors
         farm_depth = "depth" in self.predictors and not official
-        reference = self._reference(windows) if farm_depth else None
+        reference = self._reference(self.plan.windows_of("depth")) if farm_depth else None
         first_frame = {self.shot[0]} if "depth" in self.predictors else set()  # every later window's key slot 0
         self.official = self._official_depth() if official else None
+        # every pass on its own windows, in the order their last frames arrive (depth first on a tie)
+        steps = sorted(
+            ((p, w) for p in ("depth", "normal") if p in self.predictors for w in self.plan.windows_of(p)),
+            key=lambda step: (step[1].stop, step[0] != "depth", step[1].index),
+        )
+        self.pending = sorted(self.wanted)  # positions still to finish, in shot order
         previous: _Previous = None
-        for window in windows:
+        for i, (pass_name, window) in enumerate(steps):
             self._check_cancel()
             frames = [self.shot[p] for p in window.positions]
             what = f"frames {frames[0]}-{frames[-1]}"
             plates = self.cache.get(frames)
-            if reference is not None:
+            if pass_name == "depth" and reference is not None:
                 previous = self._farm_depth(window, plates, what, reference, previous)
-            if "normal" in self.predictors:
+            elif pass_name == "normal":
                 self._accumulate(window, "normal", _predict(self.predictors["normal"], plates, what))  # (T, 3, H, W)
-            self._write_final(window)
-            later = {self.shot[p] for w in windows if w.index > window.index for p in (*key_positions(w), *w.positions)}
-            self.cache.keep_only(later | first_frame)
+            self.ran.add((pass_name, window.index))
+            self._write_ready()
+            later = {
+                self.shot[p]
+                for name, w in steps[i + 1 :]
+                for p in (*(key_positions(w) if name == "depth" and farm_depth else ()), *w.positions)
+            }
+            self.cache.keep_only(later | first_frame | {self.shot[p] for p in self.pending})
         return self.written
 
     def _farm_depth(self, window: Window, plates: list, what: str, reference: _Reference, previous: _Previous) -> _Previous:
@@ -515,15 +544,17 @@ class _ShotRenderer:
         for p in window.positions:
             if p not in self.wanted:
                 continue
-            weight = self.schedule.blend_weights(p)[window.index]
+            weight = self.schedules[pass_name].blend_weights(p)[window.index]
             entry = self.sums.setdefault(p, {})
             term = weight * values[p - window.start]
             entry[pass_name] = term if pass_name not in entry else entry[pass_name] + term
 
-    def _write_final(self, window: Window) -> None:
-        for p in window.positions:
-            if p not in self.wanted or self.schedule.final_after(p) != window.index:
-                continue
+    def _write_ready(self) -> None:
+        """Finish the pending positions, in shot order, whose every pass has run its last window over them."""
+        while self.pending and all(
+            (name, schedule.final_after(self.pending[0])) in self.ran for name, schedule in self.schedules.items()
+        ):
+            p = self.pending.pop(0)
             self._check_cancel()
             number = self.shot[p]
             sums = self.sums.pop(p, {})
@@ -596,7 +627,7 @@ def _validate_inputs(plan: RenderPlan) -> None:
     or differently-sized frame fails now, naming itself."""
     if plan.sequence.is_movie:
         return
-    needed = {plan.shot[p] for w in plan.windows for p in w.positions}
+    needed = {plan.shot[p] for name in plan.job.passes for w in plan.windows_of(name) for p in w.positions}
     if "depth" in plan.job.passes:
         needed |= set(plan.key_frames)
     if "depth" in plan.job.passes and plan.job.schedule == "official":
