@@ -102,6 +102,9 @@ class HeaderKeys:
     settings_values: str = HEADER_PREFIX + "settings_values"  # those settings as JSON: a re-run names what differs
     precision: str = HEADER_PREFIX + "precision"  # fp32 | fp16 | bf16: the float type the models ran in
     depth_rule: str = HEADER_PREFIX + "depth_rule"  # how `distance` depth derives from inverse depth
+    # this frame's depth.Z as written (finite values), JSON {"p01", "p99", "min", "max"}: hosts set a
+    # preview's near/far from it without reading pixels (percentiles 1 and 99 ignore a few outliers)
+    depth_range: str = HEADER_PREFIX + "depth_range"
 
     def pass_stabilized(self, pass_name: str) -> str:
         """Per pass: 1 when the stabiliser ran on it, else 0 (`depth_stabilized`, `normal_stabilized`)."""

@@ -119,8 +119,9 @@ def test_node_has_its_knobs_and_passes_the_plate_through_before_generating(scrip
     assert out.pixel_aspect == PIXEL_ASPECT
 
 
-def _write_passes(folder, frames, *, data_window=(0, 0, 40, 24), aspect=PIXEL_ASPECT):
-    """Pass files as the pipeline names them: depth.Z and N.X/Y/Z, one constant per frame."""
+def _write_passes(folder, frames, *, data_window=(0, 0, 40, 24), aspect=PIXEL_ASPECT, header=None):
+    """Pass files as the pipeline names them: depth.Z and N.X/Y/Z, one constant per frame; `header`:
+    frame -> extra header attributes."""
     import OpenImageIO as oiio
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -130,6 +131,8 @@ def _write_passes(folder, frames, *, data_window=(0, 0, 40, 24), aspect=PIXEL_AS
         spec.x, spec.y = x, y
         spec.channelnames = ("depth.Z", "N.X", "N.Y", "N.Z")
         spec.attribute("PixelAspectRatio", aspect)
+        for name, value in ((header or {}).get(frame) or {}).items():
+            spec.attribute(name, value)
         pixels = np.empty((h, w, 4), np.float32)
         pixels[..., 0] = frame  # depth.Z = the frame number: shows which file a frame came from
         pixels[..., 1:] = (0.0, 0.6, 0.8)
@@ -843,3 +846,39 @@ def test_passes_read_gets_a_stale_badge_when_upstream_or_settings_change(script,
     assert group["status"].value().startswith("cached")
     assert passes_read["tile_color"].value() == 0 and passes_read["label"].value() == ""
     assert stale.check(group) is None
+
+
+def test_exr_header_reader_reads_what_oiio_wrote_with_the_standard_library(tmp_path):
+    from bufferany_nuke import exr_header
+
+    header = {FIRST: {"bufferany/depth_range": '{"p01": 0.5}', "bufferany/untrained": 1, "bufferany/x": 2.5}}
+    pattern = _write_passes(tmp_path / "p", [FIRST], header=header)
+    found = exr_header.read_attributes(pattern.replace("####", f"{FIRST:04d}"))
+    assert found["bufferany/depth_range"] == '{"p01": 0.5}' and found["bufferany/untrained"] == 1
+    assert found["bufferany/x"] == 2.5 and found["pixelAspectRatio"] == PIXEL_ASPECT
+    (tmp_path / "not.exr").write_bytes(b"P6 not an exr")
+    with pytest.raises(ValueError, match="not an OpenEXR"):
+        exr_header.read_attributes(str(tmp_path / "not.exr"))
+
+
+def test_auto_range_sets_near_and_far_from_the_recorded_depth_percentiles(script, tmp_path):
+    group = make_node()
+    group["auto_range"].execute()
+    assert group["status"].value() == "auto range: no passes yet: Generate first"
+
+    ranges = {f: {"bufferany/depth_range": json.dumps({"p01": 0.1 * f, "p99": 0.2 * f, "min": 0, "max": 1})}
+              for f in range(FIRST, LAST)}  # the last frame was written by an earlier version
+    ranges[FIRST + 1]["bufferany/depth_convention"] = "distance"
+    pattern = _write_passes(tmp_path / "passes", range(FIRST, LAST + 1), header=ranges)
+    node.link_passes(group, pattern, FIRST, LAST)
+    nuke.frame(FIRST)
+    group["auto_range"].execute()
+    # inverse depth (the default): bigger is closer, so near takes the 99th percentile
+    assert (group["near"].value(), group["far"].value()) == pytest.approx((0.2 * FIRST, 0.1 * FIRST))
+    assert group["status"].value().startswith(f"auto range: near {0.2 * FIRST:.6g}")
+    nuke.frame(FIRST + 1)
+    assert node.auto_range(group) == pytest.approx((0.1 * (FIRST + 1), 0.2 * (FIRST + 1)))  # distance
+    nuke.frame(LAST + 50)  # past the passes: the last frame's file
+    assert node.auto_range(group) is None
+    assert "records no depth range" in group["status"].value()
+    assert group["near"].value() == pytest.approx(0.1 * (FIRST + 1))  # left as it was

@@ -117,6 +117,19 @@ def test_generate_renders_the_plate_runs_the_job_and_merges_the_passes(script, s
     )
     assert out.pixel_aspect == PIXEL_ASPECT
 
+    # the passes match the input (no stale badge), and "auto range" reads the frame's depth range
+    # from the header the server wrote: near = the 99th percentile of inverse depth, far = the 1st
+    from bufferany_nuke import stale
+
+    assert stale.check(group) is None and read["tile_color"].value() == 0
+    nuke.frame(FIRST + 1)
+    group["auto_range"].execute()
+    depth = passes["depth.Z"].astype(np.float64)
+    assert group["near"].value() == pytest.approx(np.percentile(depth, 99), rel=1e-5, abs=1e-6)
+    assert group["far"].value() == pytest.approx(np.percentile(depth, 1), rel=1e-5, abs=1e-6)
+    assert group["near"].value() > group["far"].value(), group["status"].value()
+    nuke.frame(FIRST)
+
     (task,) = script.tasks
     assert task.history[-1] == 100 and task.history == sorted(task.history)
 
@@ -351,14 +364,22 @@ def test_batch_stops_the_server_it_started_when_the_task_ends(tmp_path, monkeypa
         out = capsys.readouterr().out
         assert seen["idle_exit"] == settings.DEFAULT_IDLE_EXIT_S  # a batch-started server can never linger
         assert f"stopped the server it started (pid {seen['pid']})" in out, out
-        assert not discovery.exists()
+        assert not discovery.exists()  # batch.py waited for the server to go
         assert _gone(seen["pid"], 30)
         assert state.violations == []
     finally:
-        if discovery.exists():
-            with Client.connect(discovery) as client:
-                client.shutdown()
+        _stop_if_running(discovery)
         next(gen, None)
+
+
+def _stop_if_running(discovery):
+    import contextlib
+
+    from bufferany_core.errors import ServiceError
+
+    if discovery.exists():
+        with contextlib.suppress(ServiceError), Client.connect(discovery) as client:
+            client.shutdown()
 
 
 def test_a_server_started_in_batch_mode_exits_when_idle(tmp_path, monkeypatch):
@@ -380,7 +401,5 @@ def test_a_server_started_in_batch_mode_exits_when_idle(tmp_path, monkeypatch):
         assert _gone(pid, 30)  # nobody stopped it: it stopped itself
         assert not discovery.exists()
     finally:
-        if discovery.exists():
-            with Client.connect(discovery) as client:
-                client.shutdown()
+        _stop_if_running(discovery)
         next(gen, None)

@@ -174,5 +174,21 @@ def write_frame(
         for index, name in enumerate(conventions.PLATE_CHANNELS):
             channels[name] = plate[..., index]
         half += list(conventions.PLATE_CHANNELS)
+    metadata = provenance.header()
+    if conventions.DEPTH_CHANNEL in channels:
+        described = depth_range(channels[conventions.DEPTH_CHANNEL])
+        if described is not None:
+            metadata[HEADER.depth_range] = described
     with writing_outputs():  # confined to the server's allowed roots when it runs the job
-        write_exr(path, channels, like=like, metadata=provenance.header(), half=half)
+        write_exr(path, channels, like=like, metadata=metadata, half=half)
+
+
+def depth_range(depth: np.ndarray) -> str | None:
+    """`bufferany/depth_range` of a frame: percentiles 1 and 99, min and max of its finite values, as
+    JSON (None when it has none)."""
+    values = depth[np.isfinite(depth)]
+    if values.size == 0:
+        return None
+    p01, p99 = np.percentile(values, [1.0, 99.0])
+    numbers = {"p01": p01, "p99": p99, "min": values.min(), "max": values.max()}
+    return json.dumps({name: float(value) for name, value in numbers.items()}, sort_keys=True)

@@ -9,10 +9,11 @@ ensure_core_importable()
 
 from bufferany_nuke.cache import clean as clean_cache  # noqa: E402
 from bufferany_nuke.generate import cancel, cancel_script_jobs, generate, install_callbacks  # noqa: E402
-from bufferany_nuke.node import create_node, is_bufferany_node, knob_changed, update_ui  # noqa: E402
+from bufferany_nuke.node import auto_range, create_node, is_bufferany_node, knob_changed, update_ui  # noqa: E402
 from bufferany_nuke.settings import set_cache_root_callback  # noqa: E402
 
 __all__ = [
+    "auto_range",
     "cancel",
     "cancel_script_jobs",
     "clean_cache",

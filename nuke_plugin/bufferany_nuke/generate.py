@@ -285,10 +285,27 @@ def stop_started_servers(*, timeout: float = 30.0) -> list[str]:
                     said.append(f"left the server it started (pid {pid}) running: other clients use it")
                     continue
                 client.shutdown()
+            _wait_gone(Path(path), pid, timeout=_SHUTDOWN_WAIT_S)
             said.append(f"stopped the server it started (pid {pid})")
         except BufferanyError as exc:
             said.append(f"could not stop the server it started (pid {pid}): {exc}")
     return said
+
+
+_SHUTDOWN_WAIT_S = 40.0  # the server gives a running job 30 s to stop, then removes its discovery file
+
+
+def _wait_gone(path: Path, pid: int, *, timeout: float) -> None:
+    """Until the server has removed its discovery file (so the task ends after the GPU is free)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            info = discovery.read(path)
+        except ServiceError:
+            info = None
+        if info is None or int(info["pid"]) != pid:
+            return
+        time.sleep(0.1)
 
 
 def _unused(client: Client, *, settle_s: float = 3.0) -> bool:

@@ -36,6 +36,7 @@ _GENERATE = "import bufferany_nuke; bufferany_nuke.generate(nuke.thisNode())"
 _CANCEL = "import bufferany_nuke; bufferany_nuke.cancel(nuke.thisNode())"
 _KNOB_CHANGED = "import bufferany_nuke; bufferany_nuke.knob_changed(nuke.thisNode(), nuke.thisKnob())"
 _UPDATE_UI = "import bufferany_nuke; bufferany_nuke.update_ui(nuke.thisNode())"
+_AUTO_RANGE = "import bufferany_nuke; bufferany_nuke.auto_range(nuke.thisNode())"
 # knobs whose changes never make the passes stale (display, server, buttons, bookkeeping)
 _NOT_STALE = frozenset(
     "status generate cancel auto_range force preview near far invert server server_host server_port "
@@ -139,6 +140,7 @@ def _add_knobs(group: nuke.Group) -> None:
         nuke.Double_Knob("near", "depth near"),
         nuke.Double_Knob("far", "far"),
         nuke.Boolean_Knob("invert", "invert", False),
+        nuke.PyScript_Knob("auto_range", "auto range", _AUTO_RANGE),
         nuke.File_Knob("server", "server discovery file"),
         nuke.String_Knob("server_host", "server host"),
         nuke.Int_Knob("server_port", "port"),
@@ -159,7 +161,7 @@ def _add_knobs(group: nuke.Group) -> None:
     group["near"].setValue(0.0)
     group["far"].setValue(1.0)
     group["server_timeout"].setValue(30)
-    for name in ("last_frame", "cancel", "far", "invert", "server_port"):
+    for name in ("last_frame", "cancel", "far", "invert", "auto_range", "server_port"):
         group[name].clearFlag(nuke.STARTLINE)
     tips = {
         "use_input_range": "render the input's whole frame range instead of the range below",
@@ -172,6 +174,8 @@ def _add_knobs(group: nuke.Group) -> None:
         "near": "depth value shown black (blue in false colour)",
         "far": "depth value shown white (red in false colour)",
         "invert": "swap near and far in the preview",
+        "auto_range": "set near and far from the current frame's depth (percentiles 1 and 99, which the "
+        "server records in each passes file): near is the closer end",
         "server": "the server's discovery file; empty: $BUFFERANY_SERVER_FILE or ~/.bufferany/server.json",
         "server_host": "a server on another machine (bufferany-server --host ...); empty: the one in the "
         "discovery file. Its token comes from $BUFFERANY_SERVER_TOKEN or the discovery file, never the script",
@@ -315,3 +319,42 @@ def update_ui(group: nuke.Node) -> None:
         from bufferany_nuke import stale
 
         stale.check_throttled(group)
+
+
+def auto_range(group: nuke.Node) -> tuple[float, float] | None:
+    """"auto range" button: near and far from the depth range the server recorded in the current
+    frame's passes file (`bufferany/depth_range`: percentiles 1 and 99), read from its header with
+    the standard library. Near is the closer end: the larger value for inverse depth (the default),
+    the smaller for distance. Returns (near, far), or None with the reason on the status line."""
+    import json
+
+    from bufferany_core.conventions import HEADER, DepthConvention
+    from bufferany_core.framepaths import frame_path
+    from bufferany_nuke import exr_header
+
+    if not isinstance(group, nuke.Group) or bool(internal(group, COPY)["disable"].value()):
+        group["status"].setValue("auto range: no passes yet: Generate first")
+        return None
+    read = internal(group, PASSES_READ)
+    first, last = int(read["first"].value()), int(read["last"].value())
+    frame = min(max(nuke.frame(), first), last)
+    try:
+        path = frame_path(str(read["file"].value()), frame)
+        header = exr_header.read_attributes(path)
+        recorded = header.get(HEADER.depth_range)
+        if not isinstance(recorded, str):
+            raise ValueError(
+                f"{path} records no depth range (made by an earlier version, or no depth pass): "
+                "generate again with 'regenerate even if cached'"
+            )
+        numbers = json.loads(recorded)
+        low, high = float(numbers["p01"]), float(numbers["p99"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        group["status"].setValue(f"auto range: {exc}")
+        return None
+    distance = header.get(HEADER.depth_convention) == DepthConvention.DISTANCE.value
+    near, far = (low, high) if distance else (high, low)
+    group["near"].setValue(near)
+    group["far"].setValue(far)
+    group["status"].setValue(f"auto range: near {near:.6g}, far {far:.6g} (frame {frame}, percentiles 1-99)")
+    return near, far
