@@ -9,7 +9,7 @@ from typing import Union
 EXR_MAGIC = 20000630
 HEADER_LIMIT = 1 << 20  # a header larger than this is not one the node needs to read
 
-Value = Union[str, int, float]
+Value = Union[str, int, float]  # noqa: UP007 (a runtime alias: Nuke 14 runs Python 3.9)
 
 
 def read_attributes(path: str) -> dict[str, Value]:
