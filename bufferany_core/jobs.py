@@ -20,6 +20,7 @@ PASSES = ("depth", "normal")
 DEPTH_CONVENTIONS = tuple(convention.value for convention in DepthConvention)
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")  # auto: fp16 on CUDA, fp32 on the CPU
 SCHEDULES = ("farm", "official")  # official: Video Depth Anything's infer_video_depth (pipeline.official_schedule)
+DOWNSCALES = ("none", "area")  # how big plates are shrunk to a model's input (models.depth.preprocess)
 # auto: stabilise each pass whose model has no trained temporal layers; on: every pass; off: none
 STABILIZE_MODES = ("auto", "on", "off")
 RANDOM_WEIGHTS = "random"  # `random` or `random:SEED`: deterministic untrained weights, not a file
@@ -232,6 +233,16 @@ class RenderJob:
         label="normal processing size",
         kind="int",
         minimum=0,
+        pixels=True,
+        advanced=True,
+    )
+    downscale: str = job_field(
+        "none",
+        help="how plates bigger than a model's input are shrunk to it: none (the model's own resize, as its official "
+        "inference) or area (averaged straight down to the input size: no moire from fine texture on 4K plates)",
+        label="downscale",
+        kind="choice",
+        choices=DOWNSCALES,
         pixels=True,
         advanced=True,
     )

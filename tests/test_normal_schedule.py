@@ -7,12 +7,12 @@ import pytest
 from pipeline_plates import write_plate
 
 from bufferany_core import conventions
+from bufferany_core.frames import read_channels
 from bufferany_core.jobs import RenderJob
 from bufferany_core.models.catalog import get_model_entry
 from bufferany_core.pipeline import render
 from bufferany_core.pipeline.predictor_cache import PredictorCache
 from bufferany_core.pipeline.render import plan_render, run_render
-from bufferany_core.frames import read_channels
 
 TINY = dict(
     depth_model="video-depth-anything-tiny",

@@ -29,6 +29,7 @@ class PredictorKey:
     processing_size: int  # resolved: the catalogue's default when none was asked for
     default_size: bool  # none was asked for: the family's own size rules apply (depth: the official ones)
     precision: str  # resolved: fp32 | fp16 | bf16
+    downscale: str = "none"  # RenderJob.downscale: how frames bigger than the model's input are shrunk
 
 
 def _weights_key(weights: Path | RandomWeights | None) -> str | None:
@@ -73,6 +74,7 @@ class PredictorCache:
         device: str = "auto",
         processing_size: int | None = None,
         precision: str = "auto",
+        downscale: str = "none",
     ) -> PassPredictor:
         entry = get_model_entry(pass_name, model)  # an unknown name fails here, before anything loads
         parsed = parse_weights_arg(weights)
@@ -89,6 +91,7 @@ class PredictorCache:
             processing_size=entry.processing_size if processing_size is None else processing_size,
             default_size=processing_size is None,
             precision=choose_precision(precision, chosen),
+            downscale=downscale,
         )
         with self._lock:
             if key in self._loaded:
@@ -135,4 +138,5 @@ def _load(key: PredictorKey, weights: Path | RandomWeights | None) -> PassPredic
         precision=key.precision,
         processing_size=None if key.default_size else key.processing_size,
         temporal_weights=Path(key.temporal_weights[0]) if key.temporal_weights else None,
+        downscale=key.downscale,
     )

@@ -605,6 +605,7 @@ def _load_predictors(plan: RenderPlan, cache: PredictorCache) -> dict[str, PassP
             # None (not asked for): the family's own size rules apply (depth: the official ones)
             processing_size=getattr(job, f"{p}_processing_size"),
             precision=plan.precision,
+            downscale=job.downscale,
         )
         for p in job.passes
     }

@@ -44,8 +44,10 @@ class DepthPredictor:
         processing_size: int,
         precision: Precision,
         official_sizes: bool = False,
+        downscale: str = "none",
     ):
         self.model = model
+        self.downscale = downscale  # preprocess.DOWNSCALES: how frames bigger than the input are shrunk
         self.info = info
         self.device = device
         self.processing_size = processing_size
@@ -65,7 +67,7 @@ class DepthPredictor:
             )
         height, width = frames.shape[-2:]
         resize = resize_officially if self.official_sizes else resize_for_model
-        x = self.model.normalize(resize(frames.to(self.device, torch.float32), self.processing_size))
+        x = self.model.normalize(resize(frames.to(self.device, torch.float32), self.processing_size, self.downscale))
         with torch.inference_mode(), autocast(self.precision, self.device):
             if self.joint:
                 depth = self.model(x.unsqueeze(0))[0]  # (T, h, w)
@@ -83,6 +85,7 @@ def load_depth_predictor(
     precision: Precision = "fp32",
     processing_size: int | None = None,
     temporal_weights: Path | None = None,
+    downscale: str = "none",
 ) -> DepthPredictor:
     """Build the named model (None: the default depth model), load its weights and wrap it for the pipeline.
 
@@ -132,6 +135,7 @@ def load_depth_predictor(
     return DepthPredictor(
         model=model, info=info, device=device, processing_size=size, precision=precision,
         official_sizes=processing_size is None,
+        downscale=downscale,
     )
 
 

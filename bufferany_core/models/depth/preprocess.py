@@ -25,10 +25,22 @@ def processing_shape(height: int, width: int, size: int) -> tuple[int, int]:
     return to_multiple(scale * height), to_multiple(scale * width)
 
 
-def resize_for_model(frames: torch.Tensor, size: int) -> torch.Tensor:
-    """(T, 3, H, W) sRGB in [0, 1] -> (T, 3, h, w) at the processing shape (bicubic); the model's
-    `normalize` then turns it into the network's input."""
+def area_shrink(frames: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor | None:
+    """`--downscale area`: frames averaged straight down to `shape` (each output pixel the mean of the
+    input pixels it covers: no aliasing, so fine texture cannot turn into moire); None when `shape` is
+    not smaller in both directions (nothing to antialias, the model's own resize applies)."""
+    if shape[0] > frames.shape[-2] or shape[1] > frames.shape[-1] or shape == tuple(frames.shape[-2:]):
+        return None
+    return F.interpolate(frames, size=shape, mode="area")
+
+
+def resize_for_model(frames: torch.Tensor, size: int, downscale: str = "none") -> torch.Tensor:
+    """(T, 3, H, W) sRGB in [0, 1] -> (T, 3, h, w) at the processing shape (bicubic, or an area average
+    with `downscale="area"`); the model's `normalize` then turns it into the network's input."""
     h, w = processing_shape(frames.shape[-2], frames.shape[-1], size)
+    shrunk = area_shrink(frames, (h, w)) if downscale == "area" else None
+    if shrunk is not None:
+        return shrunk
     return F.interpolate(frames, size=(h, w), mode="bicubic", align_corners=False)
 
 
@@ -62,11 +74,14 @@ def official_sizes(height: int, width: int, size: int) -> tuple[tuple[int, int],
     return capped, processing_shape(*capped, wide_input_size(*capped, size))
 
 
-def resize_officially(frames: torch.Tensor, size: int) -> torch.Tensor:
+def resize_officially(frames: torch.Tensor, size: int, downscale: str = "none") -> torch.Tensor:
     """`resize_for_model` after the official size rules: frames whose long side exceeds 1280 are first
     shrunk to it (bicubic, antialiased, as the demo's video decoder scales), and wide plates get the
-    lowered input size."""
-    (h, w), _ = official_sizes(frames.shape[-2], frames.shape[-1], size)
+    lowered input size. `downscale="area"` averages the plate straight down to the same input shape."""
+    (h, w), shape = official_sizes(frames.shape[-2], frames.shape[-1], size)
+    shrunk = area_shrink(frames, shape) if downscale == "area" else None
+    if shrunk is not None:
+        return shrunk
     if (h, w) != tuple(frames.shape[-2:]):
         frames = F.interpolate(frames, size=(h, w), mode="bicubic", align_corners=False, antialias=True).clamp(0.0, 1.0)
     return resize_for_model(frames, wide_input_size(h, w, size))

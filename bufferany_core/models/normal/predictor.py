@@ -17,6 +17,7 @@ from bufferany_core.conventions import NORMAL_AXES
 from bufferany_core.errors import BadArgumentsError
 from bufferany_core.models.api import ModelInfo
 from bufferany_core.models.catalog import get_model_entry
+from bufferany_core.models.depth.preprocess import area_shrink
 from bufferany_core.models.normal.build import image_model_from_folder, random_image_model, video_model
 from bufferany_core.models.normal.configs import MODEL_AXES, TEMPORAL_CONFIGS
 from bufferany_core.models.normal.marigold import MarigoldNormals
@@ -52,6 +53,7 @@ class NormalPredictor:
         processing_size: int,
         decode_chunk: int,
         precision: Precision = "fp32",
+        downscale: str = "none",
     ):
         if processing_size < 0:
             raise ValueError(f"processing size must be >= 0 (0 = input resolution), got {processing_size}")
@@ -63,6 +65,7 @@ class NormalPredictor:
         self.processing_size = processing_size
         self.decode_chunk = decode_chunk
         self.precision = precision
+        self.downscale = downscale  # "area": frames averaged down to the input (depth.preprocess.area_shrink)
         self.model_axes = MODEL_AXES  # the network's own convention, converted away in `predict`
         self.output_axes = NORMAL_AXES
 
@@ -83,7 +86,10 @@ class NormalPredictor:
         t, _, height, width = frames.shape
         size = processing_shape(height, width, self.processing_size)
         x = frames.to(self.device, torch.float32).clamp(0.0, 1.0)
-        if size != (height, width):
+        shrunk = area_shrink(x, size) if self.downscale == "area" else None
+        if shrunk is not None:
+            x = shrunk
+        elif size != (height, width):
             x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
         pad_h, pad_w = (-size[0]) % LATENT_FACTOR, (-size[1]) % LATENT_FACTOR
         x = F.pad(self.model.normalize(x), (0, pad_w, 0, pad_h), mode="replicate")  # (T, 3, H8, W8)
@@ -114,6 +120,7 @@ def load_normal_predictor(
     processing_size: int | None = None,
     temporal_weights: Path | None = None,
     decode_chunk: int = 4,
+    downscale: str = "none",
 ) -> NormalPredictor:
     """Load a normal model by name (None: the default normal model; `models.catalog.NORMAL_MODELS`).
 
@@ -186,4 +193,5 @@ def load_normal_predictor(
         processing_size=size,
         decode_chunk=decode_chunk,
         precision=precision,
+        downscale=downscale,
     )
