@@ -7,6 +7,7 @@ Standard library only: commands import torch late, and this module must not pull
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import traceback
 from collections.abc import Callable
@@ -33,6 +34,11 @@ def progress_lines(percent: int) -> list[str]:
 def frame_written_line(frame: int, path: object) -> str:
     """The line every command prints when a frame's file is complete."""
     return f"Frame {frame} written: {path}"
+
+
+def print_event_json(event: dict) -> None:
+    """One event as one JSON object on one line (`--log-format json`), for farm log parsers."""
+    say(json.dumps(event, default=str))
 
 
 def print_event(event: dict) -> None:

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bufferany_core import __version__
-from bufferany_core.cli_support import print_event, run_cli, say
+from bufferany_core.cli_support import print_event, print_event_json, run_cli, say
 from bufferany_core.errors import CancelledError, ExitCode
 from bufferany_core.jobs import RenderJob, job_fields, parse_passes
 
@@ -66,6 +66,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="shorthand for --depth-processing-size N --normal-processing-size N (each keeps its own meaning)",
     )
     p.add_argument("--dry-run", action="store_true", help="print what would be rendered, render nothing")
+    p.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default="text",
+        help="text: Progress/ALF_PROGRESS and frame lines (default); json: one JSON object per event on stdout",
+    )
     farm = p.add_argument_group("render farms (docs/farm.md)")
     farm.add_argument("--deadline-job", metavar="DIR", help="write Deadline 10 job_info.job and plugin_info.job to DIR")
     farm.add_argument("--opencue-job", metavar="FILE", help="write the OpenCue job spec (XML, built with pyoutline) to FILE")
@@ -198,8 +204,9 @@ def _missing_folders(folder: Path) -> list[Path]:
 class _Timing:
     """Per-frame time and the end summary of a render (frames, elapsed, frames per second, peak memory, device)."""
 
-    def __init__(self, job: RenderJob):
+    def __init__(self, job: RenderJob, *, json_lines: bool = False):
         self.job = job
+        self.json_lines = json_lines
         self.start = self.last = time.monotonic()
         self.written: list[int] = []
         self.total = 0
@@ -208,18 +215,62 @@ class _Timing:
         if event["type"] == "started":
             self.total = len(event["frames"])
             self.start = self.last = time.monotonic()
-        print_event(event)
+        self.emit(event)
         if event["type"] == "frame_done":
             now = time.monotonic()
             self.written.append(event["frame"])
-            say(f"Time: frame {event['frame']} took {now - self.last:.2f}s ({len(self.written)}/{self.total})")
+            seconds, done = now - self.last, len(self.written)
+            self.emit(
+                {"type": "frame_time", "frame": event["frame"], "seconds": seconds, "done": done, "total": self.total},
+                f"Time: frame {event['frame']} took {seconds:.2f}s ({done}/{self.total})",
+            )
             self.last = now
 
-    def summary(self) -> str:
+    def emit(self, event: dict, text: str | None = None) -> None:
+        """An event as the chosen log format prints it (`text`: the line for events of our own)."""
+        if self.json_lines:
+            print_event_json(event)
+        elif text is None:
+            print_event(event)
+        else:
+            say(text)
+
+    def finish(self, result) -> None:
         elapsed = time.monotonic() - self.start
         fps = len(self.written) / elapsed if elapsed > 0 else 0.0
         peak = _peak_memory()
-        return f"{len(self.written)} frame(s) in {elapsed:.1f}s ({fps:.2f} frames/s), peak memory {peak}, device {self.job.device}"
+        self.emit(
+            {
+                "type": "summary",
+                "written": result.frames_written,
+                "skipped": result.frames_skipped,
+                "output": result.output_pattern,
+                "elapsed_s": elapsed,
+                "frames_per_s": fps,
+                "peak_memory": peak,
+                "device": self.job.device,
+            },
+            f"Done: {len(result.frames_written)} written, {len(result.frames_skipped)} skipped ({result.output_pattern})\n"
+            f"Summary: {len(self.written)} frame(s) in {elapsed:.1f}s ({fps:.2f} frames/s), peak memory {peak}, "
+            f"device {self.job.device}",
+        )
+
+
+def _refuse_huge_frame_specs(job: RenderJob) -> None:
+    """Frame specs naming more frames than any plate holds are refused before torch loads (a spec
+    the farm has not expanded yet is left to the plan, which names the token)."""
+    from bufferany_core.errors import BadArgumentsError
+    from bufferany_core.frames.framespec import MAX_FRAMES, count_frames
+
+    for flag, spec in (("--frames", job.frames), ("--shot-range", job.shot_range)):
+        if spec is None:
+            continue
+        try:
+            count = count_frames(spec)
+        except BadArgumentsError:
+            continue
+        if count > MAX_FRAMES:
+            raise BadArgumentsError(f"{flag} {spec!r} names {count} frames; the limit is {MAX_FRAMES}")
 
 
 def _peak_memory() -> str:
@@ -242,6 +293,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     def render() -> int:
         job = job_from_args(ns)
+        _refuse_huge_frame_specs(job)  # before the heavy imports: a mistyped range answers at once
         if ns.dry_run or _is_farm(ns):
             _farm_or_dry_run(ns, job)
             return ExitCode.OK
@@ -249,7 +301,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from bufferany_core.pipeline.render import run_render
 
         created = _missing_folders(Path(job.output).expanduser().absolute().parent) if job.output else []
-        timing = _Timing(job)
+        timing = _Timing(job, json_lines=ns.log_format == "json")
         previous = signal.signal(signal.SIGTERM, _on_sigterm)
         try:
             result = run_render(job, on_event=timing)
@@ -269,8 +321,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         finally:
             signal.signal(signal.SIGTERM, previous)
-        say(f"Done: {len(result.frames_written)} written, {len(result.frames_skipped)} skipped ({result.output_pattern})")
-        say(f"Summary: {timing.summary()}")
+        timing.finish(result)
         return ExitCode.OK
 
     return run_cli(PROG, render, interrupted="interrupted; finished frames are complete, re-run to resume")
