@@ -16,12 +16,18 @@ from typing import Any
 import numpy as np
 import torch
 
-from bufferany_core.flow.backends import FlowEstimator
 from bufferany_core.flow.anamorphic import square_frame_pairs
+from bufferany_core.flow.backends import FlowEstimator
+from bufferany_core.flow.masks import DEFAULT_CYCLE_TOLERANCE
 from bufferany_core.jobs import RenderJob
 from bufferany_core.models.catalog import ModelEntry
 from bufferany_core.pipeline.windows import Window, WindowSchedule
-from bufferany_core.stabilize import StabilizeSettings, stabilize_depth, stabilize_normals
+from bufferany_core.stabilize.trajectory import (
+    PairCorrespondence,
+    WindowSettings,
+    far_from_edges,
+    stabilize_window,
+)
 
 
 @dataclass(frozen=True)
@@ -63,11 +69,13 @@ def decide(job: RenderJob, entries: dict[str, ModelEntry]) -> dict[str, Stabiliz
 
 # -- chunk-exact stabilisation over a shot ---------------------------------------------------------------
 # Stabiliser windows: fixed shot-relative boundaries (a pure function of the shot's length), each window
-# stabilised on its own with the two-sided whole-clip stabiliser, overlaps cross-faded. A frame's result
-# depends on the frames of the windows covering it and the settings only, so a farm chunk that computes
-# those windows (the plan extends its positions to them) writes the numbers one run of the shot writes.
-STABILIZE_WINDOW = 24  # frames per stabiliser window
-STABILIZE_OVERLAP = 8  # frames shared by consecutive stabiliser windows (cross-faded)
+# stabilised on its own (`stabilize.trajectory.stabilize_window`: per-frame scale and shift, then the
+# long-range trajectory filter), overlaps cross-faded. A frame's result depends on the frames of the
+# windows covering it and the settings only, so a farm chunk that computes those windows (the plan
+# extends its positions to them) writes the numbers one run of the shot writes. Each adjacent pair's
+# flows are computed once and kept by position while a window still to run needs them.
+STABILIZE_WINDOW = 40  # frames per stabiliser window
+STABILIZE_OVERLAP = 12  # frames shared by consecutive stabiliser windows (cross-faded)
 
 
 def stabilizer_schedule(length: int) -> WindowSchedule:
@@ -96,8 +104,8 @@ class _Frame:
 
 class ShotStabilizer:
     """Frames go in in shot order (`push`), stabilised frames come out once every stabiliser window
-    covering them has run. Memory: the frames of about one window; cost per frame: about
-    window / (window - overlap) runs of the whole-clip stabiliser."""
+    covering them has run. Memory: the frames of about one window and their pairs' flows; cost per
+    frame: one flow pair, and about window / (window - overlap) runs of the window filter."""
 
     def __init__(
         self,
@@ -106,16 +114,20 @@ class ShotStabilizer:
         estimator: FlowEstimator,
         device: torch.device,
         *,
-        settings: StabilizeSettings | None = None,
+        settings: WindowSettings | None = None,
         pixel_aspect: float = 1.0,
+        cycle_tolerance: float = DEFAULT_CYCLE_TOLERANCE,
     ):
         self.schedule = stabilizer_schedule(length)
         self.pixel_aspect = pixel_aspect  # the plate's: the flow sees it desqueezed to square pixels
         self.passes = list(passes)
         self.estimator = estimator
         self.device = device
-        self.settings = settings or StabilizeSettings()
+        self.settings = settings or WindowSettings()
+        self.cycle_tolerance = cycle_tolerance
         self.frames: dict[int, _Frame] = {}
+        self.pairs: dict[int, PairCorrespondence] = {}  # p -> frames p and p+1, computed once
+        self.keep: dict[int, np.ndarray | None] = {}  # p -> frame p's normal-edge band (no depth given)
         self.pushed: set[int] = set()
         self.ran: set[int] = set()  # window indices already stabilised
 
@@ -136,34 +148,70 @@ class ShotStabilizer:
                 done.append(self._finish(p))
             elif not any(w.index not in self.ran and self._can_run(w, position) for w in covering):
                 del self.frames[p]  # context only: no window still to run needs it, and it is never finished
+        for cache in (self.pairs, self.keep):
+            for p in [p for p in cache if p not in self.frames]:
+                del cache[p]
         return done
 
     def _can_run(self, window: Window, latest: int) -> bool:
         return all(p in self.pushed or p > latest for p in window.positions)
 
-    def _run(self, window: Window) -> None:
-        frames = [self.frames[p] for p in window.positions]
-        plate = torch.from_numpy(np.stack([f.rgb for f in frames])).permute(0, 3, 1, 2).to(self.device)
-        depth = None
-        if frames[0].depth is not None:
-            depth = torch.from_numpy(np.stack([f.depth for f in frames]).astype(np.float32)[:, None]).to(self.device)
-        normals = None
-        if "normal" in self.passes:
-            normals = torch.from_numpy(np.stack([f.normals for f in frames]).astype(np.float32)).to(self.device)
-        out: dict[str, np.ndarray] = {}
-        if len(frames) > 1:
-            pairs = square_frame_pairs(  # the flow runs on square pixels (flow.anamorphic)
-                plate, self.estimator, pixel_aspect=self.pixel_aspect, depth=depth, tau=self.settings.cycle_tolerance
+    def _normal_keep(self, p: int) -> np.ndarray | None:
+        """Frame p's edge band from its normals, when no depth is given (depth edges come with the pair)."""
+        if p not in self.keep:
+            frame = self.frames[p]
+            normals = frame.normals.transpose(1, 2, 0) if frame.normals is not None else None
+            self.keep[p] = far_from_edges(None, normals) if frame.depth is None else None
+        return self.keep[p]
+
+    def _pair(self, p: int) -> PairCorrespondence:
+        """Frames p and p+1's flows and validity (cycle check, depth edges, on square pixels:
+        flow.anamorphic), computed once per render."""
+        if p not in self.pairs:
+            a, b = self.frames[p], self.frames[p + 1]
+            plate = torch.from_numpy(np.stack([a.rgb, b.rgb])).permute(0, 3, 1, 2).to(self.device)
+            depth = None
+            if a.depth is not None and b.depth is not None:
+                depth = torch.from_numpy(np.stack([a.depth, b.depth]).astype(np.float32)[:, None]).to(self.device)
+            pairs = square_frame_pairs(
+                plate, self.estimator, pixel_aspect=self.pixel_aspect, depth=depth, tau=self.cycle_tolerance
             )
-            if "depth" in self.passes and depth is not None:
-                out["depth"] = stabilize_depth(depth, pairs, settings=self.settings).depth[:, 0].double().cpu().numpy()
+            valid_fw = pairs.valid_fw[0, 0].cpu().numpy()
+            valid_bw = pairs.valid_bw[0, 0].cpu().numpy()
+            keep_a, keep_b = self._normal_keep(p), self._normal_keep(p + 1)
+            if keep_a is not None and keep_b is not None:
+                valid_fw, valid_bw = valid_fw & keep_a, valid_bw & keep_b
+            self.pairs[p] = PairCorrespondence(
+                np.ascontiguousarray(pairs.flows_fw[0].permute(1, 2, 0).float().cpu().numpy()),
+                np.ascontiguousarray(pairs.flows_bw[0].permute(1, 2, 0).float().cpu().numpy()),
+                valid_fw,
+                valid_bw,
+            )
+        return self.pairs[p]
+
+    def _run(self, window: Window) -> None:
+        positions = list(window.positions)
+        frames = [self.frames[p] for p in positions]
+        want_depth = "depth" in self.passes and frames[0].depth is not None
+        want_normals = "normal" in self.passes and frames[0].normals is not None
+        out: dict[str, list[np.ndarray]] = {}
+        if len(frames) > 1:
+            pairs = [self._pair(p) for p in positions[:-1]]
+            depth, normals = stabilize_window(
+                [f.depth.astype(np.float32) for f in frames] if want_depth else None,  # type: ignore[union-attr]
+                [f.normals.transpose(1, 2, 0).astype(np.float32) for f in frames] if want_normals else None,  # type: ignore[union-attr]
+                pairs,
+                self.settings,
+            )
+            if depth is not None:
+                out["depth"] = [d.astype(np.float64) for d in depth]
             if normals is not None:
-                out["normal"] = stabilize_normals(normals, pairs, settings=self.settings).double().cpu().numpy()
+                out["normal"] = [n.transpose(2, 0, 1).astype(np.float64) for n in normals]
         else:
-            if "depth" in self.passes and depth is not None:
-                out["depth"] = depth[:, 0].double().cpu().numpy()
-            if normals is not None:
-                out["normal"] = normals.double().cpu().numpy()
+            if want_depth:
+                out["depth"] = [f.depth.astype(np.float64) for f in frames]  # type: ignore[union-attr]
+            if want_normals:
+                out["normal"] = [f.normals.astype(np.float64) for f in frames]  # type: ignore[union-attr]
         for offset, p in enumerate(window.positions):
             weight = self.schedule.blend_weights(p)[window.index]
             sums = self.frames[p].sums

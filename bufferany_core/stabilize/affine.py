@@ -102,6 +102,14 @@ def solve_frame_affines(
         u, v = correspondence_samples(depth, pairs, k, max_samples=max_samples, generator=generator)
         if u.shape[0] >= min_correspondences:
             samples.append((k, u[:, 0], v[:, 0]))
+    return solve_affines_from_samples(frames, samples, iterations=iterations)
+
+
+def solve_affines_from_samples(
+    frames: int, samples: list[tuple[int, torch.Tensor, torch.Tensor]], *, iterations: int = 6
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The solve of `solve_frame_affines` from correspondence samples already drawn: (k, u, v) per linked
+    pair k, u the values on frame k and v the corresponding values on frame k+1 (1-D float64)."""
     runs = _linked_runs(frames, [k for k, _, _ in samples])
     # Equality constraints, two per run: sum of a over the run = its length, sum of b = 0.
     constraints = torch.zeros(2 * len(runs), 2 * frames, dtype=torch.float64)

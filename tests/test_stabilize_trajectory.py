@@ -1,0 +1,86 @@
+"""The long-range trajectory filter (stabilize.trajectory) and the render's shot stabiliser around it."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import torch
+
+from bufferany_core.pipeline.stabilizing import ShotStabilizer
+from bufferany_core.stabilize.trajectory import (
+    PairCorrespondence,
+    TrajectorySettings,
+    filter_clips,
+    normal_edges,
+    trajectories,
+)
+
+H, W = 24, 32
+
+
+def still_pairs(frames: int, shift: float = 0.0) -> list[PairCorrespondence]:
+    """Pairs of a plate sliding `shift` px right per frame, every correspondence valid."""
+    fw = np.zeros((H, W, 2), np.float32)
+    fw[..., 0] = shift
+    ok = np.ones((H, W), bool)
+    return [PairCorrespondence(fw, -fw, ok, ok) for _ in range(frames - 1)]
+
+
+def test_trajectories_follow_the_flow_and_stop_outside_the_frame():
+    paths = trajectories(still_pairs(9, shift=2.0), 9, 4, radius=3)
+    assert paths.offsets.tolist() == [0, -1, 1, -2, 2, -3, 3]
+    plus_two = list(paths.offsets).index(2)
+    np.testing.assert_allclose(paths.x[plus_two][0, :3], [4.0, 5.0, 6.0])
+    assert not paths.alive[plus_two][:, -4:].any() and paths.alive[plus_two][:, :-4].all()
+
+
+def test_a_pop_goes_and_a_drift_averages_out():
+    rng = np.random.default_rng(0)
+    frames = 25
+    truth = np.linspace(1.0, 2.0, W, dtype=np.float32)[None].repeat(H, 0)
+    drift = np.cumsum(rng.normal(0, 0.02, frames))  # a slow wander common to the frame
+    clip = [(truth + d + rng.normal(0, 0.005, (H, W))).astype(np.float32)[..., None] for d in drift]
+    clip[12][4:12, 8:20] += 0.5  # a pop on the middle frame
+    (out,) = filter_clips([(clip, False)], still_pairs(frames), TrajectorySettings(radius=12))
+    error_in = np.abs(clip[12][..., 0] - truth - drift.mean())
+    error_out = np.abs(out[12][..., 0] - truth - drift.mean())
+    assert error_in[4:12, 8:20].mean() > 0.4 and error_out[4:12, 8:20].mean() < 0.05
+    assert error_out.mean() < 0.5 * np.abs(clip[0][..., 0] - truth - drift.mean()).mean()
+
+
+def test_normal_edges_find_a_crease_not_the_noise():
+    normals = np.zeros((H, W, 3), np.float32)
+    normals[:, : W // 2] = [0, 0, 1]
+    normals[:, W // 2 :] = [np.sin(0.6), 0, np.cos(0.6)]  # a 34 degree crease
+    normals += np.random.default_rng(1).normal(0, 0.03, normals.shape).astype(np.float32)
+    normals /= np.linalg.norm(normals, axis=2, keepdims=True)
+    edges = normal_edges(normals)
+    assert edges[:, W // 2 - 1 : W // 2 + 1].all()
+    assert edges[:, : W // 2 - 3].mean() < 0.02 and edges[:, W // 2 + 3 :].mean() < 0.02
+
+
+class CountingFlow:
+    name = "counting"
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def estimate_flow(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        self.calls += a.shape[0]
+        return torch.zeros(a.shape[0], 2, *a.shape[-2:])
+
+
+def test_each_pair_flow_is_computed_once_per_shot():
+    frames = 100  # four overlapping stabiliser windows
+    estimator = CountingFlow()
+    stabilizer = ShotStabilizer(frames, ["depth", "normal"], estimator, torch.device("cpu"))
+    rng = np.random.default_rng(0)
+    done = []
+    for k in range(frames):
+        normals = rng.normal(0, 0.05, (3, 12, 16)) + np.array([0, 0, 1.0])[:, None, None]
+        plate = SimpleNamespace(rgb=rng.random((12, 16, 3)).astype(np.float32))
+        done += [p for p, *_ in stabilizer.push(k, plate, rng.random((12, 16)), normals / np.linalg.norm(normals, axis=0))]
+        assert len(stabilizer.pairs) <= 40 and len(stabilizer.frames) <= 41  # one window's worth, whatever the length
+    assert done == list(range(frames))
+    assert estimator.calls == 2 * (frames - 1)  # forward and backward flow of each adjacent pair, once
