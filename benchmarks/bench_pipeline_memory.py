@@ -1,11 +1,15 @@
 """Peak memory and speed of `run_render` for a short and a ten-times-longer shot.
 
     .venv/bin/python benchmarks/bench_pipeline_memory.py [--passes depth] [--short 30] [--long 300]
+    .venv/bin/python benchmarks/bench_pipeline_memory.py --schedules farm,official   # docs/schedules.md
 
 Each shot renders in a fresh process (tiny random-weight models, small frames) that reports its own
 peak resident memory; the figure to read is the long/short ratio: frames stream through windows, so
 memory must not grow with the shot's length (ratio about 1.0). Frames per second are end to end
 (reading, models, alignment, writing EXRs) and machine-dependent: compare them within one run.
+With `--schedules`, each depth schedule (`--schedule farm|official`) renders both shots with the
+models' own windows (32 slots, as the official schedule requires) and the table lists time and peak
+memory of each.
 """
 
 from __future__ import annotations
@@ -46,7 +50,7 @@ def write_shot(folder: Path, count: int, size: tuple[int, int]) -> str:
     return str(folder / "shot.####.exr")
 
 
-def measure(plate: str, out: Path, args: argparse.Namespace) -> dict:
+def measure(plate: str, out: Path, args: argparse.Namespace, schedule: str | None = None) -> dict:
     spec = {
         "input": plate,
         "output": str(out / "shot_buffers.####.exr"),
@@ -60,6 +64,8 @@ def measure(plate: str, out: Path, args: argparse.Namespace) -> dict:
         "depth_processing_size": args.processing_size,
         "normal_processing_size": args.processing_size,
     }
+    if schedule is not None:  # the models' own windows: the official schedule has its own
+        spec.update(schedule=schedule, window=None, overlap=None)
     run = subprocess.run([sys.executable, "-c", CHILD, json.dumps(spec)], capture_output=True, text=True, check=True)
     return json.loads(run.stdout.strip().splitlines()[-1])
 
@@ -73,8 +79,12 @@ def main() -> None:
     parser.add_argument("--window", type=int, default=16)
     parser.add_argument("--overlap", type=int, default=4)
     parser.add_argument("--processing-size", type=int, default=56)
+    parser.add_argument("--schedules", default=None, help="comma-separated depth schedules to compare (farm,official)")
     add_json_option(parser)
     args = parser.parse_args()
+    if args.schedules:
+        compare_schedules(args)
+        return
     where = f"{cpu_model()}, {os.cpu_count()} CPU(s), {platform.platform()}, python {platform.python_version()}"
     setup = (f"{args.size[0]}x{args.size[1]} EXR, passes {args.passes}, window {args.window}/{args.overlap}, "
              f"processing size {args.processing_size}, tiny random-weight models on the CPU")
@@ -109,6 +119,25 @@ def main() -> None:
             notes=["peak RSS ratio about 1.0: memory does not grow with the shot's length"],
         )],
     )
+
+
+def compare_schedules(args: argparse.Namespace) -> None:
+    """Time and peak RSS of each depth schedule on the short and the long shot (fresh process each)."""
+    schedules = args.schedules.split(",")
+    print(f"machine: {cpu_model()}, {os.cpu_count()} CPU(s); {args.size[0]}x{args.size[1]} EXR, depth, "
+          f"processing size {args.processing_size}, video-depth-anything-tiny (random weights), the models' windows")
+    rows = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for count in (args.short, args.long):
+            folder = Path(tmp) / str(count)
+            folder.mkdir()
+            plate = write_shot(folder, count, tuple(args.size))
+            for schedule in schedules:
+                rows[schedule, count] = measure(plate, folder / schedule, args, schedule=schedule)
+    print("| schedule | frames | seconds | frames/s | peak RSS MiB |")
+    print("|---|---|---|---|---|")
+    for (schedule, count), r in rows.items():
+        print(f"| {schedule} | {count} | {r['seconds']:.1f} | {r['frames'] / r['seconds']:.2f} | {r['peak_rss_mib']:.0f} |")
 
 
 if __name__ == "__main__":
