@@ -409,6 +409,8 @@ class _ShotRenderer:
         self.stabilizer: ShotStabilizer | None = None
         self.sums: dict[int, dict[str, np.ndarray]] = {}  # position -> pass -> weighted sum
         self.written: list[int] = []
+        self.work_done = 0.0  # fraction of the model windows run (the frames written count apart)
+        self.reported = 0.0  # the last progress percent emitted
         if plan.stabilized_passes:
             self.flow_device = next(iter(predictors.values())).device
             self.flow = load_flow_estimator(
@@ -465,6 +467,8 @@ class _ShotRenderer:
             elif pass_name == "normal":
                 self._accumulate(window, "normal", _predict(self.predictors["normal"], plates, what))  # (T, 3, H, W)
             self.ran.add((pass_name, window.index))
+            self.work_done = (i + 1) / (len(steps) + 1)  # the last share: writing (and stabilising) frames
+            self._progress()
             self._write_ready()
             later = {
                 self.shot[p]
@@ -586,8 +590,16 @@ class _ShotRenderer:
         )
         self.written.append(number)
         self.emit({"type": "frame_done", "frame": number, "path": str(path)})
+        self._progress()
+
+    def _progress(self) -> None:
+        """Progress: the larger of the model work done and the frames written, never going back, so a
+        long first window shows movement before its first frame is written."""
         total = len(self.plan.to_render)
-        self.emit({"type": "progress", "percent": 100.0 * len(self.written) / total, "done": len(self.written), "total": total})
+        percent = 100.0 * max(self.work_done, len(self.written) / total)
+        if percent > self.reported:
+            self.reported = percent
+            self.emit({"type": "progress", "percent": percent, "done": len(self.written), "total": total})
 
 
 def _load_predictors(plan: RenderPlan, cache: PredictorCache) -> dict[str, PassPredictor]:
