@@ -34,7 +34,7 @@ HOST_CORE = (
     "bufferany_core.client",
     "bufferany_core.cli_support",
 )
-report = {"python": "%d.%d" % sys.version_info[:2]}
+report = {"python": "{}.{}".format(*sys.version_info[:2])}
 
 # 1. every host-side file compiles under this Python (bpy modules included: Blender 5.1+ runs 3.13)
 sources = [REPO / "bufferany_core" / (name.split(".")[-1] + ".py") for name in HOST_CORE[1:]]
@@ -159,7 +159,7 @@ started = time.monotonic()
 try:
     client.status("j1")
 except ServerNotFoundError as exc:
-    raise AssertionError(f"a reply timeout reported as a lost connection: {exc}")
+    raise AssertionError(f"a reply timeout reported as a lost connection: {exc}") from exc
 except ServiceError as exc:
     assert "did not answer within 0.5 s" in str(exc), exc
 else:

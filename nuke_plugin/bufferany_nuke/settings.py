@@ -6,7 +6,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import nuke
 
@@ -24,7 +24,7 @@ SCRIPT_CACHE = "bufferany_cache"  # beside a saved script, when nothing else nam
 
 # The pipeline's cache root: a callable (node -> folder, or None to fall through), set from a
 # studio's init.py or menu.py with set_cache_root_callback.
-_cache_root_callback: Optional[Callable[[nuke.Node], Optional[str]]] = None
+_cache_root_callback: Callable[[nuke.Node], str | None] | None = None
 
 
 def set_cache_root_callback(callback: Callable[[nuke.Node], str | None] | None) -> None:

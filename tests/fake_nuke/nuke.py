@@ -1073,11 +1073,11 @@ def scriptClose(*args: Any, **kwargs: Any) -> Any:
     return True
 
 
-def addOnScriptClose(call: Callable[..., Any], args: Any = (), kwargs: Any = {}, nodeClass: str = "Root") -> None:
-    _state.on_script_close.append((call, tuple(args), dict(kwargs)))
+def addOnScriptClose(call: Callable[..., Any], args: Any = (), kwargs: Any = None, nodeClass: str = "Root") -> None:
+    _state.on_script_close.append((call, tuple(args), dict(kwargs or {})))
 
 
-def removeOnScriptClose(call: Callable[..., Any], args: Any = (), kwargs: Any = {}, nodeClass: str = "Root") -> None:
+def removeOnScriptClose(call: Callable[..., Any], args: Any = (), kwargs: Any = None, nodeClass: str = "Root") -> None:
     _state.on_script_close = [c for c in _state.on_script_close if c[0] != call]
 
 
