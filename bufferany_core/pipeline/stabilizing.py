@@ -74,8 +74,8 @@ def decide(job: RenderJob, entries: dict[str, ModelEntry]) -> dict[str, Stabiliz
 # windows covering it and the settings only, so a farm chunk that computes those windows (the plan
 # extends its positions to them) writes the numbers one run of the shot writes. Each adjacent pair's
 # flows are computed once and kept by position while a window still to run needs them.
-STABILIZE_WINDOW = 40  # frames per stabiliser window
-STABILIZE_OVERLAP = 12  # frames shared by consecutive stabiliser windows (cross-faded)
+STABILIZE_WINDOW = 24  # frames per stabiliser window (40 lost contrast: the chained per-frame scale wanders further)
+STABILIZE_OVERLAP = 8  # frames shared by consecutive stabiliser windows (cross-faded)
 
 
 def stabilizer_schedule(length: int) -> WindowSchedule:
