@@ -108,3 +108,18 @@ def test_overrides_keep_types_and_name_bad_fields():
         load_config(Path("depth.toml"), ["data.size=[100, 196]"])
     with pytest.raises(BadArgumentsError, match="optim.lr"):
         load_config(Path("depth.toml"), ['optim.lr="fast"'])
+
+
+def test_stable_space_raw_takes_l_stable_on_the_raw_predictions(clips):
+    """loss.stable_space: "clip" (default) normalises the clip by median/MAD before L_stable, "raw"
+    is the paper's L_stable on the predictions as they are; anything else is refused."""
+    fixed = {**TINY, "data.scale": [1.0, 1.0], "data.flip": False, "data.strides": [1]}
+    losses = {}
+    for space in ("clip", "raw"):
+        config = load_config(Path("depth.toml"), [], {**fixed, "loss.stable_space": space})
+        torch.manual_seed(0)
+        _, metrics = train_fixed_clip(DepthTask(config), clips, config, lr=1e-4, steps=1)
+        losses[space] = float(metrics["loss/stable"])
+    assert losses["clip"] > 0 and losses["raw"] > 0 and losses["raw"] != pytest.approx(losses["clip"], rel=1e-3)
+    with pytest.raises(BadArgumentsError, match="loss.stable_space"):
+        load_config(Path("depth.toml"), ['loss.stable_space="log"'])

@@ -60,6 +60,9 @@ class FlowSection:
 class LossSection:
     w_reg: float = 1.0
     w_stable: float = 1.0
+    # depth: "clip" takes L_stable on the clip normalised by median and mean absolute deviation (ours:
+    # it cannot be lowered by shrinking the prediction); "raw" on the raw predictions (the paper's).
+    stable_space: str = "clip"
 
 
 @dataclass(frozen=True)
@@ -124,6 +127,7 @@ class TrainConfig:
             ),
             (self.flow.cycle_tolerance >= 0, "flow.cycle_tolerance", "must be >= 0"),
             (self.loss.w_reg >= 0 and self.loss.w_stable >= 0, "loss", "weights must be >= 0"),
+            (self.loss.stable_space in ("clip", "raw"), "loss.stable_space", "must be 'clip' or 'raw'"),
             (self.optim.lr > 0, "optim.lr", "must be > 0"),
             (self.optim.batch_size >= 1, "optim.batch_size", "must be >= 1"),
             (self.optim.iterations >= 1, "optim.iterations", "must be >= 1"),

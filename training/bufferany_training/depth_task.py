@@ -109,7 +109,8 @@ class DepthTask(TemporalWeightsTask[BufferAnytimeDepth]):
             cycle=cfg.flow.cycle_mask,
         )
         pairs = (batch["flows_fw"], batch["flows_bw"], valid_fw, valid_bw)
-        stable = stable_loss(clip_normalize(video).unsqueeze(2), *pairs)
+        space = clip_normalize if cfg.loss.stable_space == "clip" else (lambda d: d)
+        stable = stable_loss(space(video).unsqueeze(2), *pairs)
         loss = cfg.loss.w_reg * reg + cfg.loss.w_stable * stable
         loss.backward()
         metrics = {
@@ -120,5 +121,5 @@ class DepthTask(TemporalWeightsTask[BufferAnytimeDepth]):
             "temporal/warp_error_video": stable.detach(),
         }
         if log:
-            metrics["temporal/warp_error_prior"] = warp_error(clip_normalize(prior).unsqueeze(2), *pairs)
+            metrics["temporal/warp_error_prior"] = warp_error(space(prior).unsqueeze(2), *pairs)
         return metrics
