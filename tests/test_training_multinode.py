@@ -73,6 +73,15 @@ def _finish(process: subprocess.Popen, what: str) -> str:
     return output
 
 
+def _node_command(node: int, port: int, run_id: str, train: list[str]) -> list[str]:
+    """One of two torchrun agents meeting at 127.0.0.1:port (node 0 hosts the rendezvous store)."""
+    return [
+        str(TORCHRUN), "--nnodes=2", "--nproc_per_node=1", f"--node_rank={node}",
+        "--rdzv_backend=c10d", f"--rdzv_endpoint=127.0.0.1:{port}", f"--rdzv_id={run_id}",
+        f"--rdzv_conf=is_host={'true' if node == 0 else 'false'},join_timeout=120", *train,
+    ]  # fmt: skip
+
+
 def _digests(out: Path, step: int) -> tuple[int, list[str]]:
     state = json.loads((out / "checkpoints" / f"step_{step:08d}" / "state.json").read_text())
     return state["world_size"], state["rank_weight_digests"]
@@ -86,17 +95,11 @@ def test_two_nodes_on_loopback_stay_identical_and_resume_on_one_node(tmp_path):
     straight, multi = tmp_path / "straight", tmp_path / "multinode"
 
     # The uninterrupted reference (one node, two processes, 4 steps) runs beside the two-node run.
-    reference = _start([str(TORCHRUN), "--standalone", "--nproc_per_node=2", *_train_args(clips, straight, 4)])
+    reference = _start(
+        [str(TORCHRUN), "--standalone", "--nproc_per_node=2", *_train_args(clips, straight, 4)]
+    )
     port, run_id = _free_port(), f"bufferany-test-{uuid.uuid4().hex[:8]}"
-    nodes = [
-        _start([
-            str(TORCHRUN), "--nnodes=2", "--nproc_per_node=1", f"--node_rank={node}",
-            "--rdzv_backend=c10d", f"--rdzv_endpoint=127.0.0.1:{port}", f"--rdzv_id={run_id}",
-            f"--rdzv_conf=is_host={'true' if node == 0 else 'false'},join_timeout=120",
-            *_train_args(clips, multi, 2),
-        ])  # fmt: skip
-        for node in (0, 1)
-    ]
+    nodes = [_start(_node_command(node, port, run_id, _train_args(clips, multi, 2))) for node in (0, 1)]
     outputs = [_finish(p, f"node {n}") for n, p in enumerate(nodes)]
     assert any("2 rank(s)" in text for text in outputs), outputs
     for step in (1, 2):
