@@ -38,8 +38,6 @@ EDGE_DISTANCE = 3
 # Normal edges: neighbouring normals (after a 1 px Gaussian blur, which keeps per-frame noise of a few
 # degrees far below it) turning by more than this many degrees per pixel mark a crease or silhouette.
 NORMAL_EDGE_DEGREES = 12.0
-# Spatial tiles (rows) for the per-pixel fit, to bound the memory of (samples x rows x width) arrays.
-_TILE_PIXELS = 1 << 18
 
 
 @dataclass(frozen=True)
