@@ -1,234 +1,489 @@
-"""A miniature of Buffer Anytime's experiment: fine-tune temporal layers without labels, measure
-against exact depth.
+"""A miniature of Buffer Anytime's experiment (issue 23): label-free fine-tuning of temporal blocks on
+unlabeled rendered clips, measured against exact depth on held-out scenes.
 
-1. An image prior: a tiny Depth Anything V2 (random init) trained per frame, WITH labels, on the
-   first half of the Blender sample shot (examples/sample_shot, frames 1001-1020) and on two
-   procedural shots (bufferany_core.testing.procedural_shot). Like real per-frame priors, it flickers.
-2. Buffer Anytime fine-tuning with `bufferany_training` exactly as `bufferany-train` runs it (frozen
-   ViT, temporal blocks + head, w_reg * L_reg + L_stable, DIS flows with cycle and edge masks),
-   WITHOUT labels, on the plates of the Blender shot and the two procedural shots.
-3. Evaluation on frames the prior never saw labels for (Blender frames 1021-1040) and on a held-out
-   procedural shot that neither stage saw: AbsRel (one scale and shift per shot, disparity space),
-   temporal gradient error TE and NVDS's OPW (bufferany_core.evaluation.metrics), for the prior and
-   the fine-tuned video model, plus the paper's ablations: no cycle mask, no edge mask, w_reg 0.1
-   and 3. Ratios are against the prior, measured in the same run.
+1. Corpus: shots rendered by scripts/blender/render_synthetic_shot.py (Cycles, CPU; in the bpy
+   environment .venv-blender) with many seeds: a room of textured props, a moving camera, a moving
+   object. Three disjoint seed ranges: PRIOR scenes (labels used, to train the image prior), TRAIN
+   scenes (plates only: the unlabeled fine-tuning corpus) and EVAL scenes (held out; their depth is
+   used for evaluation only). Rendered once into --corpus and reused.
+2. Image prior: a tiny Depth Anything V2, trained per frame WITH labels on the PRIOR scenes
+   (affine-invariant loss on inverse depth). It never sees the TRAIN or EVAL scenes; like real
+   image models it flickers on video (noise in the plate, content moving through its receptive field).
+3. Buffer Anytime: `bufferany_training.trainer.train` (what `bufferany-train` runs) with
+   training/configs/depth.toml at miniature sizes: frozen ViT, temporal blocks (+ head copy),
+   w_reg * L_reg + L_stable with DIS flows, cycle and edge masks; no labels. Once per training seed.
+4. Evaluation on the EVAL scenes, with bufferany_core.evaluation.metrics: AbsRel and delta1 (one
+   scale and shift per shot, disparity space), temporal gradient error TE and OPW, for the prior,
+   the prior + the training-free stabiliser (bufferany_core.stabilize), the fine-tuned model per
+   seed, and the ablations (no cycle mask, no edge mask, w_reg 0.1 and 3, the paper's L_stable on
+   raw predictions), each per seed. Ratios are against the prior, per seed: mean, std and values.
 
-    .venv/bin/python benchmarks/bench_training_miniature.py [--prior-steps 400] [--steps 80]
+    .venv/bin/python benchmarks/bench_training_miniature.py            # the full miniature
+    .venv/bin/python benchmarks/bench_training_miniature.py --quick    # a few-minute smoke run
 
-Default run: about 10 minutes on 2 CPU cores. Needs examples/sample_shot (bash examples/make_sample_shot.sh).
+Writes --out (default benchmarks/results/training_miniature.json), a Markdown report beside it
+(training_miniature.md: table, settings, timings) and the curves (training_miniature_curves.png:
+loss and held-out TE over the fine-tuning steps).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import random
+import shutil
+import statistics
+import subprocess
+import sys
 import tempfile
 import time
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
-from bufferany_training.config import load_config
-from bufferany_training.trainer import train
-from harness import add_json_option, machine, table, write_json
-from safetensors.torch import save_file
-
-from bufferany_core.evaluation.metrics import align_depth, depth_accuracy, depth_opw, temporal_gradient_error
-from bufferany_core.evaluation.ground_truth_shot import load_synthetic_shot
-from bufferany_core.flow import DISFlow, adjacent_flows
-from bufferany_core.frames import FrameSequence, read_frames
-from bufferany_core.losses import depth_regularization_loss
-from bufferany_core.models.depth import DepthAnythingV2, load_depth_predictor
-from bufferany_core.models.depth.preprocess import IMAGENET_MEAN, IMAGENET_STD
-from bufferany_core.models.weights import deterministic_state_dict
-from bufferany_core.testing.procedural_shot import procedural_shot
 
 REPO = Path(__file__).resolve().parents[1]
-SAMPLE_SHOT = REPO / "examples" / "sample_shot"
-SIZE = (98, 168)  # training crops (multiples of 14)
-PROCESSING = 112  # evaluation: 112 x 196 model input for the 112 x 192 shots
-# Procedural camera moves (truck, dolly, pan degrees per frame): two to learn from, one held out.
-TRAIN_MOVES = ((0.03, 0.02, 0.1), (-0.02, 0.04, -0.2))
-HELD_OUT_MOVE = (0.025, -0.02, 0.25)
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from harness import machine  # noqa: E402
+
+BLENDER_PYTHON = REPO / ".venv-blender" / "bin" / "python"
+RENDER_SCRIPT = REPO / "scripts" / "blender" / "render_synthetic_shot.py"
+PRIOR_SEED0, TRAIN_SEED0, EVAL_SEED0 = 1000, 0, 500  # disjoint scene seed ranges
+MAIN = "Buffer Anytime (w_reg 1)"
 ABLATIONS = {
-    "Buffer Anytime (w_reg 1)": {},
-    "  no cycle mask": {"flow.cycle_mask": False},
-    "  no edge mask": {"flow.edge_mask": False},
-    "  w_reg 0.1": {"loss.w_reg": 0.1},
-    "  w_reg 3": {"loss.w_reg": 3.0},
+    "no cycle mask": {"flow.cycle_mask": False},
+    "no edge mask": {"flow.edge_mask": False},
+    "w_reg 0.1": {"loss.w_reg": 0.1},
+    "w_reg 3": {"loss.w_reg": 3.0},
+    "paper-exact L_stable (raw predictions)": {"loss.stable_space": "raw"},
 }
 
 
-def blender_shot() -> tuple[np.ndarray, np.ndarray]:
-    """Model-ready sRGB frames (T, 3, H, W) and metric Z-depth (T, H, W) of the sample shot."""
-    shot = load_synthetic_shot(SAMPLE_SHOT)
+@dataclass
+class Settings:
+    prior_shots: int = 8
+    train_shots: int = 12
+    eval_shots: int = 4
+    frames: int = 16  # rendered frames per shot
+    width: int = 128
+    height: int = 72
+    samples: int = 4  # Cycles samples per pixel: a little render noise, as in real plates
+    crop: tuple[int, int] = (56, 98)  # training crops (multiples of 14)
+    processing: int = 70  # evaluation: model input height
+    prior_steps: int = 600
+    prior_lr: float = 5e-4
+    steps: int = 150  # fine-tuning steps per run
+    clip_frames: int = 8  # frames per training clip
+    lr: float = 1e-4
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    ablation_seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    ablations: list[str] = field(default_factory=lambda: list(ABLATIONS))
+    curve_points: int = 5  # checkpoints per main run evaluated for the TE-over-steps curve
+    workers: int = 1
+    extra: dict = field(default_factory=dict)  # more config overrides for every run
+
+    @classmethod
+    def quick(cls) -> Settings:
+        return cls(
+            prior_shots=2, train_shots=1, eval_shots=1, frames=6, samples=2, prior_steps=20, steps=3,
+            clip_frames=4, seeds=[0, 1], ablation_seeds=[0], curve_points=2, workers=0,
+        )  # fmt: skip
+
+
+# --- corpus ----------------------------------------------------------------------------------------
+def render_corpus(corpus: Path, s: Settings, log) -> dict[str, list[Path]]:
+    """Render (or reuse) every shot; returns the shot folders per role."""
+    roles = {
+        "prior": [PRIOR_SEED0 + i for i in range(s.prior_shots)],
+        "train": [TRAIN_SEED0 + i for i in range(s.train_shots)],
+        "eval": [EVAL_SEED0 + i for i in range(s.eval_shots)],
+    }
+    out: dict[str, list[Path]] = {}
+    for role, seeds in roles.items():
+        out[role] = []
+        for seed in seeds:
+            folder = corpus / f"seed{seed:04d}_{s.width}x{s.height}_f{s.frames}_s{s.samples}"
+            if not (folder / "cameras.json").is_file():
+                if not BLENDER_PYTHON.is_file():
+                    raise SystemExit(f"{BLENDER_PYTHON} is missing: the corpus is rendered with bpy")
+                t0 = time.perf_counter()
+                shutil.rmtree(folder, ignore_errors=True)
+                command = [
+                    str(BLENDER_PYTHON), str(RENDER_SCRIPT), "--out", str(folder), "--seed", str(seed),
+                    "--frames", str(s.frames), "--width", str(s.width), "--height", str(s.height),
+                    "--samples", str(s.samples), "--threads", "2",
+                ]  # fmt: skip
+                result = subprocess.run(command, capture_output=True, text=True)
+                if result.returncode != 0:
+                    raise SystemExit(f"rendering seed {seed} failed:\n{result.stdout[-2000:]}{result.stderr[-2000:]}")
+                log(f"  rendered {role} scene seed {seed} ({time.perf_counter() - t0:.0f} s)")
+            out[role].append(folder)
+    return out
+
+
+def load_shot(folder: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Model-ready sRGB frames (T, 3, H, W) float32 and metric Z-depth (T, H, W)."""
+    from bufferany_core.evaluation.ground_truth_shot import load_synthetic_shot
+    from bufferany_core.frames import FrameSequence, read_frames
+
+    shot = load_synthetic_shot(folder)
     sequence = FrameSequence.from_input(shot.plate_pattern)
     frames = np.stack([f.rgb for f in read_frames(sequence, shot.frames)]).transpose(0, 3, 1, 2)
-    return frames.astype(np.float32), shot.depth.astype(np.float64)
+    return np.ascontiguousarray(frames, dtype=np.float32), shot.depth.astype(np.float64)
 
 
-def procedural(move: tuple[float, float, float], frames: int) -> tuple[np.ndarray, np.ndarray]:
-    truck, dolly, pan = move
-    shot = procedural_shot(frames=frames, height=112, width=192, truck=truck, dolly=dolly, pan_degrees=pan)
-    return shot.plate, 1.0 / shot.inverse_depth[:, 0].astype(np.float64)
+# --- the image prior -------------------------------------------------------------------------------
+def train_prior(shots: list[tuple[np.ndarray, np.ndarray]], s: Settings, out: Path) -> tuple[Path, list[float]]:
+    """Supervised per-frame training of a tiny Depth Anything V2 (random init) on (frames, depth)
+    pairs: random crops of the training aspect, flips, affine-invariant L2 on inverse depth."""
+    from safetensors.torch import save_file
 
+    from bufferany_core.losses import depth_regularization_loss
+    from bufferany_core.models.depth import DepthAnythingV2
+    from bufferany_core.models.weights import deterministic_state_dict
 
-def write_png_clip(folder: Path, frames: np.ndarray) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    for k, frame in enumerate(frames):
-        bgr = np.rint(frame.transpose(1, 2, 0)[:, :, ::-1] * 255).astype(np.uint8)
-        cv2.imwrite(str(folder / f"shot.{k + 1:04d}.png"), bgr)
-
-
-def normalise(x: torch.Tensor) -> torch.Tensor:
-    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
-    return (x - mean) / std
-
-
-def train_prior(labelled: list[tuple[np.ndarray, np.ndarray]], steps: int, out: Path) -> Path:
-    """Supervised per-frame training of a tiny Depth Anything V2 on (frames, depth) pairs: random
-    crops, flips, affine-invariant loss on inverse depth. Returns its safetensors file."""
     torch.manual_seed(0)
     rng = random.Random(0)
     model = DepthAnythingV2.from_size("tiny")
     model.load_state_dict(deterministic_state_dict(model, seed=0))
-    optimizer = torch.optim.AdamW(model.parameters(), lr=5e-4, weight_decay=0.01)
-    pool = [(frames[k], 1.0 / depth[k]) for frames, depth in labelled for k in range(len(frames))]
+    optimizer = torch.optim.AdamW(model.parameters(), lr=s.prior_lr, weight_decay=0.01)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, s.prior_steps))
+    pool = [(frames[k], 1.0 / depth[k]) for frames, depth in shots for k in range(len(frames))]
+    losses = []
     model.train()
-    for _ in range(steps):
+    for _ in range(s.prior_steps):
         images, targets = [], []
-        for frame, inverse in rng.sample(pool, 4):
+        for frame, inverse in rng.sample(pool, min(4, len(pool))):
             h, w = frame.shape[-2:]
             scale = rng.uniform(0.6, 1.0)
-            ch, cw = round(h * scale), round(min(w, h * scale * SIZE[1] / SIZE[0]))
+            ch, cw = round(h * scale), round(min(w, h * scale * s.crop[1] / s.crop[0]))
             top, left = rng.randrange(h - ch + 1), rng.randrange(w - cw + 1)
             pair = torch.cat([torch.from_numpy(frame), torch.from_numpy(inverse).float()[None]])
-            crop = F.interpolate(pair[None, :, top : top + ch, left : left + cw], size=SIZE, mode="bilinear")[0]
+            crop = F.interpolate(pair[None, :, top : top + ch, left : left + cw], size=s.crop, mode="bilinear")[0]
             if rng.random() < 0.5:
                 crop = crop.flip(-1)
             images.append(crop[:3])
             targets.append(crop[3])
-        prediction = model(normalise(torch.stack(images)))  # (4, h, w)
+        prediction = model(model.normalize(torch.stack(images)))  # (B, h, w) inverse depth
         loss = depth_regularization_loss(prediction[:, None, None], torch.stack(targets)[:, None, None])
         loss.backward()
         optimizer.step()
         optimizer.zero_grad()
+        schedule.step()
+        losses.append(float(loss.detach()))
     path = out / "prior.safetensors"
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
-    return path
+    return path, losses
 
 
-def evaluate(prediction: np.ndarray, frames: np.ndarray, depth: np.ndarray, flows: np.ndarray) -> dict[str, float]:
+# --- evaluation ------------------------------------------------------------------------------------
+def backward_flows(frames: np.ndarray) -> np.ndarray:
+    """(T-1, H, W, 2): flow from frame t to frame t-1, as OPW takes it."""
+    from bufferany_core.flow import DISFlow, adjacent_flows
+
+    _, bw = adjacent_flows(torch.from_numpy(frames), DISFlow())
+    return bw.permute(0, 2, 3, 1).numpy()
+
+
+def shot_metrics(prediction: np.ndarray, frames: np.ndarray, depth: np.ndarray, flows: np.ndarray) -> dict[str, float]:
+    from bufferany_core.evaluation.metrics import (
+        align_depth,
+        depth_accuracy,
+        depth_opw,
+        temporal_gradient_error,
+    )
+
+    accuracy = depth_accuracy(prediction, depth)
     aligned, _, _ = align_depth(prediction, depth)
     return {
-        "abs_rel": depth_accuracy(prediction, depth)["abs_rel"],
+        "abs_rel": accuracy["abs_rel"],
+        "delta1": accuracy["delta1"],
         "te": temporal_gradient_error(aligned, depth),
         "opw": depth_opw(prediction, frames.transpose(0, 2, 3, 1), flows),
     }
 
 
-def backward_flows(frames: np.ndarray) -> np.ndarray:
-    """(T-1, H, W, 2): flow from frame t to frame t-1, as OPW takes it."""
-    _, bw = adjacent_flows(torch.from_numpy(frames), DISFlow())
-    return bw.permute(0, 2, 3, 1).numpy()
+def evaluate(predict, eval_set) -> dict[str, float]:
+    """The metrics averaged over the held-out shots (each shot aligned on its own)."""
+    per_shot = [shot_metrics(predict(frames), frames, depth, flows) for frames, depth, flows in eval_set]
+    return {key: float(np.mean([m[key] for m in per_shot])) for key in per_shot[0]}
 
 
+def predictor_fn(predictor):
+    return lambda frames: predictor.predict(torch.from_numpy(frames))[:, 0].numpy()
+
+
+def stabilised_fn(prior_predict):
+    from bufferany_core.flow import DISFlow
+    from bufferany_core.stabilize import stabilize_clip
+
+    def run(frames: np.ndarray) -> np.ndarray:
+        depth = torch.from_numpy(prior_predict(frames)).float()[:, None]
+        stable, _ = stabilize_clip(torch.from_numpy(frames), DISFlow(), depth=depth)
+        return stable.depth[:, 0].numpy()
+
+    return run
+
+
+# --- fine-tuning -----------------------------------------------------------------------------------
+def fine_tune(prior: Path, data: Path, out: Path, cache: Path, s: Settings, *, seed: int, overrides: dict,
+              curve: bool) -> Path:
+    from bufferany_training.config import load_config
+    from bufferany_training.trainer import train
+
+    every = max(1, s.steps // s.curve_points) if curve else s.steps
+    config = load_config(
+        Path("depth.toml"),
+        [],
+        {
+            "seed": seed,
+            "model.name": "buffer-anytime-depth-tiny",
+            "model.weights": str(prior),
+            "data.frames": s.clip_frames,
+            "data.size": list(s.crop),
+            "data.scale": [0.7, 1.0],
+            "data.workers": s.workers,
+            "data.cache": str(cache),
+            "optim.lr": s.lr,
+            "optim.iterations": s.steps,
+            "run.checkpoint_every": every,
+            "run.keep_checkpoints": s.curve_points + 2,
+            "run.log_every": max(1, s.steps // 30),
+            "run.gradient_checkpointing": False,
+            "run.progress": False,
+            "run.device": "cpu",
+            **s.extra,
+            **overrides,
+        },
+    )
+    return train(config, data=data, out=out, say=lambda _: None)
+
+
+def read_scalars(logs: Path) -> dict[str, list[tuple[int, float]]]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(logs))
+    acc.Reload()
+    return {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
+
+
+def summary(values: list[float]) -> dict:
+    return {
+        "mean": float(np.mean(values)),
+        "std": float(statistics.stdev(values)) if len(values) > 1 else 0.0,
+        "seeds": [float(v) for v in values],
+    }
+
+
+# --- main ------------------------------------------------------------------------------------------
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--prior-steps", type=int, default=400)
-    parser.add_argument("--steps", type=int, default=80, help="fine-tuning steps per variant")
-    parser.add_argument("--frames", type=int, default=8, help="frames per training clip")
-    add_json_option(parser)
+    parser.add_argument("--quick", action="store_true", help="a few-minute smoke run (tiny corpus, few steps)")
+    parser.add_argument("--corpus", type=Path, default=REPO / "benchmarks" / "results" / "training_miniature_corpus")
+    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "training_miniature.json")
+    parser.add_argument("--set", dest="settings", action="append", default=[], metavar="NAME=JSON",
+                        help="override a Settings field, e.g. --set steps=300 --set seeds=[0,1]")
+    parser.add_argument("--config-set", dest="extra", action="append", default=[], metavar="KEY=JSON",
+                        help="extra bufferany-train config override for every run, e.g. model.train_head=false")
     args = parser.parse_args()
-    torch.set_num_threads(1)  # the loader worker (flows) takes the other core
-    if not (SAMPLE_SHOT / "cameras.json").is_file():
-        raise SystemExit(f"{SAMPLE_SHOT} is missing: run bash examples/make_sample_shot.sh first")
-    print(f"Machine: {machine('cpu')}")
+    s = Settings.quick() if args.quick else Settings()
+    for text in args.settings:
+        name, _, value = text.partition("=")
+        if not hasattr(s, name):
+            parser.error(f"--set {name}: no such setting ({', '.join(asdict(s))})")
+        setattr(s, name, json.loads(value))
+    s.crop = tuple(s.crop)
+    for text in args.extra:
+        key, _, value = text.partition("=")
+        s.extra[key] = json.loads(value)
+    torch.set_num_threads(1 if s.workers else 2)
+    log = lambda text: print(text, flush=True)  # noqa: E731
+    host = machine("cpu")
+    load = os.getloadavg()
+    log(f"Machine: {host}; load average at start {load[0]:.1f}")
+    timings: dict[str, float] = {}
     started = time.perf_counter()
-    blender_frames, blender_depth = blender_shot()
-    half = len(blender_frames) // 2
-    train_shots = [procedural(move, 24) for move in TRAIN_MOVES]
-    eval_sets = {
-        "Blender sample shot, frames 21-40": (blender_frames[half:], blender_depth[half:]),
-        "procedural shot, held out": procedural(HELD_OUT_MOVE, 20),
-    }
+
+    t0 = time.perf_counter()
+    shots = render_corpus(args.corpus, s, log)
+    timings["corpus"] = time.perf_counter() - t0
+    prior_shots = [load_shot(f) for f in shots["prior"]]
+    eval_set = [(frames, depth, backward_flows(frames)) for frames, depth in map(load_shot, shots["eval"])]
+
+    from bufferany_core.models.depth import load_depth_predictor
+
     with tempfile.TemporaryDirectory(prefix="bench-train-") as tmp:
         tmp = Path(tmp)
         t0 = time.perf_counter()
-        prior = train_prior([(blender_frames[:half], blender_depth[:half]), *train_shots], args.prior_steps, tmp)
-        print(f"Prior: tiny Depth Anything V2, {args.prior_steps} supervised steps ({time.perf_counter() - t0:.0f} s)")
-        data = tmp / "clips"
-        write_png_clip(data / "blender", blender_frames)  # the plate only: no labels from here on
-        for index, (frames, _) in enumerate(train_shots):
-            write_png_clip(data / f"procedural_{index}", frames)
+        prior, prior_losses = train_prior(prior_shots, s, tmp)
+        timings["prior"] = time.perf_counter() - t0
+        log(f"Prior: tiny Depth Anything V2, {s.prior_steps} supervised steps on {len(prior_shots)} scenes "
+            f"({timings['prior']:.0f} s; loss {np.mean(prior_losses[:10]):.3f} -> {np.mean(prior_losses[-10:]):.3f})")
+        data = tmp / "clips"  # the TRAIN plates only: no labels from here on
+        for folder in shots["train"]:
+            (data / folder.name).mkdir(parents=True)
+            for frame in sorted((folder / "plate").iterdir()):  # links per file: rglob skips linked folders
+                (data / folder.name / frame.name).symlink_to(frame)
+        cache = tmp / "flow-cache"
 
-        prior_predictor = load_depth_predictor("depth-anything-v2-tiny", weights=prior, processing_size=PROCESSING)
-        flows = {name: backward_flows(frames) for name, (frames, _) in eval_sets.items()}
-        results: dict[str, dict[str, dict[str, float]]] = {"image prior (per frame)": {}}
-        for name, (frames, depth) in eval_sets.items():
-            prediction = prior_predictor.predict(torch.from_numpy(frames))[:, 0].numpy()
-            results["image prior (per frame)"][name] = evaluate(prediction, frames, depth, flows[name])
-        for label, overrides in ABLATIONS.items():
-            t0 = time.perf_counter()
-            config = load_config(
-                Path("depth.toml"),
-                [],
-                {
-                    "model.name": "buffer-anytime-depth-tiny",
-                    "model.weights": str(prior),
-                    "data.frames": args.frames,
-                    "data.size": list(SIZE),
-                    "data.scale": [0.7, 1.0],
-                    "data.workers": 1,
-                    "data.cache": str(tmp / "flow-cache"),
-                    "optim.iterations": args.steps,
-                    "run.checkpoint_every": args.steps,
-                    "run.log_every": args.steps,
-                    "run.gradient_checkpointing": False,
-                    "run.progress": False,
-                    "run.device": "cpu",
-                    **overrides,
-                },
-            )
-            weights = train(config, data=data, out=tmp / f"run{len(results)}", say=lambda _: None)
-            video = load_depth_predictor(
-                "buffer-anytime-depth-tiny", weights=prior, temporal_weights=weights, processing_size=PROCESSING
-            )
-            results[label] = {}
-            for name, (frames, depth) in eval_sets.items():
-                prediction = video.predict(torch.from_numpy(frames))[:, 0].numpy()
-                results[label][name] = evaluate(prediction, frames, depth, flows[name])
-            print(f"Fine-tuned {label.strip()}: {args.steps} unlabelled steps ({time.perf_counter() - t0:.0f} s)")
+        prior_predict = predictor_fn(load_depth_predictor("depth-anything-v2-tiny", weights=prior, processing_size=s.processing))
+        t0 = time.perf_counter()
+        figures: dict[str, dict[str, float]] = {"image prior (per frame)": evaluate(prior_predict, eval_set)}
+        try:
+            figures["prior + training-free stabiliser"] = evaluate(stabilised_fn(prior_predict), eval_set)
+        except Exception as exc:  # the stabiliser is another team's moving code: report, do not stop
+            log(f"  stabiliser baseline failed: {type(exc).__name__}: {exc}")
+        timings["baselines"] = time.perf_counter() - t0
+        log("  " + "; ".join(f"{k}: " + ", ".join(f"{m} {v:.4f}" for m, v in f.items()) for k, f in figures.items()))
 
-    baseline = results["image prior (per frame)"]
-    for name in eval_sets:
-        print(f"\n{name}  (ratio to the image prior; lower is better for all three)")
-        print(f"  {'model':<28} {'AbsRel':>15} {'TE':>15} {'OPW':>15}")
-        for label, per_set in results.items():
-            cells = "".join(
-                f" {per_set[name][m]:7.4f} ({per_set[name][m] / baseline[name][m]:4.2f}x)" for m in ("abs_rel", "te", "opw")
-            )
-            print(f"  {label:<28}{cells}")
-    print(f"\nTotal {time.perf_counter() - started:.0f} s")
-    write_json(
-        args.json,
-        machine=machine("cpu"),
-        tables=[
-            table(
-                title=f"Training miniature: {name}",
-                setup=f"prior {args.prior_steps} supervised steps; fine-tuning {args.steps} unlabelled steps "
-                f"per variant on {args.frames}-frame clips; lower is better",
-                baseline="image prior (per frame)",
-                metrics={"abs_rel": "AbsRel", "te": "TE", "opw": "OPW"},
-                rows={label.strip(): per_set[name] for label, per_set in results.items()},
-                headline="te",
-            )
-            for name in eval_sets
-        ],
-    )
+        def video_predict(weights: Path):
+            return predictor_fn(load_depth_predictor(
+                "buffer-anytime-depth-tiny", weights=prior, temporal_weights=weights, processing_size=s.processing
+            ))  # fmt: skip
+
+        runs: dict[str, dict[int, dict[str, float]]] = {}
+        curves: dict[str, dict] = {}
+        variants = [(MAIN, {}, s.seeds)] + [(name, ABLATIONS[name], s.ablation_seeds) for name in s.ablations]
+        t_train = time.perf_counter()
+        for label, overrides, seeds in variants:
+            runs[label] = {}
+            for seed in seeds:
+                t0 = time.perf_counter()
+                out = tmp / f"{len(curves)}-{label.split()[0]}-{seed}"
+                weights = fine_tune(prior, data, out, cache, s, seed=seed, overrides=overrides, curve=label == MAIN)
+                runs[label][seed] = evaluate(video_predict(weights), eval_set)
+                scalars = read_scalars(out / "logs")
+                curve = {k: scalars.get(k, []) for k in ("loss/total", "loss/reg", "loss/stable", "masks/coverage",
+                                                          "temporal/warp_error_video", "temporal/warp_error_prior")}
+                if label == MAIN:  # held-out TE over the steps, from the kept checkpoints
+                    points = [(0, figures["image prior (per frame)"]["te"])]
+                    for folder in sorted((out / "checkpoints").glob("step_*")):
+                        step = int(folder.name.split("_")[1])
+                        points.append((step, evaluate(video_predict(folder / "temporal.safetensors"), eval_set)["te"]))
+                    curve["heldout_te"] = points
+                curves[f"{label} / seed {seed}"] = curve
+                log(f"  {label}, seed {seed}: " + ", ".join(f"{m} {v:.4f}" for m, v in runs[label][seed].items())
+                    + f" ({time.perf_counter() - t0:.0f} s)")
+        timings["fine_tuning"] = time.perf_counter() - t_train
+    timings["total"] = time.perf_counter() - started
+
+    base = figures["image prior (per frame)"]
+
+    def ratios(per_seed: dict[int, dict[str, float]], reference: dict[str, float]) -> dict[str, dict]:
+        return {
+            f"{m}_ratio": summary([per_seed[seed][m] / reference[m] for seed in sorted(per_seed)])
+            for m in ("te", "opw", "abs_rel", "delta1")
+        }
+
+    main_ratios = ratios(runs[MAIN], base)
+    result = {
+        "machine": host,
+        "load_average_start": list(load),
+        "load_average_end": list(os.getloadavg()),
+        "settings": {**asdict(s), "quick": args.quick},
+        "timings_s": {k: round(v, 1) for k, v in timings.items()},
+        "te_ratio": main_ratios["te_ratio"],
+        "opw_ratio": main_ratios["opw_ratio"],
+        "absrel_ratio": main_ratios["abs_rel_ratio"],
+        "delta1_ratio": main_ratios["delta1_ratio"],
+        "goal": {"te_ratio_max": 0.6, "opw_ratio_max": 0.6, "absrel_ratio_max": 1.0},
+        "ablations": {label: ratios(runs[label], base) for label, _, _ in variants[1:]},
+        "baselines": figures,
+        "runs": {label: {str(seed): m for seed, m in per_seed.items()} for label, per_seed in runs.items()},
+        "prior_loss": prior_losses[:: max(1, len(prior_losses) // 100)],
+        "curves": curves,
+    }
+    for ablation in result["ablations"].values():
+        ablation["absrel_ratio"] = ablation.pop("abs_rel_ratio")
+    if "prior + training-free stabiliser" in figures:
+        stab = figures["prior + training-free stabiliser"]
+        result["stabiliser_ratio"] = {f"{m}_ratio": stab[m] / base[m] for m in ("te", "opw", "abs_rel", "delta1")}
+        result["vs_stabiliser"] = {f"{k}_ratio": v for k, v in
+                                   ((m, ratios(runs[MAIN], stab)[f"{m}_ratio"]) for m in ("te", "opw", "abs_rel"))}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=1) + "\n")
+    report = write_report(result, args.out)
+    log(report)
+    log(f"Wrote {args.out}, {args.out.with_suffix('.md')}, total {timings['total']:.0f} s")
+
+
+def write_report(result: dict, out: Path) -> str:
+    """The Markdown table (ratios to the per-frame prior, mean +- std over seeds) and the curves."""
+    def cell(summary_: dict) -> str:
+        return f"{summary_['mean']:.2f}x ± {summary_['std']:.2f}"
+
+    base = result["baselines"]["image prior (per frame)"]
+    s = result["settings"]
+    lines = [
+        "# Training miniature (issue 23)",
+        "",
+        f"Machine: {result['machine']}; load average {result['load_average_start'][0]:.1f} at start, "
+        f"{result['load_average_end'][0]:.1f} at the end; total {result['timings_s']['total']:.0f} s "
+        f"({', '.join(f'{k} {v:.0f} s' for k, v in result['timings_s'].items() if k != 'total')}).",
+        "",
+        f"Corpus: {s['prior_shots']} prior scenes (labels), {s['train_shots']} unlabeled training scenes, "
+        f"{s['eval_shots']} held-out scenes; {s['frames']} frames at {s['width']}x{s['height']}, {s['samples']} spp. "
+        f"Prior: {s['prior_steps']} supervised steps. Fine-tuning: {s['steps']} steps, lr {s['lr']}, "
+        f"{s['clip_frames']}-frame clips at {s['crop'][0]}x{s['crop'][1]}; seeds {s['seeds']} "
+        f"(ablations {s['ablation_seeds']}){'; QUICK smoke run' if s['quick'] else ''}.",
+        "",
+        f"Per-frame prior on held-out scenes: AbsRel {base['abs_rel']:.4f}, delta1 {base['delta1']:.3f}, "
+        f"TE {base['te']:.4f}, OPW {base['opw']:.4f}.",
+        "",
+        "| variant (ratio to the prior; mean ± std over seeds) | TE | OPW | AbsRel | delta1 | seeds |",
+        "|---|---|---|---|---|---|",
+    ]
+    if "stabiliser_ratio" in result:
+        st = result["stabiliser_ratio"]
+        lines.append(f"| prior + training-free stabiliser | {st['te_ratio']:.2f}x | {st['opw_ratio']:.2f}x | "
+                     f"{st['abs_rel_ratio']:.2f}x | {st['delta1_ratio']:.2f}x | - |")
+    rows = [(MAIN, result)] + list(result["ablations"].items())
+    for label, r in rows:
+        lines.append(f"| {label} | {cell(r['te_ratio'])} | {cell(r['opw_ratio'])} | {cell(r['absrel_ratio'])} | "
+                     f"{cell(r['delta1_ratio'])} | {len(r['te_ratio']['seeds'])} |")
+    picture = plot_curves(result, out.with_name(out.stem + "_curves.png"))
+    if picture:
+        lines += ["", f"![loss and held-out TE over the fine-tuning steps]({picture.name})"]
+    text = "\n".join(lines) + "\n"
+    out.with_suffix(".md").write_text(text)
+    return text
+
+
+def plot_curves(result: dict, path: Path) -> Path | None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    for name, curve in result["curves"].items():
+        main = name.startswith(MAIN)
+        style = {"lw": 1.6 if main else 0.8, "alpha": 1.0 if main else 0.5}
+        for ax, key in zip(axes[:2], ("loss/stable", "loss/reg"), strict=True):
+            if curve.get(key):
+                steps, values = zip(*curve[key], strict=True)
+                ax.plot(steps, values, label=name if main else None, **style)
+        if curve.get("heldout_te"):
+            steps, values = zip(*curve["heldout_te"], strict=True)
+            axes[2].plot(steps, values, marker="o", label=name)
+    for ax, title in zip(axes, ("L_stable (training)", "L_reg (training)", "held-out TE"), strict=True):
+        ax.set_title(title)
+        ax.set_xlabel("step")
+    axes[2].axhline(result["baselines"]["image prior (per frame)"]["te"], color="k", ls="--", lw=0.8, label="prior")
+    if "prior + training-free stabiliser" in result["baselines"]:
+        axes[2].axhline(result["baselines"]["prior + training-free stabiliser"]["te"], color="g", ls=":", lw=0.8,
+                        label="prior + stabiliser")
+    axes[2].legend(fontsize=6)
+    axes[0].legend(fontsize=6)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
 
 
 if __name__ == "__main__":
