@@ -64,9 +64,11 @@ class MarigoldNormals(nn.Module):
         """sRGB in [0, 1] -> the [-1, 1] images the VAE encodes (as Stable Diffusion was trained)."""
         return rgb * 2.0 - 1.0
 
-    def encode(self, images: torch.Tensor) -> torch.Tensor:
-        """(B,3,H,W) in [-1,1] -> scaled latents (B,4,H/8,W/8): the posterior mean, as E2E-FT does."""
-        _check_images(images)
+    def encode(self, images: torch.Tensor, *, any_size: bool = False) -> torch.Tensor:
+        """(B,3,H,W) in [-1,1] -> scaled latents (B,4,H/8,W/8): the posterior mean, as E2E-FT does.
+        `any_size`: sides that are not multiples of 8 are accepted and the VAE's strided convolutions
+        floor them (90 rows -> 11 latent rows), as the official inference lets happen."""
+        _check_images(images, any_size=any_size)
         return self.vae.encode(images).latent_dist.mode() * self.latent_scale
 
     def predict_latent(self, rgb_latents: torch.Tensor) -> torch.Tensor:
@@ -87,18 +89,24 @@ class MarigoldNormals(nn.Module):
     def decode(self, latents: torch.Tensor, *, chunk: int | None = None) -> torch.Tensor:
         """Clean latents (N,4,h,w) -> unit normals (N,3,8h,8w), decoding `chunk` frames at a time
         (bounded memory; results equal a single decode)."""
+        return F.normalize(self.decode_raw(latents, chunk=chunk), dim=1, eps=1e-6)
+
+    def decode_raw(self, latents: torch.Tensor, *, chunk: int | None = None) -> torch.Tensor:
+        """Clean latents (N,4,h,w) -> the VAE's output (N,3,8h,8w) before any normalisation."""
         if chunk is not None and chunk < 1:
             raise ValueError(f"decode chunk must be >= 1, got {chunk}")
         pieces = latents.split(chunk or max(1, latents.shape[0]))
-        decoded = torch.cat([self.vae.decode(piece / self.latent_scale).sample for piece in pieces])
-        return F.normalize(decoded, dim=1, eps=1e-6)
+        return torch.cat([self.vae.decode(piece / self.latent_scale).sample for piece in pieces])
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.decode(self.predict_latent(self.encode(images)))
 
 
-def _check_images(images: torch.Tensor) -> None:
+def _check_images(images: torch.Tensor, *, any_size: bool = False) -> None:
     if images.ndim != 4 or images.shape[1] != 3:
         raise ValueError(f"expected images (B,3,H,W), got {tuple(images.shape)}")
-    if images.shape[-1] % 8 or images.shape[-2] % 8:
+    if any_size:
+        if min(images.shape[-2:]) < 8:
+            raise ValueError(f"image sides must be at least 8 pixels, got {tuple(images.shape[-2:])}")
+    elif images.shape[-1] % 8 or images.shape[-2] % 8:
         raise ValueError(f"image height and width must be multiples of 8, got {tuple(images.shape[-2:])}")

@@ -3,6 +3,7 @@
 Frames are resized so their longest edge is the processing size (bilinear, antialiased, as
 Marigold does), padded to a multiple of 8 by edge replication, run through the model, cropped,
 upsampled back to the plate, re-normalised to unit length and converted to the project's axes.
+`preprocessing="official"` follows the official inference instead (`normal.preprocess`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,14 @@ from bufferany_core.models.depth.preprocess import area_shrink
 from bufferany_core.models.normal.build import image_model_from_folder, random_image_model, video_model
 from bufferany_core.models.normal.configs import MODEL_AXES, TEMPORAL_CONFIGS
 from bufferany_core.models.normal.marigold import MarigoldNormals
+from bufferany_core.models.normal.preprocess import (
+    LATENT_FACTOR,
+    Preprocessing,
+    get_preprocessing,
+    official_normalize,
+    quantized_resize,
+)
+from bufferany_core.models.normal.preprocess import processing_shape as _processing_shape
 from bufferany_core.models.normal.video import BufferAnytimeNormals
 from bufferany_core.models.precision import Precision, autocast, check_precision
 from bufferany_core.models.temporal import TemporalBlockConfig
@@ -28,15 +37,12 @@ from bufferany_core.models.temporal_weights import read_temporal_weights
 from bufferany_core.models.weights import RandomWeights, get_spec, resolve, sha256_of
 from bufferany_core.normal_space import convert_axes
 
-LATENT_FACTOR = 8  # the VAE's downsampling
+__all__ = ["LATENT_FACTOR", "NormalPredictor", "load_normal_predictor", "processing_shape"]
 
 
 def processing_shape(height: int, width: int, processing_size: int) -> tuple[int, int]:
     """(h, w) with the longest edge `processing_size` and the aspect kept; 0 keeps the input size."""
-    if processing_size == 0:
-        return height, width
-    scale = processing_size / max(height, width)
-    return max(1, round(height * scale)), max(1, round(width * scale))
+    return _processing_shape(height, width, processing_size)
 
 
 class NormalPredictor:
@@ -54,6 +60,7 @@ class NormalPredictor:
         decode_chunk: int,
         precision: Precision = "fp32",
         downscale: str = "none",
+        preprocessing: str | Preprocessing = "bufferany",
     ):
         if processing_size < 0:
             raise ValueError(f"processing size must be >= 0 (0 = input resolution), got {processing_size}")
@@ -66,6 +73,8 @@ class NormalPredictor:
         self.decode_chunk = decode_chunk
         self.precision = precision
         self.downscale = downscale  # "area": frames averaged down to the input (depth.preprocess.area_shrink)
+        # "bufferany" (default) or "official" (the official inference's resizing; normal.preprocess)
+        self.preprocessing = get_preprocessing(preprocessing)
         self.model_axes = MODEL_AXES  # the network's own convention, converted away in `predict`
         self.output_axes = NORMAL_AXES
 
@@ -84,29 +93,47 @@ class NormalPredictor:
         if self.max_frames is not None and frames.shape[0] > self.max_frames:
             raise ValueError(f"a window holds at most {self.max_frames} frames, got {frames.shape[0]}")
         t, _, height, width = frames.shape
-        size = processing_shape(height, width, self.processing_size)
+        pre = self.preprocessing
+        size = _processing_shape(height, width, self.processing_size, sizes=pre.sizes)
         x = frames.to(self.device, torch.float32).clamp(0.0, 1.0)
-        shrunk = area_shrink(x, size) if self.downscale == "area" else None
-        if shrunk is not None:
-            x = shrunk
-        elif size != (height, width):
-            x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
-        pad_h, pad_w = (-size[0]) % LATENT_FACTOR, (-size[1]) % LATENT_FACTOR
-        x = F.pad(self.model.normalize(x), (0, pad_w, 0, pad_h), mode="replicate")  # (T, 3, H8, W8)
+        if pre.quantize:  # the official rule: 8-bit values, resized in uint8
+            x = quantized_resize(x, size).float() / 255.0
+        else:
+            shrunk = area_shrink(x, size) if self.downscale == "area" else None
+            if shrunk is not None:
+                x = shrunk
+            elif size != (height, width):
+                x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
+        x = self.model.normalize(x)
+        if pre.fit == "pad":
+            pad_h, pad_w = (-size[0]) % LATENT_FACTOR, (-size[1]) % LATENT_FACTOR
+            x = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")  # (T, 3, H8, W8)
 
+        any_size = pre.fit == "stretch"  # the VAE floors the sides (the official inference)
         chunks = x.split(self.decode_chunk)
-        latents = torch.cat([self.image_model.encode(c) for c in chunks])  # (T, 4, H8/8, W8/8)
+        latents = torch.cat([self.image_model.encode(c, any_size=any_size) for c in chunks])  # (T, 4, h, w)
         # Only the denoiser autocasts: the VAE's activations can overflow half floats, and it is the cheap part.
         with autocast(self.precision, self.device):
             if isinstance(self.model, BufferAnytimeNormals):
                 clean = self.model.predict_latent(latents.unsqueeze(0)).squeeze(0)
             else:
                 clean = torch.cat([self.model.predict_latent(c) for c in latents.split(self.decode_chunk)])
-        clean = clean.float()  # (T, 4, H8/8, W8/8)
-        normals = self.image_model.decode(clean, chunk=self.decode_chunk)[..., : size[0], : size[1]]
-        if size != (height, width):
-            normals = F.interpolate(normals, size=(height, width), mode="bilinear", align_corners=False)
-        normals = F.normalize(normals, dim=1, eps=1e-6)
+        clean = clean.float()  # (T, 4, h, w)
+        decoded = self.image_model.decode_raw(clean, chunk=self.decode_chunk)
+        if pre.fit == "pad":
+            decoded = decoded[..., : size[0], : size[1]]
+        if pre.renormalize:
+            normals = F.normalize(decoded, dim=1, eps=1e-6)
+            if normals.shape[-2:] != (height, width):
+                normals = F.interpolate(normals, size=(height, width), mode="bilinear", align_corners=False)
+            normals = F.normalize(normals, dim=1, eps=1e-6)
+        else:  # the official post-processing: /(|n|+1e-5), resized (antialiased) to the input, clipped
+            normals = official_normalize(decoded)
+            if normals.shape[-2:] != (height, width):
+                normals = F.interpolate(
+                    normals, size=(height, width), mode="bilinear", align_corners=False, antialias=True
+                )
+            normals = normals.clamp(-1.0, 1.0)
         return convert_axes(normals, MODEL_AXES, NORMAL_AXES, axis=1)
 
 
@@ -121,6 +148,7 @@ def load_normal_predictor(
     temporal_weights: Path | None = None,
     decode_chunk: int = 4,
     downscale: str = "none",
+    preprocessing: str | Preprocessing = "bufferany",
 ) -> NormalPredictor:
     """Load a normal model by name (None: the default normal model; `models.catalog.NORMAL_MODELS`).
 
@@ -131,7 +159,14 @@ def load_normal_predictor(
     equals the image prior) and the output is marked untrained. `processing_size`: the frames' long
     edge, None for the catalogue's (768), 0 for the plate's size. `precision` fp16/bf16 (CUDA only)
     autocasts the denoiser; the VAE encodes and decodes in float32, `decode_chunk` frames at a time.
+    `preprocessing`: "bufferany" (default: float resizing, pad to 8 and crop, unit normals after the
+    final resize) or "official" (the official inference's: uint8 resizing, `int()` sizes, the VAE
+    floors the size and the result is stretched back, no re-normalisation; `normal.preprocess`).
     """
+    try:
+        get_preprocessing(preprocessing)
+    except ValueError as exc:
+        raise BadArgumentsError(str(exc)) from None
     entry = get_model_entry("normal", name)
     if entry.weights is None:
         weights = RandomWeights() if weights is None else weights
@@ -194,4 +229,5 @@ def load_normal_predictor(
         decode_chunk=decode_chunk,
         precision=precision,
         downscale=downscale,
+        preprocessing=preprocessing,
     )
