@@ -30,6 +30,7 @@ class PredictorKey:
     default_size: bool  # none was asked for: the family's own size rules apply (depth: the official ones)
     precision: str  # resolved: fp32 | fp16 | bf16
     downscale: str = "none"  # RenderJob.downscale: how frames bigger than the model's input are shrunk
+    preprocessing: str = "bufferany"  # normals: "official" under --schedule official (models.normal.preprocess)
 
 
 def _weights_key(weights: Path | RandomWeights | None) -> str | None:
@@ -75,6 +76,7 @@ class PredictorCache:
         processing_size: int | None = None,
         precision: str = "auto",
         downscale: str = "none",
+        preprocessing: str = "bufferany",
     ) -> PassPredictor:
         entry = get_model_entry(pass_name, model)  # an unknown name fails here, before anything loads
         parsed = parse_weights_arg(weights)
@@ -92,6 +94,7 @@ class PredictorCache:
             default_size=processing_size is None,
             precision=choose_precision(precision, chosen),
             downscale=downscale,
+            preprocessing=preprocessing if pass_name == "normal" else "bufferany",
         )
         with self._lock:
             if key in self._loaded:
@@ -130,6 +133,8 @@ def _load(key: PredictorKey, weights: Path | RandomWeights | None) -> PassPredic
         from bufferany_core.models.depth import load_depth_predictor as load
     else:
         from bufferany_core.models.normal import load_normal_predictor as load
+    # Only the normal family has a preprocessing choice (depth's official rules are its default size's).
+    extra = {"preprocessing": key.preprocessing} if key.pass_name == "normal" else {}
     return load(
         key.model,
         weights=weights,
@@ -139,4 +144,5 @@ def _load(key: PredictorKey, weights: Path | RandomWeights | None) -> PassPredic
         processing_size=None if key.default_size else key.processing_size,
         temporal_weights=Path(key.temporal_weights[0]) if key.temporal_weights else None,
         downscale=key.downscale,
+        **extra,
     )

@@ -618,6 +618,8 @@ def _load_predictors(plan: RenderPlan, cache: PredictorCache) -> dict[str, PassP
             processing_size=getattr(job, f"{p}_processing_size"),
             precision=plan.precision,
             downscale=job.downscale,
+            # --schedule official: the normal pass runs the official preprocessing too (issue 25)
+            preprocessing="official" if job.schedule == "official" else "bufferany",
         )
         for p in job.passes
     }
