@@ -209,8 +209,8 @@ class RenderJob:
     )
     schedule: str = job_field(
         "farm",
-        help="how the depth model's windows run: farm (chunks on different machines agree with one run) or "
-        "official (Video Depth Anything's own infer_video_depth, exactly; one process, front to back)",
+        help="farm: chunks on different machines agree with one run; official: the official inference exactly "
+        "(Video Depth Anything's infer_video_depth, one process front to back; Marigold-E2E-FT's preprocessing for normals)",
         label="schedule",
         kind="choice",
         choices=SCHEDULES,

@@ -94,8 +94,10 @@ def test_refuses_what_it_cannot_honour(tmp_path):
     pattern = write_plate(tmp_path / "p", range(1, 4))
     with pytest.raises(BadArgumentsError, match="not a Video Depth Anything model"):
         plan_render(RenderJob(input=pattern, **{**TINY, "depth_model": "depth-anything-v2-tiny"}))
-    with pytest.raises(BadArgumentsError, match="render the depth pass"):
-        plan_render(RenderJob(input=pattern, **{**TINY, "passes": ("normal",)}))
+    # normals only: official is Marigold-E2E-FT's own preprocessing (tests/test_normal_golden.py), a setting of its own
+    normals = {**TINY, "passes": ("normal",), "normal_model": "marigold-e2e-ft-normals-tiny"}
+    official_normals = plan_render(RenderJob(input=pattern, **normals))
+    assert official_normals.settings != plan_render(RenderJob(input=pattern, **{**normals, "schedule": "farm"})).settings
     with pytest.raises(BadArgumentsError, match="leave out --window, --overlap"):
         plan_render(RenderJob(input=pattern, window=8, overlap=2, **TINY))
     farm = plan_render(RenderJob(input=pattern, **{**TINY, "schedule": "farm"}))

@@ -135,7 +135,7 @@ def check_job(job: RenderJob, depth_entry: ModelEntry | None) -> None:
     if job.schedule != "official":
         return
     if depth_entry is None:
-        raise BadArgumentsError("--schedule official is Video Depth Anything's depth inference: render the depth pass with it")
+        return  # normals only: official means Marigold-E2E-FT's own preprocessing (models.normal.preprocess)
     if depth_entry.architecture != "video-depth-anything":
         raise BadArgumentsError(
             f"--schedule official reproduces Video Depth Anything's own video inference; {depth_entry.name} is not a "
