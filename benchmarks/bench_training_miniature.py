@@ -47,7 +47,7 @@ import torch.nn.functional as F
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import machine  # noqa: E402
+from harness import add_json_option, machine, table, write_json  # noqa: E402
 
 BLENDER_PYTHON = REPO / ".venv-blender" / "bin" / "python"
 RENDER_SCRIPT = REPO / "scripts" / "blender" / "render_synthetic_shot.py"
@@ -288,8 +288,15 @@ def main() -> None:
                         help="override a Settings field, e.g. --set steps=300 --set seeds=[0,1]")
     parser.add_argument("--config-set", dest="extra", action="append", default=[], metavar="KEY=JSON",
                         help="extra bufferany-train config override for every run, e.g. model.train_head=false")
+    parser.add_argument("--prior-steps", type=int, default=None, help="same as --set prior_steps=N")
+    parser.add_argument("--steps", type=int, default=None, help="same as --set steps=N")
+    add_json_option(parser)  # benchmarks/report.py's tables (the figures above, means over seeds)
     args = parser.parse_args()
     s = Settings.quick() if args.quick else Settings()
+    if args.prior_steps is not None:
+        s.prior_steps = args.prior_steps
+    if args.steps is not None:
+        s.steps = args.steps
     for text in args.settings:
         name, _, value = text.partition("=")
         if not hasattr(s, name):
@@ -406,6 +413,25 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1) + "\n")
     report = write_report(result, args.out)
+    rows = dict(figures)
+    for label, per_seed in runs.items():
+        rows[label] = {m: float(np.mean([v[m] for v in per_seed.values()])) for m in ("abs_rel", "delta1", "te", "opw")}
+    write_json(
+        args.json,
+        machine=host,
+        tables=[
+            table(
+                title="Training miniature: held-out rendered scenes",
+                setup=f"{s.train_shots} unlabeled training scenes, {s.eval_shots} held-out; prior {s.prior_steps} "
+                f"supervised steps; {s.steps} fine-tuning steps; means over seeds {s.seeds} (ablations "
+                f"{s.ablation_seeds}); delta1 higher is better, the rest lower",
+                baseline="image prior (per frame)",
+                metrics={"abs_rel": "AbsRel", "delta1": "delta1", "te": "TE", "opw": "OPW"},
+                rows=rows,
+                headline="te",
+            )
+        ],
+    )
     log(report)
     log(f"Wrote {args.out}, {args.out.with_suffix('.md')}, total {timings['total']:.0f} s")
 

@@ -32,7 +32,7 @@ def test_quick_miniature_runs_end_to_end_and_writes_the_schema(tmp_path):
     out = tmp_path / "results" / "training_miniature.json"
     command = [
         sys.executable, str(REPO / "benchmarks" / "bench_training_miniature.py"), "--quick",
-        "--corpus", str(tmp_path / "corpus"), "--out", str(out), "--set", "prior_steps=10",
+        "--corpus", str(tmp_path / "corpus"), "--out", str(out), "--set", "prior_steps=10", "--json", str(tmp_path / "figures.json"),
     ]  # fmt: skip
     env = dict(os.environ, OMP_NUM_THREADS="1")
     result = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
@@ -53,3 +53,5 @@ def test_quick_miniature_runs_end_to_end_and_writes_the_schema(tmp_path):
     report = out.with_suffix(".md").read_text()
     assert "| Buffer Anytime (w_reg 1) |" in report and "QUICK" in report
     assert out.with_name("training_miniature_curves.png").is_file()
+    tables = json.loads((tmp_path / "figures.json").read_text())["tables"]  # benchmarks/report.py's format
+    assert tables[0]["baseline"] == "image prior (per frame)" and "w_reg 3" in tables[0]["rows"]
