@@ -275,14 +275,19 @@ def test_the_model_list_comes_from_the_servers_status_when_it_offers_one(addon):
     assert models.model_fields() == {"depth_model": "depth", "normal_model": "normal"}
 
 
-def test_without_a_list_from_the_server_the_catalogue_is_offered(addon, server, tmp_path, monkeypatch):
+def test_the_server_lists_the_models_and_without_it_the_catalogue_is_offered(addon, server, tmp_path, monkeypatch):
     models = addon.models
     monkeypatch.setattr(models, "CATALOGUE_FILE", _catalogue_file(tmp_path))
     models.forget()
     try:
         assert bpy.ops.bufferany.refresh_models() == {"FINISHED"}
         listing = models.found()
-        assert listing["source"] == "catalogue"  # the server's status lists no models
+        assert listing["source"] == "server"  # the server's status lists its catalogue and defaults
+        assert "video-depth-anything-small" in models.names("depth")
+        assert listing["default"] == {"depth": "video-depth-anything-small", "normal": "buffer-anytime-normal"}
+
+        listing = models.refresh(None)  # no server to ask: the catalogue the build copied
+        assert listing["source"] == "catalogue"
         assert "video-depth-anything-small" in models.names("depth")
         assert "buffer-anytime-normal" in models.names("normal")
         assert listing["default"]["depth"] in models.names("depth")
