@@ -129,3 +129,22 @@ def start_server(folder: Path):
 
     service_support.SERVER_SCRIPT = main_tool("bufferany-server")
     return service_support.ServerProcess(folder, timeout=60.0)
+
+
+# The add-on's server tests share these as module-scoped fixtures:
+#     server = pytest.fixture(scope="module")(serve)
+#     addon = pytest.fixture(scope="module")(addon_on_server)
+def serve(tmp_path_factory):
+    """A real bufferany-server for the module's tests."""
+    process = start_server(tmp_path_factory.mktemp("server"))
+    yield process
+    process.stop()
+
+
+def addon_on_server(server):
+    """The add-on enabled, its preferences pointing at the module's server."""
+    module = enable_addon()
+    prefs = bpy.context.preferences.addons[module.__name__].preferences
+    prefs.discovery_file, prefs.start_server = str(server.discovery), False
+    yield module
+    disable_addon()

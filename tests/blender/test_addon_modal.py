@@ -16,7 +16,7 @@ from types import SimpleNamespace
 
 import bpy
 import pytest
-from addon_support import PLATE, REPO, TINY_MODELS, disable_addon, enable_addon, reset_scene, start_server
+from addon_support import PLATE, REPO, TINY_MODELS, addon_on_server, reset_scene, serve
 
 pytestmark = [pytest.mark.blender, pytest.mark.slow]
 
@@ -25,20 +25,8 @@ ESC = SimpleNamespace(type="ESC", value="PRESS")
 MOUSE = SimpleNamespace(type="MOUSEMOVE", value="NOTHING")
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    server = start_server(tmp_path_factory.mktemp("server"))
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-def addon(server):
-    module = enable_addon()
-    prefs = bpy.context.preferences.addons[module.__name__].preferences
-    prefs.discovery_file, prefs.start_server = str(server.discovery), False
-    yield module
-    disable_addon()
+server = pytest.fixture(scope="module")(serve)
+addon = pytest.fixture(scope="module")(addon_on_server)
 
 
 class WindowManager:

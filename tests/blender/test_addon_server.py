@@ -13,33 +13,20 @@ import pytest
 from addon_support import (
     PLATE,
     TINY_MODELS,
-    disable_addon,
-    enable_addon,
+    addon_on_server,
     main_tool,
     max_difference,
     read_channels,
     render_socket,
     reset_scene,
-    start_server,
+    serve,
 )
 
 pytestmark = [pytest.mark.blender, pytest.mark.slow]
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    server = start_server(tmp_path_factory.mktemp("server"))
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-def addon(server):
-    module = enable_addon()
-    prefs = bpy.context.preferences.addons[module.__name__].preferences
-    prefs.discovery_file, prefs.start_server = str(server.discovery), False
-    yield module
-    disable_addon()
+server = pytest.fixture(scope="module")(serve)
+addon = pytest.fixture(scope="module")(addon_on_server)
 
 
 def _settings(**values):
