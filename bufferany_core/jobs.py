@@ -352,6 +352,11 @@ def check_field(name: str, spec: JobField, value: Any) -> None:
         raise BadArgumentsError(f"job field {name!r} must be a non-empty subset of {PASSES} without repeats, got {list(value)}")
 
 
+def cli_option(name: str, spec: JobField) -> str:
+    """The `bufferany-render` option of a field: its own `flag`, else `--name-with-dashes`."""
+    return spec.flag or "--" + name.replace("_", "-")
+
+
 def render_arguments(job: RenderJob) -> list[str]:
     """`bufferany-render` arguments (without the program) that describe `job`; the CLI parses them back
     into an equal job. Fields left at their defaults are left out."""
@@ -360,7 +365,7 @@ def render_arguments(job: RenderJob) -> list[str]:
         spec = field_spec(name)
         if spec.flag is None:
             continue
-        flag = spec.flag or "--" + name.replace("_", "-")
+        flag = cli_option(name, spec)
         if spec.kind == "flag":
             args.append(flag)
         elif spec.kind == "passes":
@@ -381,7 +386,7 @@ def fields_markdown() -> str:
     """The job fields as the Markdown table in docs/jobs.md (`python -m bufferany_core.jobs`)."""
     rows = ["| field | CLI | type | default | pixels | host | what it is |", "|---|---|---|---|---|---|---|"]
     for f, spec in job_fields():
-        flag = "positional" if spec.flag is None else " ".join(filter(None, (spec.short, spec.flag or "--" + f.name.replace("_", "-"))))
+        flag = "positional" if spec.flag is None else " ".join(filter(None, (spec.short, cli_option(f.name, spec))))
         kind = " \\| ".join(spec.choices) if spec.kind == "choice" else spec.kind
         default = "required" if f.default is dataclasses.MISSING else ",".join(f.default) if isinstance(f.default, tuple) else f.default
         host = ("advanced" if spec.advanced else "yes") if spec.host else "no"

@@ -18,7 +18,7 @@ from pathlib import Path
 from bufferany_core import __version__
 from bufferany_core.cli_support import print_event, print_event_json, run_cli, say
 from bufferany_core.errors import CancelledError, ExitCode
-from bufferany_core.jobs import RenderJob, job_fields, parse_passes
+from bufferany_core.jobs import RenderJob, cli_option, job_fields, parse_passes
 
 PROG = "bufferany-render"
 
@@ -31,7 +31,7 @@ def add_job_arguments(parser: argparse.ArgumentParser) -> None:
             parser.add_argument(f.name, help=help_text)
             continue
         names = [spec.short] if spec.short else []
-        names.append(spec.flag or "--" + f.name.replace("_", "-"))
+        names.append(cli_option(f.name, spec))
         if spec.kind == "flag":
             parser.add_argument(*names, dest=f.name, action="store_true", help=help_text)
             continue
