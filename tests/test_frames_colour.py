@@ -1,13 +1,18 @@
-"""Plate colour to model input through OpenColorIO (OpenImageIO's built-in config)."""
+"""Plate colour to model input through OpenColorIO (OpenImageIO's built-in config).
+
+The reader keeps one OCIO processor per shot and converts half and 8-bit pixels by table look-up;
+`openimageio_reference` is what it did before, per frame, and the results must stay equal to it."""
 
 from __future__ import annotations
 
 import numpy as np
+import OpenImageIO as oiio
 import pytest
 
 from bufferany_core.errors import BadArgumentsError, ExitCode
 from bufferany_core.frames import (
     DEFAULT_INPUT_COLORSPACE,
+    ColourTransform,
     ImageInfo,
     default_colorspace,
     resolve_colorspace,
@@ -95,3 +100,51 @@ def test_default_per_file_kind():
         channel_formats=("half",) * 3,
     )
     assert default_colorspace(float_plate) == DEFAULT_INPUT_COLORSPACE
+
+
+def openimageio_reference(rgb, colorspace, exposure=0.0):
+    """A float32 copy of `rgb` times 2**exposure, OpenImageIO's colorconvert to sRGB, then the clip."""
+    pixels = np.ascontiguousarray(rgb, dtype=np.float32) * np.float32(2.0**exposure)
+    buffer = oiio.ImageBuf(pixels)
+    assert oiio.ImageBufAlgo.colorconvert(buffer, buffer, colorspace, "srgb_tx"), buffer.geterror()
+    return np.clip(buffer.get_pixels(oiio.FLOAT), 0.0, 1.0)
+
+
+def every_half_mixed():
+    """All 65536 half values in each channel, shuffled differently per channel: (256, 256, 3)."""
+    halves = np.arange(65536, dtype=np.uint16).view(np.float16)
+    rng = np.random.default_rng(3)
+    return np.stack([halves, rng.permutation(halves), rng.permutation(halves)], axis=-1).reshape(256, 256, 3)
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered")  # the NaN halves, times the exposure
+@pytest.mark.parametrize("colorspace", ["lin_rec709", "ACEScg", "ACES2065-1", "g22_rec709", "srgb_tx", "raw"])
+@pytest.mark.parametrize("exposure", [0.0, 1.5])
+def test_every_half_value_converts_exactly_as_openimageio_did(colorspace, exposure):
+    rgb = every_half_mixed()
+    converted = ColourTransform(colorspace=colorspace, exposure=exposure).convert(rgb)
+    assert converted.dtype == np.float32 and converted.shape == rgb.shape
+    np.testing.assert_array_equal(converted, openimageio_reference(rgb, colorspace, exposure))  # NaN too
+
+
+@pytest.mark.parametrize("colorspace", ["lin_rec709", "ACEScg"])
+def test_float_pixels_convert_in_place_exactly_as_openimageio_did(colorspace):
+    rgb = np.random.default_rng(4).normal(0.3, 2.0, (300, 310, 3)).astype(np.float32)  # several bands
+    expected = openimageio_reference(rgb, colorspace, 0.5)
+    converted = ColourTransform(colorspace=colorspace, exposure=0.5).convert(rgb)
+    assert converted is rgb  # in place: no copy of a frame
+    np.testing.assert_array_equal(converted, expected)
+
+
+@pytest.mark.parametrize("colorspace", ["srgb_tx", "ACEScg"])
+def test_eight_bit_codes_convert_as_their_float_values(colorspace):
+    codes = np.random.default_rng(5).integers(0, 256, (40, 50, 3), dtype=np.uint8)
+    converted = ColourTransform(colorspace=colorspace).convert(codes[:, ::-1])  # a strided view is fine
+    expected = openimageio_reference(np.multiply(codes[:, ::-1], np.float32(1 / 255), dtype=np.float32), colorspace)
+    np.testing.assert_array_equal(converted, expected)
+
+
+def test_to_model_srgb_leaves_its_input_alone():
+    image = pixels((0.5, 2.0, -1.0))
+    to_model_srgb(image)
+    np.testing.assert_array_equal(image, pixels((0.5, 2.0, -1.0)))

@@ -1,7 +1,8 @@
 """Plate colour -> what the models expect (display-referred sRGB in [0, 1]).
 
-Conversion goes through OpenColorIO inside OpenImageIO, with OpenImageIO's built-in config (the ACES
-studio config: names such as "lin_rec709", "ACEScg", "srgb_tx", their aliases and full names).
+Conversion goes through OpenColorIO with the config OpenImageIO uses: the one $OCIO names, else
+OCIO's built-in default (the ACES studio config: names such as "lin_rec709", "ACEScg", "srgb_tx",
+their aliases and full names). Names are read as OpenImageIO reads them (it also knows "linear").
 
 Defaults, by what the file holds:
 - float images (EXR, float TIFF, HDR): scene-linear Rec.709, `DEFAULT_INPUT_COLORSPACE`;
@@ -10,36 +11,54 @@ Defaults, by what the file holds:
 transfer, to bring a dark or hot plate into range. After the transfer values are clipped to [0, 1]:
 highlights above display white become white, negatives black (the models were trained on 8-bit
 images and know nothing brighter).
+
+A `ColourTransform` holds one OCIO processor for a shot. Half-float and 8/16-bit pixels take few
+distinct values, so when the transform treats R, G and B separately (OCIO says whether it does) every
+possible value is converted once, and a frame costs a table look-up that gives exactly what OCIO
+gives pixel by pixel. Other pixels are converted in place, in float32, in row bands across threads.
 """
 
 from __future__ import annotations
 
 import functools
+import os
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import OpenImageIO as oiio
+import PyOpenColorIO as ocio
 
 from bufferany_core.errors import BadArgumentsError
 from bufferany_core.frames.exr import ImageInfo
 
 DEFAULT_INPUT_COLORSPACE = "lin_rec709"  # scene-linear Rec.709 primaries ("Linear Rec.709 (sRGB)")
 DISPLAY_COLORSPACE = "srgb_tx"  # sRGB encoded Rec.709 ("sRGB - Texture"): what the models see
+_BAND = 3 * 65536  # values per task when converting in place: enough work to hide the hand-off
 
 
 @functools.lru_cache(maxsize=1)
-def _config() -> oiio.ColorConfig:
-    return oiio.ColorConfig()  # the built-in config unless $OCIO names another
+def _names() -> oiio.ColorConfig:
+    return oiio.ColorConfig()  # OpenImageIO's reading of names: aliases, roles and its own ("linear")
+
+
+@functools.lru_cache(maxsize=1)
+def _config() -> ocio.Config:
+    location = os.environ.get("OCIO")
+    try:  # OpenImageIO's rule: $OCIO when set, else the built-in config
+        return ocio.Config.CreateFromEnv() if location else ocio.Config.CreateFromFile("ocio://default")
+    except ocio.Exception as error:
+        raise BadArgumentsError(f"cannot load the OpenColorIO config $OCIO={location}: {error}") from None
 
 
 def resolve_colorspace(name: str) -> str:
     """The config's canonical name for `name` (an alias or role); BadArgumentsError if unknown."""
-    config = _config()
-    resolved = config.resolve(name)
-    if config.getColorSpaceIndex(resolved) < 0:
+    names = _names()
+    resolved = names.resolve(name)
+    if names.getColorSpaceIndex(resolved) < 0:
         known = ", ".join(["lin_rec709", "srgb_tx", "ACEScg", "ACES2065-1", "lin_p3d65", "raw"])
         raise BadArgumentsError(
             f"unknown input colour space {name!r}; known names include {known} "
-            f"(all: {', '.join(config.getColorSpaceNames())})"
+            f"(all: {', '.join(names.getColorSpaceNames())})"
         )
     return resolved
 
@@ -49,20 +68,101 @@ def default_colorspace(info: ImageInfo) -> str:
     return DEFAULT_INPUT_COLORSPACE if info.is_float else DISPLAY_COLORSPACE
 
 
+class ColourTransform:
+    """Pixels in one colour space -> model sRGB in [0, 1], with OCIO's processor built once.
+
+    Thread-safe: the look-up tables are built on first use and never change afterwards.
+    """
+
+    def __init__(self, *, colorspace: str | None = None, exposure: float = 0.0):
+        self.colorspace = resolve_colorspace(colorspace or DEFAULT_INPUT_COLORSPACE)
+        self._gain = np.float32(2.0**exposure)
+        self._processor: ocio.CPUProcessor | None = None
+        self._separable = True
+        if self.colorspace != resolve_colorspace(DISPLAY_COLORSPACE) and not _names().isData(self.colorspace):
+            try:
+                processor = _config().getProcessor(self.colorspace, DISPLAY_COLORSPACE)
+            except ocio.Exception as error:
+                raise BadArgumentsError(f"cannot convert from colour space {colorspace!r}: {error}") from None
+            self._processor = processor.getDefaultCPUProcessor()
+            # what the CPU processor applies is the optimised chain, whose crosstalk may differ
+            optimised = processor.getOptimizedProcessor(ocio.OPTIMIZATION_DEFAULT)
+            self._separable = not optimised.hasChannelCrosstalk()
+        self._tables: dict[np.dtype, np.ndarray] = {}
+
+    def convert(self, pixels: np.ndarray) -> np.ndarray:
+        """(H, W, 3) pixels -> (H, W, 3) float32 sRGB in [0, 1].
+
+        float32 pixels are converted in place and returned; float16 and uint8/uint16 pixels (code
+        values, 0..max = 0..1) give a new array. Results equal converting float32 copies with OCIO.
+        """
+        if pixels.ndim != 3 or pixels.shape[2] != 3:
+            raise ValueError(f"expected (H, W, 3) pixels, got shape {pixels.shape}")
+        if pixels.dtype in (np.float16, np.uint8, np.uint16) and self._separable:
+            table = self._table(pixels.dtype)
+            if table.ndim == 1:  # one curve for R, G and B
+                return np.take(table, pixels.view(f"u{pixels.itemsize}"))
+            codes = pixels.view(f"u{pixels.itemsize}")
+            out = np.empty(pixels.shape, np.float32)
+            for channel in range(3):
+                out[:, :, channel] = table[channel][codes[:, :, channel]]
+            return out
+        if pixels.dtype != np.float32 or not pixels.flags.c_contiguous:
+            pixels = np.ascontiguousarray(self._to_float(pixels))
+        self._convert_in_place(pixels)
+        return pixels
+
+    def _to_float(self, pixels: np.ndarray) -> np.ndarray:
+        if np.issubdtype(pixels.dtype, np.integer):
+            return np.multiply(pixels, np.float32(1.0 / np.iinfo(pixels.dtype).max), dtype=np.float32)
+        return pixels.astype(np.float32)
+
+    def _convert_in_place(self, pixels: np.ndarray) -> None:
+        """float32 C-contiguous (..., 3) pixels: exposure, OCIO, clip; in place, row bands in threads."""
+        if self._gain != 1.0:
+            np.multiply(pixels, self._gain, out=pixels)
+        if self._processor is not None:
+            flat = pixels.reshape(-1)
+            bands = [flat[start : start + _BAND] for start in range(0, flat.size, _BAND)]
+            if len(bands) == 1:
+                self._processor.applyRGB(flat)
+            else:
+                list(_pool().map(self._processor.applyRGB, bands))  # OCIO lets go of the GIL
+        np.clip(pixels, 0.0, 1.0, out=pixels)
+
+    def _table(self, dtype: np.dtype) -> np.ndarray:
+        """The result for every value of `dtype`: (N,) when R, G and B share it, else (3, N)."""
+        table = self._tables.get(dtype)
+        if table is None:
+            codes = np.arange(2 ** (8 * dtype.itemsize), dtype=f"u{dtype.itemsize}")
+            values = self._to_float(codes.view(dtype))
+            every = np.ascontiguousarray(np.repeat(values[:, None], 3, axis=1))  # (N, 3): each value as R, G, B
+            with np.errstate(invalid="ignore"):  # the table holds the NaNs too
+                self._convert_in_place(every)
+            shared = all(np.array_equal(every[:, 0], every[:, c], equal_nan=True) for c in (1, 2))
+            table = np.ascontiguousarray(every[:, 0] if shared else every.T)
+            self._tables[dtype] = table
+        return table
+
+
+@functools.lru_cache(maxsize=16)
+def colour_transform(colorspace: str | None = None, exposure: float = 0.0) -> ColourTransform:
+    """The shared `ColourTransform` for a colour space and exposure: one processor per process, not
+    per frame, however often a shot's frames are read."""
+    return ColourTransform(colorspace=colorspace, exposure=exposure)
+
+
+@functools.lru_cache(maxsize=1)
+def _pool() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="bufferany-colour")
+
+
 def to_model_srgb(rgb: np.ndarray, *, colorspace: str | None = None, exposure: float = 0.0) -> np.ndarray:
-    """(H, W, 3) pixels in `colorspace` (default scene-linear Rec.709) -> (H, W, 3) float32 sRGB in [0, 1]."""
+    """(H, W, 3) pixels in `colorspace` (default scene-linear Rec.709) -> (H, W, 3) float32 sRGB in
+    [0, 1], a new array (`rgb` is left as it was)."""
     if rgb.ndim != 3 or rgb.shape[2] != 3:
         raise ValueError(f"expected (H, W, 3) pixels, got shape {rgb.shape}")
-    source = resolve_colorspace(colorspace or DEFAULT_INPUT_COLORSPACE)
-    pixels = np.ascontiguousarray(rgb, dtype=np.float32)
-    if exposure:
-        pixels = pixels * np.float32(2.0**exposure)
-    if source != resolve_colorspace(DISPLAY_COLORSPACE) and not _config().isData(source):
-        buffer = oiio.ImageBuf(pixels)
-        converted = None
-        if oiio.ImageBufAlgo.colorconvert(buffer, buffer, source, DISPLAY_COLORSPACE):
-            converted = buffer.get_pixels(oiio.FLOAT)  # (H, W, 3), a new array
-        if converted is None:
-            raise BadArgumentsError(f"cannot convert from colour space {colorspace!r}: {buffer.geterror()}")
-        return np.clip(converted, 0.0, 1.0, out=converted)
-    return np.clip(pixels, 0.0, 1.0)
+    transform = colour_transform(colorspace, exposure)
+    if rgb.dtype == np.float32:
+        rgb = rgb.copy()
+    return transform.convert(rgb)

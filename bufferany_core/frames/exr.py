@@ -155,6 +155,7 @@ def _read_channels(
     specs: list[oiio.ImageSpec],
     names: Sequence[str],
     subimage: int | None,
+    fmt: str = "float",
 ) -> np.ndarray:
     if subimage is not None and not 0 <= subimage < len(specs):
         raise BadArgumentsError(f"{path} has {len(specs)} part(s); there is no part {subimage}")
@@ -172,12 +173,12 @@ def _read_channels(
     if len(shapes) > 1:
         raise UnreadableImageError(f"{path}: channels {', '.join(names)} sit in parts of different sizes")
     height, width = shapes.pop()
-    out = np.empty((height, width, len(names)), dtype=np.float32)  # (H, W, C) over the data window
+    out = np.empty((height, width, len(names)), dtype=np.float16 if fmt == "half" else np.float32)  # (H, W, C)
     for part in parts:
         wanted = [(slot, where[name][1]) for slot, name in enumerate(names) if where[name][0] == part]
         first = min(index for _, index in wanted)
         last = max(index for _, index in wanted) + 1
-        pixels = image.read_image(part, 0, first, last, "float")
+        pixels = image.read_image(part, 0, first, last, fmt)
         if pixels is None or image.has_error:
             raise UnreadableImageError(f"cannot read pixels of {path}: {image.geterror() or 'read failed'}")
         pixels = np.asarray(pixels).reshape(height, width, last - first)
@@ -209,14 +210,18 @@ def colour_channels(info: ImageInfo, path: str | Path) -> tuple[str, ...]:
     raise UnreadableImageError(f"{path} has no R, G, B or Y channels (it has: {', '.join(info.channels)})")
 
 
-def read_rgb(path: str | Path) -> tuple[np.ndarray, ImageInfo]:
+def read_rgb(path: str | Path, *, keep_half: bool = False) -> tuple[np.ndarray, ImageInfo]:
     """Colour of `path` as (H, W, 3) float32 (R, G, B by name, or a grey Y repeated; alpha is
-    ignored) and its ImageInfo."""
+    ignored) and its ImageInfo. `keep_half`: colour stored as half comes back as float16, as stored
+    (no conversion, half the memory)."""
     path = Path(path)
     with _open(path) as image:
         specs = _part_specs(image)
         info = _info_from_specs(specs, image.format_name())
-        pixels = _read_channels(image, path, specs, colour_channels(info, path), None)
+        names = colour_channels(info, path)
+        stored = {info.channel_formats[info.channels.index(name)] for name in names}
+        fmt = "half" if keep_half and stored == {"half"} else "float"
+        pixels = _read_channels(image, path, specs, names, None, fmt)
     return np.broadcast_to(pixels, (*pixels.shape[:2], 3)).copy() if pixels.shape[2] == 1 else pixels, info
 
 

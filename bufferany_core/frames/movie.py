@@ -56,6 +56,12 @@ class MovieReader:
 
     def read(self, frame: int) -> np.ndarray:
         """Frame `frame` (1..frame_count) as (H, W, 3) float32 RGB in [0, 1]."""
+        codes = self.read_codes(frame)
+        return np.multiply(codes, np.float32(1.0 / np.iinfo(codes.dtype).max), dtype=np.float32)
+
+    def read_codes(self, frame: int) -> np.ndarray:
+        """Frame `frame` (1..frame_count) as (H, W, 3) RGB code values as decoded (uint8, or uint16
+        for deep formats), a view of the decoder's BGR array."""
         if not 1 <= frame <= self.frame_count:
             raise FrameRangeError(f"frame {frame} is outside movie {self.path} (frames 1-{self.frame_count})")
         if frame != self._next:
@@ -65,8 +71,7 @@ class MovieReader:
             self._next = -1  # position unknown after a failed decode: seek next time
             raise UnreadableImageError(f"cannot decode frame {frame} of movie file {self.path}")
         self._next = frame + 1
-        scale = np.float32(1.0 / (65535 if bgr.dtype == np.uint16 else 255))
-        return np.multiply(bgr[:, :, ::-1], scale, dtype=np.float32)  # (H, W, 3) RGB
+        return bgr[:, :, ::-1]
 
     def close(self) -> None:
         self._capture.release()

@@ -16,9 +16,9 @@ from bufferany_core.errors import (
 )
 from bufferany_core.frames.colour import (
     DISPLAY_COLORSPACE,
+    colour_transform,
     default_colorspace,
     resolve_colorspace,
-    to_model_srgb,
 )
 from bufferany_core.frames.exr import ImageInfo, colour_channels, read_info, read_rgb
 from bufferany_core.frames.framespec import format_frame_spec
@@ -45,7 +45,8 @@ def read_frames(
     """Frames `frames` of `sequence`, one at a time, in the order given (bounded memory).
 
     `colorspace` None picks the default per file (see `colour`). Raises MixedResolutionError at the
-    first frame whose size differs from the first one, NonFiniteError for NaN/Inf pixels.
+    first frame whose size differs from the first one, NonFiniteError for NaN/Inf pixels. The colour
+    transform is built once (see `colour.colour_transform`); half plates are read as stored.
     """
     if colorspace is not None:
         resolve_colorspace(colorspace)  # fail before reading anything
@@ -57,29 +58,24 @@ def read_frames(
         path = sequence.path(number)
         if not path.is_file():
             raise MissingFramesError(f"frame {number} is missing: {path}", [number])
-        rgb, info = read_rgb(path)
+        rgb, info = read_rgb(path, keep_half=True)
         if first is None:
             first = (number, info)
         _check_same_size(first, number, info, path)
         if check_finite:
             _check_finite(rgb, path)
-        space = colorspace or default_colorspace(info)
-        yield Frame(number, to_model_srgb(rgb, colorspace=space, exposure=exposure), info, path)
+        transform = colour_transform(colorspace or default_colorspace(info), exposure)
+        yield Frame(number, transform.convert(rgb), info, path)
 
 
 def _read_movie(
     movie: Path, frames: Sequence[int], *, colorspace: str | None, exposure: float
 ) -> Iterator[Frame]:
+    transform = colour_transform(colorspace or DISPLAY_COLORSPACE, exposure)  # movies are display-referred
     with MovieReader(movie) as reader:
         info = reader.info
         for number in frames:
-            rgb = reader.read(number)  # movies are display-referred: sRGB unless told otherwise
-            yield Frame(
-                number,
-                to_model_srgb(rgb, colorspace=colorspace or DISPLAY_COLORSPACE, exposure=exposure),
-                info,
-                None,
-            )
+            yield Frame(number, transform.convert(reader.read_codes(number)), info, None)
 
 
 def validate_sequence(sequence: FrameSequence, frames: Sequence[int]) -> ImageInfo:
@@ -124,7 +120,11 @@ def _check_same_size(first: tuple[int, ImageInfo], number: int, info: ImageInfo,
 
 
 def _check_finite(rgb: np.ndarray, path: Path) -> None:
-    if np.isfinite(rgb).all():  # the usual case, far cheaper than counting
+    if rgb.dtype == np.float16:  # Inf and NaN are the halves with every exponent bit set
+        finite = (rgb.view(np.uint16) & 0x7FFF).max() < 0x7C00  # a few times cheaper than isfinite
+    else:
+        finite = np.isfinite(rgb).all()
+    if finite:  # the usual case, far cheaper than counting
         return
     count = int((~np.isfinite(rgb).all(axis=2)).sum())  # pixels, not values
     raise NonFiniteError(f"{path} has {count} pixel(s) with NaN or Inf values in R, G, B")
