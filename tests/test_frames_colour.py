@@ -13,8 +13,12 @@ from bufferany_core.errors import BadArgumentsError, ExitCode
 from bufferany_core.frames import (
     DEFAULT_INPUT_COLORSPACE,
     ColourTransform,
+    FrameSequence,
     ImageInfo,
+    MovieReader,
     default_colorspace,
+    read_frames,
+    read_rgb,
     resolve_colorspace,
     to_model_srgb,
 )
@@ -140,7 +144,8 @@ def test_float_pixels_convert_in_place_exactly_as_openimageio_did(colorspace):
 def test_eight_bit_codes_convert_as_their_float_values(colorspace):
     codes = np.random.default_rng(5).integers(0, 256, (40, 50, 3), dtype=np.uint8)
     converted = ColourTransform(colorspace=colorspace).convert(codes[:, ::-1])  # a strided view is fine
-    expected = openimageio_reference(np.multiply(codes[:, ::-1], np.float32(1 / 255), dtype=np.float32), colorspace)
+    as_float = np.multiply(codes[:, ::-1], np.float32(1 / 255), dtype=np.float32)
+    expected = openimageio_reference(as_float, colorspace)
     np.testing.assert_array_equal(converted, expected)
 
 
@@ -148,3 +153,44 @@ def test_to_model_srgb_leaves_its_input_alone():
     image = pixels((0.5, 2.0, -1.0))
     to_model_srgb(image)
     np.testing.assert_array_equal(image, pixels((0.5, 2.0, -1.0)))
+
+
+@pytest.fixture(scope="module")
+def real_frame(shared_dir):
+    """Frame 40 of a real clip, linearised and brightened (highlights above 1): (540, 960, 3) float32."""
+    with MovieReader(shared_dir / "data" / "real" / "davis_rollercoaster.mp4") as movie:
+        srgb = movie.read(40)
+    buffer = oiio.ImageBuf(np.ascontiguousarray(srgb))
+    assert oiio.ImageBufAlgo.colorconvert(buffer, buffer, "srgb_tx", "lin_rec709")
+    return buffer.get_pixels(oiio.FLOAT) * np.float32(3.0)
+
+
+@pytest.mark.parametrize("stored", ["half", "float"])
+@pytest.mark.parametrize("compression", ["zip", "piz"])
+def test_real_plates_read_exactly_as_before(tmp_path, real_frame, stored, compression):
+    height, width, _ = real_frame.shape
+    rgba = np.concatenate([real_frame, np.ones((height, width, 1), np.float32)], axis=-1)
+    for frame in (1, 2):
+        spec = oiio.ImageSpec(width, height, 4, stored)
+        spec.channelnames = ("R", "G", "B", "A")
+        spec.attribute("compression", compression)
+        output = oiio.ImageOutput.create("plate.exr")
+        assert output.open(str(tmp_path / f"plate.{frame:04d}.exr"), spec)
+        assert output.write_image(rgba * frame)
+        output.close()
+    plate = FrameSequence.from_input(tmp_path / "plate.####.exr")
+    for colorspace, exposure in ((None, 0.0), ("ACEScg", -0.5)):
+        for frame in read_frames(plate, [1, 2], colorspace=colorspace, exposure=exposure):
+            float_pixels, _ = read_rgb(frame.path)
+            expected = openimageio_reference(float_pixels, colorspace or "lin_rec709", exposure)
+            np.testing.assert_array_equal(frame.rgb, expected)
+
+
+def test_real_movie_frames_read_exactly_as_before(shared_dir):
+    movie_path = shared_dir / "data" / "real" / "davis_rollercoaster.mp4"
+    for colorspace in (None, "g22_rec709"):
+        frames = read_frames(FrameSequence.from_input(movie_path), [5, 6], colorspace=colorspace)
+        with MovieReader(movie_path) as movie:
+            for frame in frames:
+                expected = openimageio_reference(movie.read(frame.number), colorspace or "srgb_tx")
+                np.testing.assert_array_equal(frame.rgb, expected)

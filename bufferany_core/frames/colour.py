@@ -34,6 +34,7 @@ from bufferany_core.frames.exr import ImageInfo
 DEFAULT_INPUT_COLORSPACE = "lin_rec709"  # scene-linear Rec.709 primaries ("Linear Rec.709 (sRGB)")
 DISPLAY_COLORSPACE = "srgb_tx"  # sRGB encoded Rec.709 ("sRGB - Texture"): what the models see
 _BAND = 3 * 65536  # values per task when converting in place: enough work to hide the hand-off
+_CHUNK = 3 * 16384  # values per table look-up: the widened indices stay in the CPU's cache
 
 
 @functools.lru_cache(maxsize=1)
@@ -99,14 +100,7 @@ class ColourTransform:
         if pixels.ndim != 3 or pixels.shape[2] != 3:
             raise ValueError(f"expected (H, W, 3) pixels, got shape {pixels.shape}")
         if pixels.dtype in (np.float16, np.uint8, np.uint16) and self._separable:
-            table = self._table(pixels.dtype)
-            if table.ndim == 1:  # one curve for R, G and B
-                return np.take(table, pixels.view(f"u{pixels.itemsize}"))
-            codes = pixels.view(f"u{pixels.itemsize}")
-            out = np.empty(pixels.shape, np.float32)
-            for channel in range(3):
-                out[:, :, channel] = table[channel][codes[:, :, channel]]
-            return out
+            return self._look_up(self._table(pixels.dtype), pixels.view(f"u{pixels.itemsize}"))
         if pixels.dtype != np.float32 or not pixels.flags.c_contiguous:
             pixels = np.ascontiguousarray(self._to_float(pixels))
         self._convert_in_place(pixels)
@@ -130,17 +124,31 @@ class ColourTransform:
                 list(_pool().map(self._processor.applyRGB, bands))  # OCIO lets go of the GIL
         np.clip(pixels, 0.0, 1.0, out=pixels)
 
+    def _look_up(self, table: np.ndarray, codes: np.ndarray) -> np.ndarray:
+        """`table`'s entries for (H, W, 3) `codes`, in chunks: numpy widens the whole index array to
+        int64 otherwise, which costs more than the look-up itself."""
+        flat = np.ascontiguousarray(codes).reshape(-1)
+        out = np.empty(codes.shape, np.float32)
+        flat_out = out.reshape(-1)
+        index = np.empty(_CHUNK, np.intp)
+        # value v of channel c sits at c * N + v
+        offsets = np.tile(np.arange(3, dtype=np.intp) * table.shape[1], _CHUNK // 3)
+        for start in range(0, flat.size, _CHUNK):
+            part = flat[start : start + _CHUNK]
+            np.add(part, offsets[: part.size], out=index[: part.size])
+            np.take(table, index[: part.size], out=flat_out[start : start + part.size], mode="clip")
+        return out
+
     def _table(self, dtype: np.dtype) -> np.ndarray:
-        """The result for every value of `dtype`: (N,) when R, G and B share it, else (3, N)."""
+        """The result for every value of `dtype` in R, G and B: (3, N)."""
         table = self._tables.get(dtype)
         if table is None:
             codes = np.arange(2 ** (8 * dtype.itemsize), dtype=f"u{dtype.itemsize}")
             values = self._to_float(codes.view(dtype))
-            every = np.ascontiguousarray(np.repeat(values[:, None], 3, axis=1))  # (N, 3): each value as R, G, B
+            every = np.repeat(values[:, None], 3, axis=1)  # (N, 3): each value as R, G and B
             with np.errstate(invalid="ignore"):  # the table holds the NaNs too
                 self._convert_in_place(every)
-            shared = all(np.array_equal(every[:, 0], every[:, c], equal_nan=True) for c in (1, 2))
-            table = np.ascontiguousarray(every[:, 0] if shared else every.T)
+            table = np.ascontiguousarray(every.T)  # (3, N): R's entries, then G's, then B's
             self._tables[dtype] = table
         return table
 

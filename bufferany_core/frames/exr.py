@@ -173,7 +173,8 @@ def _read_channels(
     if len(shapes) > 1:
         raise UnreadableImageError(f"{path}: channels {', '.join(names)} sit in parts of different sizes")
     height, width = shapes.pop()
-    out = np.empty((height, width, len(names)), dtype=np.float16 if fmt == "half" else np.float32)  # (H, W, C)
+    dtype = np.float16 if fmt == "half" else np.float32
+    out = np.empty((height, width, len(names)), dtype=dtype)  # (H, W, C) over the data window
     for part in parts:
         wanted = [(slot, where[name][1]) for slot, name in enumerate(names) if where[name][0] == part]
         first = min(index for _, index in wanted)
