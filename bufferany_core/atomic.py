@@ -58,6 +58,12 @@ def _roots() -> tuple[str, ...] | None:
     return getattr(_confinement, "roots", None)
 
 
+def output_roots() -> tuple[str, ...] | None:
+    """The roots `confine_outputs` set in this thread (None: unconfined): a thread that writes the
+    same job's outputs enters `confine_outputs` with them."""
+    return _roots()
+
+
 def within(path: str, root: str) -> bool:
     """Whether `path` is `root` or below it (both absolute and normalised)."""
     try:

@@ -20,6 +20,7 @@ instead (`official_schedule`), front to back.
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -50,7 +51,6 @@ from bufferany_core.frames import (
     output_sequence_for,
     parse_frame_spec,
     read_channels,
-    read_frames,
     validate_sequence,
 )
 from bufferany_core.jobs import RenderJob, is_random_weights
@@ -60,6 +60,7 @@ from bufferany_core.models.precision import choose_precision
 from bufferany_core.models.weights import require_weights, sha256_of
 from bufferany_core.pipeline import farm, official_schedule, outputs, square_pixels
 from bufferany_core.pipeline.align import reference_range, renormalise
+from bufferany_core.pipeline.feed import FedFrame, PlateFeed, WriteBehind, stack_on
 from bufferany_core.pipeline.predictor_cache import PredictorCache
 from bufferany_core.pipeline.stabilizing import (
     STABILIZE_OVERLAP,
@@ -83,6 +84,10 @@ from bufferany_core.scale_shift import fit_scale_shift
 
 KEY_FRAMES = 2  # key frames each later depth window sees before its own frames (windows.key_positions)
 ALIGN_STRIDE = 4  # least squares on every 4th pixel in each axis: plenty of samples, 16x cheaper
+# Frames read ahead of the models and frames waiting to be written (`feed`): enough that the reader and
+# the writer never wait on the loop while it runs a window, few enough that memory stays small.
+READ_AHEAD = 8
+WRITE_BEHIND = 2
 
 Events = Callable[[dict], None]
 
@@ -313,18 +318,17 @@ def _check_writable(folder: Path) -> None:
 
 
 class _FrameCache:
-    """Plate frames by number, read when first asked for, dropped when no later window needs them."""
+    """Plate frames by number, taken from the feed when first asked for, dropped when no later window
+    needs them."""
 
-    def __init__(self, sequence: FrameSequence, colorspace: str | None):
-        self.sequence = sequence
-        self.colorspace = colorspace
-        self.frames: dict[int, object] = {}
+    def __init__(self, feed: PlateFeed):
+        self.feed = feed
+        self.frames: dict[int, FedFrame] = {}
 
-    def get(self, numbers: list[int]) -> list:
-        missing = [n for n in numbers if n not in self.frames]
-        if missing:
-            for frame in read_frames(self.sequence, missing, colorspace=self.colorspace):
-                self.frames[frame.number] = frame
+    def get(self, numbers: list[int]) -> list[FedFrame]:
+        for n in numbers:
+            if n not in self.frames:
+                self.frames[n] = self.feed.take(n)
         return [self.frames[n] for n in numbers]
 
     def keep_only(self, numbers: set[int]) -> None:
@@ -332,21 +336,17 @@ class _FrameCache:
             del self.frames[n]
 
 
-def _to_tensor(frames: list, device: torch.device) -> torch.Tensor:
-    rgb = np.stack([np.asarray(f.rgb, dtype=np.float32) for f in frames])  # (T, H, W, 3)
-    return torch.from_numpy(rgb).permute(0, 3, 1, 2).contiguous().to(device)  # (T, 3, H, W)
-
-
-def _predict(predictor: PassPredictor, frames: list, what: str) -> np.ndarray:
+def _predict(predictor: PassPredictor, frames: list[FedFrame], what: str) -> np.ndarray:
     """The pass on the plate's grid; the model sees the plate with square pixels (`square_pixels`)."""
+    first = frames[0].frame
     try:
         with torch.inference_mode():
-            plates = _to_tensor(frames, predictor.device)
-            square = square_pixels.to_square(plates, frames[0].info.pixel_aspect, clamp=True)
+            plates = stack_on(frames, predictor.device)
+            square = square_pixels.to_square(plates, first.info.pixel_aspect, clamp=True)
             normals = predictor.info.pass_name == "normal"
             out = square_pixels.to_plate(predictor.predict(square), *plates.shape[-2:], normals=normals)
     except torch.OutOfMemoryError as exc:
-        h, w = np.shape(frames[0].rgb)[:2]
+        h, w = np.shape(first.rgb)[:2]
         raise out_of_memory_error(
             exc,
             doing=f"predicting {predictor.info.pass_name} for {what} ({len(frames)} frames of {w}x{h})",
@@ -392,7 +392,9 @@ class _Reference:
 class _ShotRenderer:
     """The per-window loop of one job (state for one run only)."""
 
-    def __init__(self, plan: RenderPlan, predictors: dict[str, PassPredictor], emit: Events, should_cancel):
+    def __init__(
+        self, plan: RenderPlan, predictors: dict[str, PassPredictor], emit: Events, should_cancel, *, io_threads: bool
+    ):
         self.plan = plan
         self.job = plan.job
         self.predictors = predictors
@@ -402,7 +404,10 @@ class _ShotRenderer:
         self.schedules = {p: plan.schedules.get(p, plan.schedule) for p in predictors}
         self.ran: set[tuple[str, int]] = set()  # (pass, window index) already run
         self.shot = plan.shot
-        self.cache = _FrameCache(plan.sequence, self.job.input_colorspace)
+        self.io_threads = io_threads
+        self.device = next(iter(predictors.values())).device
+        self.writer = WriteBehind(depth=WRITE_BEHIND if io_threads else 0, should_cancel=self.should_cancel)
+        self.events = threading.Lock()  # frame_done comes from the writer's thread, progress from both
         position = {frame: p for p, frame in enumerate(plan.shot)}
         self.to_write = {position[f] for f in plan.to_render}
         self.wanted = set(plan.positions)
@@ -412,7 +417,7 @@ class _ShotRenderer:
         self.work_done = 0.0  # fraction of the model windows run (the frames written count apart)
         self.reported = 0.0  # the last progress percent emitted
         if plan.stabilized_passes:
-            self.flow_device = next(iter(predictors.values())).device
+            self.flow_device = self.device
             self.flow = load_flow_estimator(
                 "auto", models_dir=Path(self.job.models_dir) if self.job.models_dir else None, device=self.flow_device
             )
@@ -439,7 +444,9 @@ class _ShotRenderer:
         )
 
     def _check_cancel(self) -> None:
+        self.writer.check()
         if self.should_cancel():
+            self.writer.close(finish=False)  # what it wrote is final before the count below
             raise CancelledError(
                 f"render cancelled after {len(self.written)} frame(s); finished frames are complete, re-run to resume"
             )
@@ -447,14 +454,45 @@ class _ShotRenderer:
     def run(self) -> list[int]:
         official = self.job.schedule == "official" and "depth" in self.predictors
         farm_depth = "depth" in self.predictors and not official
-        reference = self._reference(self.plan.windows_of("depth")) if farm_depth else None
-        first_frame = {self.shot[0]} if "depth" in self.predictors else set()  # every later window's key slot 0
-        self.official = self._official_depth() if official else None
         # every pass on its own windows, in the order their last frames arrive (depth first on a tie)
         steps = sorted(
             ((p, w) for p in ("depth", "normal") if p in self.predictors for w in self.plan.windows_of(p)),
             key=lambda step: (step[1].stop, step[0] != "depth", step[1].index),
         )
+        # the official schedule reads as its windows unfold, so it is not read ahead
+        order = [] if official else self._read_order(steps, farm_depth=farm_depth)
+        feed = PlateFeed(
+            sequence=self.plan.sequence,
+            order=order,
+            colorspace=self.job.input_colorspace,
+            device=self.device,
+            ahead=READ_AHEAD if self.io_threads else 0,
+        )
+        self.cache = _FrameCache(feed)
+        try:
+            self._run_steps(steps, official=official, farm_depth=farm_depth)
+            self.writer.close(finish=True)
+            self.writer.check()
+        except BaseException as exc:
+            # frames finished before a failure are written, as a serial loop would have; a cancel drops them
+            self.writer.close(finish=not isinstance(exc, (CancelledError, KeyboardInterrupt)))
+            raise
+        finally:
+            feed.close()
+        return self.written
+
+    def _read_order(self, steps: list[tuple[str, Window]], *, farm_depth: bool) -> list[int]:
+        """The frames in the order the steps first ask for them: the reference window, then each
+        window's frames and its key frames."""
+        positions = list(self.schedule.windows[0].positions) if farm_depth else []
+        for name, window in steps:
+            positions += [*window.positions, *(key_positions(window) if name == "depth" and farm_depth else ())]
+        return [self.shot[p] for p in positions]
+
+    def _run_steps(self, steps: list[tuple[str, Window]], *, official: bool, farm_depth: bool) -> None:
+        reference = self._reference(self.plan.windows_of("depth")) if farm_depth else None
+        first_frame = {self.shot[0]} if "depth" in self.predictors else set()  # every later window's key slot 0
+        self.official = self._official_depth() if official else None
         self.pending = sorted(self.wanted)  # positions still to finish, in shot order
         previous: _Previous = None
         for i, (pass_name, window) in enumerate(steps):
@@ -476,7 +514,6 @@ class _ShotRenderer:
                 for p in (*(key_positions(w) if name == "depth" and farm_depth else ()), *w.positions)
             }
             self.cache.keep_only(later | first_frame | {self.shot[p] for p in self.pending})
-        return self.written
 
     def _farm_depth(self, window: Window, plates: list, what: str, reference: _Reference, previous: _Previous) -> _Previous:
         """One farm depth window: key frames where the official inference puts them (the shot's first frame,
@@ -562,7 +599,7 @@ class _ShotRenderer:
             self._check_cancel()
             number = self.shot[p]
             sums = self.sums.pop(p, {})
-            plate = self.cache.get([number])[0]
+            plate = self.cache.get([number])[0].frame
             depth, normals = sums.get("depth"), sums.get("normal")
             if self.official is not None:
                 depth = self._official_at(p)
@@ -580,26 +617,34 @@ class _ShotRenderer:
         number = self.shot[p]
         path = self.plan.output.path(number)
         colorspace = self.job.input_colorspace or default_colorspace(plate.info)
-        write_frame(
-            path,
-            like=plate.info,
-            provenance=replace(self.provenance, input_colorspace=colorspace),
-            depth=depth,
-            normals=normals,
-            plate=_plate_rgba(plate) if self.job.include_plate else None,
-        )
-        self.written.append(number)
-        self.emit({"type": "frame_done", "frame": number, "path": str(path)})
-        self._progress()
+
+        def write() -> None:
+            write_frame(
+                path,
+                like=plate.info,
+                provenance=replace(self.provenance, input_colorspace=colorspace),
+                depth=depth,
+                normals=normals,
+                plate=_plate_rgba(plate) if self.job.include_plate else None,
+            )
+
+        def written() -> None:
+            with self.events:
+                self.written.append(number)
+                self.emit({"type": "frame_done", "frame": number, "path": str(path)})
+            self._progress()
+
+        self.writer.submit(write, then=written)
 
     def _progress(self) -> None:
         """Progress: the larger of the model work done and the frames written, never going back, so a
         long first window shows movement before its first frame is written."""
-        total = len(self.plan.to_render)
-        percent = 100.0 * max(self.work_done, len(self.written) / total)
-        if percent > self.reported:
-            self.reported = percent
-            self.emit({"type": "progress", "percent": percent, "done": len(self.written), "total": total})
+        with self.events:
+            total = len(self.plan.to_render)
+            percent = 100.0 * max(self.work_done, len(self.written) / total)
+            if percent > self.reported:
+                self.reported = percent
+                self.emit({"type": "progress", "percent": percent, "done": len(self.written), "total": total})
 
 
 def _load_predictors(plan: RenderPlan, cache: PredictorCache) -> dict[str, PassPredictor]:
@@ -656,7 +701,10 @@ def run_render(
     on_event: Events | None = None,
     should_cancel: Callable[[], bool] | None = None,
     predictors: PredictorCache | None = None,
+    io_threads: bool = True,
 ) -> RenderResult:
+    """Render `job`. `io_threads`: plate frames are read ahead and output frames written behind the
+    models on threads (`feed`); False does both in the render loop, with identical files."""
     emit = on_event or (lambda event: None)
     plan = plan_render(job)
     if plan.conflicts:
@@ -697,7 +745,7 @@ def run_render(
     if not plan.to_render:
         emit({"type": "progress", "percent": 100.0, "done": 0, "total": 0})
         return result
-    renderer = _ShotRenderer(plan, loaded, emit, should_cancel)
+    renderer = _ShotRenderer(plan, loaded, emit, should_cancel, io_threads=io_threads)
     try:
         renderer.run()
     except (UnreadableImageError, NonFiniteError, MissingFramesError, OutputNotWritableError) as exc:
