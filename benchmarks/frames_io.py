@@ -1,10 +1,16 @@
-"""Cost of the frame layer over bare OpenImageIO, on plates made here (1920x1080 half RGBA, zip).
+"""Cost of the frame layer over bare OpenImageIO, on plates made here (half RGBA EXR, 1920x1080 and
+3840x2160, ZIP and PIZ) and on a real movie clip.
 
-Reading: `read_frames` (RGB by name, NaN check, OCIO scene-linear -> sRGB, clip) against a bare
-`ImageInput.read_image` of the same files. Writing: `write_exr` (depth float + normals half, plate
-metadata, temp file + fsync + rename) against a bare `ImageOutput` write of the same channels.
+Reading: `read_frames` (R, G, B by name, NaN check, OCIO scene-linear -> sRGB, clip: model-ready
+float32) against bare `ImageInput.read_image` of R, G, B from the same files, as half (the least work
+OpenImageIO can do, the baseline) and as float. Both use OpenImageIO's own threads (its `threads`
+attribute: one per core) for decompression. "per-frame colorconvert" is the path `read_frames` took
+before issue 24 (float read, ImageBuf + ImageBufAlgo.colorconvert per frame, clip), measured again
+here. Writing: `write_exr` (depth float + normals half, plate metadata, temp file + fsync + rename)
+against a bare `ImageOutput` write of the same channels. Every figure is the best of --repeats passes
+over all frames, wall time, variants interleaved so that other load on the machine hits all alike.
 
-    .venv/bin/python benchmarks/frames_io.py [--frames 8]
+    .venv/bin/python benchmarks/frames_io.py [--frames 8] [--repeats 3] [--sizes 1920x1080 3840x2160]
 """
 
 from __future__ import annotations
@@ -13,35 +19,164 @@ import argparse
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
+import cv2
 import numpy as np
 import OpenImageIO as oiio
-from harness import add_json_option, cpu_model, table, write_json
+from harness import add_json_option, cpu_model, print_table, table, write_json
 
-from bufferany_core.frames import FrameSequence, read_frames, read_info, write_exr
+from bufferany_core.frames import FrameSequence, MovieReader, read_frames, read_info, read_rgb, write_exr
 
-WIDTH, HEIGHT = 1920, 1080
+MOVIE = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real" / "davis_rollercoaster.mp4"
+MS = {"ms_per_frame": "ms/frame (wall)"}
 
 
-def make_plates(folder: Path, count: int) -> None:
+def make_plates(folder: Path, count: int, width: int, height: int, compression: str) -> FrameSequence:
     rng = np.random.default_rng(0)
-    spec = oiio.ImageSpec(WIDTH, HEIGHT, 4, "half")
+    spec = oiio.ImageSpec(width, height, 4, "half")
     spec.channelnames = ("R", "G", "B", "A")
-    spec.attribute("compression", "zip")
+    spec.attribute("compression", compression)
     spec.attribute("smpte:TimeCode", oiio.TypeDesc("timecode"), (0x01000000, 0))
     for frame in range(1, count + 1):
-        pixels = rng.random((HEIGHT, WIDTH, 4), dtype=np.float32) * 2.0
+        pixels = rng.random((height, width, 4), dtype=np.float32) * 2.0
         output = oiio.ImageOutput.create("x.exr")
         output.open(str(folder / f"plate.{frame:04d}.exr"), spec)
         output.write_image(pixels)
         output.close()
+    return FrameSequence.from_input(folder / "plate.####.exr")
 
 
-def timed(function) -> float:
-    start = time.perf_counter()
-    function()
-    return time.perf_counter() - start
+def best_times(runs: dict[str, Callable[[], None]], repeats: int, frames: int) -> dict[str, dict[str, float]]:
+    """ms/frame of each run: the best of `repeats` interleaved passes."""
+    best = dict.fromkeys(runs, float("inf"))
+    for _ in range(repeats):
+        for name, run in runs.items():
+            start = time.perf_counter()
+            run()
+            best[name] = min(best[name], time.perf_counter() - start)
+    return {name: {"ms_per_frame": seconds / frames * 1000} for name, seconds in best.items()}
+
+
+def per_frame_colorconvert(path: Path) -> np.ndarray:
+    """The read path before issue 24: float pixels, NaN check, a new ImageBuf and colorconvert per
+    frame (OpenImageIO's own processor cache), clip."""
+    rgb, _ = read_rgb(path)
+    assert np.isfinite(rgb).all()
+    buffer = oiio.ImageBuf(rgb)
+    oiio.ImageBufAlgo.colorconvert(buffer, buffer, "lin_rec709", "srgb_tx")
+    return np.clip(buffer.get_pixels(oiio.FLOAT), 0.0, 1.0)
+
+
+def read_table(sequence: FrameSequence, frames: list[int], repeats: int, where: str) -> dict:
+    paths = [sequence.path(frame) for frame in frames]
+
+    def bare(fmt: str) -> Callable[[], None]:
+        def run() -> None:
+            for path in paths:
+                image = oiio.ImageInput.open(str(path))
+                image.read_image(0, 0, 0, 3, fmt)
+                image.close()
+
+        return run
+
+    def layer(colorspace: str | None) -> Callable[[], None]:
+        return lambda: [None for _ in read_frames(sequence, frames, colorspace=colorspace)]
+
+    bare("half")()  # the page cache holds the files for every variant
+    rows = best_times(
+        {
+            "bare read (half)": bare("half"),
+            "bare read (float)": bare("float"),
+            "read_frames": layer(None),
+            "read_frames ACEScg": layer("ACEScg"),
+            "per-frame colorconvert": lambda: [per_frame_colorconvert(path) for path in paths],
+        },
+        repeats,
+        len(frames),
+    )
+    return table(
+        title=f"EXR read, {where}: read_frames vs bare OpenImageIO",
+        setup=(
+            f"{len(frames)} frames of {where} half RGBA plates, best of {repeats} passes; bare read: "
+            f"ImageInput.read_image of R, G, B with OpenImageIO's {oiio.get_int_attribute('threads')} "
+            "threads; read_frames adds the NaN check, OCIO lin_rec709 (a table of every half value: "
+            "the transform is per channel) or ACEScg (a 3x3 matrix: OCIO in place, threaded) -> sRGB "
+            "and the clip; per-frame colorconvert: the path before issue 24"
+        ),
+        baseline="bare read (half)",
+        metrics=MS,
+        rows=rows,
+    )
+
+
+def write_table(folder: Path, info, frames: list[int], repeats: int, where: str) -> dict:
+    depth = np.random.default_rng(1).random((info.height, info.width), dtype=np.float32)
+    channels = {"depth.Z": depth, "N.X": depth, "N.Y": depth, "N.Z": depth}
+    data = np.stack(list(channels.values()), axis=-1)
+
+    def bare_write() -> None:
+        spec = oiio.ImageSpec(info.width, info.height, 4, "float")
+        spec.channelnames = tuple(channels)
+        spec.channelformats = tuple(oiio.TypeDesc(t) for t in ("float", "half", "half", "half"))
+        spec.attribute("compression", "zip")
+        for frame in frames:
+            output = oiio.ImageOutput.create("x.exr")
+            output.open(str(folder / f"bare.{frame:04d}.exr"), spec)
+            output.write_image(data)
+            output.close()
+
+    def layer_write() -> None:
+        for frame in frames:
+            write_exr(folder / f"out.{frame:04d}.exr", channels, like=info, half=["N.X", "N.Y", "N.Z"])
+
+    return table(
+        title=f"EXR write, {where}: write_exr vs bare OpenImageIO",
+        setup=(
+            f"{len(frames)} frames, best of {repeats} passes; depth float + normals half, zip; write_exr "
+            "adds the plate's metadata and temp file + fsync + rename"
+        ),
+        baseline="bare write",
+        metrics=MS,
+        rows=best_times({"bare write": bare_write, "write_exr": layer_write}, repeats, len(frames)),
+    )
+
+
+def movie_table(frames: int, repeats: int) -> dict:
+    numbers = list(range(1, frames + 1))
+    sequence = FrameSequence.from_input(MOVIE)
+
+    def bare_decode() -> None:
+        capture = cv2.VideoCapture(str(MOVIE))
+        for _ in numbers:
+            capture.read()
+        capture.release()
+
+    def before() -> None:  # float codes / 255, then a clipped copy (no transform for sRGB movies)
+        with MovieReader(MOVIE) as reader:
+            for number in numbers:
+                np.clip(reader.read(number), 0.0, 1.0)
+
+    rows = best_times(
+        {
+            "bare decode (OpenCV)": bare_decode,
+            "read_frames": lambda: [None for _ in read_frames(sequence, numbers)],
+            "float + clip (before)": before,
+        },
+        repeats,
+        frames,
+    )
+    return table(
+        title="Movie read: read_frames vs bare OpenCV decode",
+        setup=(
+            f"first {frames} frames of {MOVIE.name} (H.264, 960x540), best of {repeats} passes; "
+            "read_frames: 8-bit codes -> sRGB float32 by a table of the 256 codes"
+        ),
+        baseline="bare decode (OpenCV)",
+        metrics=MS,
+        rows=rows,
+    )
 
 
 def main() -> None:
@@ -49,83 +184,35 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--frames", type=int, default=8)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--sizes", nargs="+", default=["1920x1080", "3840x2160"], metavar="WxH")
+    parser.add_argument("--compressions", nargs="+", default=["zip", "piz"])
     add_json_option(parser)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as folder_name:
-        folder = Path(folder_name)
-        make_plates(folder, args.frames)
-        sequence = FrameSequence.from_input(folder / "plate.####.exr")
-        frames = sequence.select(None)
-
-        def bare_read() -> None:
-            for frame in frames:
-                image = oiio.ImageInput.open(str(sequence.path(frame)))
-                image.read_image(0, 0, 0, 3, "float")
-                image.close()
-
-        def layer_read() -> None:
-            for _ in read_frames(sequence, frames):
-                pass
-
-        info = read_info(sequence.path(1))
-        depth = np.random.default_rng(1).random((HEIGHT, WIDTH), dtype=np.float32)
-        channels = {"depth.Z": depth, "N.X": depth, "N.Y": depth, "N.Z": depth}
-
-        def bare_write() -> None:
-            spec = oiio.ImageSpec(WIDTH, HEIGHT, 4, "float")
-            spec.channelnames = tuple(channels)
-            spec.channelformats = tuple(oiio.TypeDesc(t) for t in ("float", "half", "half", "half"))
-            spec.attribute("compression", "zip")
-            data = np.stack(list(channels.values()), axis=-1)
-            for frame in frames:
-                output = oiio.ImageOutput.create("x.exr")
-                output.open(str(folder / f"bare.{frame:04d}.exr"), spec)
-                output.write_image(data)
-                output.close()
-
-        def layer_write() -> None:
-            for frame in frames:
-                write_exr(folder / f"out.{frame:04d}.exr", channels, like=info, half=["N.X", "N.Y", "N.Z"])
-
-        bare_read()  # warm the page cache for both readers
-        results = {
-            name: timed(run)
-            for name, run in (
-                ("bare read", bare_read),
-                ("read_frames", layer_read),
-                ("bare write", bare_write),
-                ("write_exr", layer_write),
-            )
-        }
-    where = f"{cpu_model()}, {os.cpu_count()} CPUs, OpenImageIO {oiio.__version__}"
-    print(f"machine: {where}; {args.frames} frames of {WIDTH}x{HEIGHT}")
-    for name, seconds in results.items():
-        print(f"{name:12s} {seconds / len(frames) * 1000:7.1f} ms/frame")
-    print(f"read_frames / bare read = {results['read_frames'] / results['bare read']:.2f}")
-    print(f"write_exr / bare write  = {results['write_exr'] / results['bare write']:.2f}")
-    per_frame = {name: {"ms_per_frame": seconds / len(frames) * 1000} for name, seconds in results.items()}
-    setup = (
-        f"{args.frames} frames of {WIDTH}x{HEIGHT}, half RGBA zip plates; read_frames adds the NaN check and "
-        "OCIO scene-linear -> sRGB; writes: depth float + normals half, write_exr adds the plate's metadata "
-        "and temp file + fsync + rename"
-    )
-    write_json(
-        args.json,
-        machine=where,
-        tables=[
-            table(
-                title=f"EXR {kind}: frame layer vs bare OpenImageIO",
-                setup=setup,
-                baseline=bare,
-                metrics={"ms_per_frame": "ms/frame (wall)"},
-                rows={bare: per_frame[bare], layer: per_frame[layer]},
-            )
-            for kind, bare, layer in (
-                ("read", "bare read", "read_frames"),
-                ("write", "bare write", "write_exr"),
-            )
-        ],
-    )
+    load_before = os.getloadavg()[0]
+    tables = []
+    for size in args.sizes:
+        width, height = (int(part) for part in size.split("x"))
+        for number, compression in enumerate(args.compressions):
+            with tempfile.TemporaryDirectory() as folder_name:
+                folder = Path(folder_name)
+                sequence = make_plates(folder, args.frames, width, height, compression)
+                frames = sequence.select(None)
+                where = f"{width}x{height} {compression}"
+                tables.append(read_table(sequence, frames, args.repeats, where))
+                if number == 0:  # outputs are zip whatever the plate: one write table per size
+                    info = read_info(sequence.path(frames[0]))
+                    tables.append(write_table(folder, info, frames, args.repeats, f"{width}x{height}"))
+    if MOVIE.is_file():
+        tables.append(movie_table(args.frames, args.repeats))
+    load = f"load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after"
+    where = f"{cpu_model()}, {os.cpu_count()} CPUs ({load}), OpenImageIO {oiio.__version__}"
+    print(f"machine: {where}")
+    for figures in tables:
+        figures["notes"].append(load)
+        print(f"\n{figures['title']}\n  {figures['setup']}")
+        print_table(figures)
+    write_json(args.json, machine=where, tables=tables)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import functools
 import os
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -33,8 +34,8 @@ from bufferany_core.frames.exr import ImageInfo
 
 DEFAULT_INPUT_COLORSPACE = "lin_rec709"  # scene-linear Rec.709 primaries ("Linear Rec.709 (sRGB)")
 DISPLAY_COLORSPACE = "srgb_tx"  # sRGB encoded Rec.709 ("sRGB - Texture"): what the models see
-_BAND = 3 * 65536  # values per task when converting in place: enough work to hide the hand-off
-_CHUNK = 3 * 16384  # values per table look-up: the widened indices stay in the CPU's cache
+_BAND = 3 * 2**18  # values per task for the threads: enough work to hide the hand-off
+_CHUNK = 3 * 2**14  # values per table look-up: the widened indices stay in the CPU's cache
 
 
 @functools.lru_cache(maxsize=1)
@@ -112,31 +113,32 @@ class ColourTransform:
         return pixels.astype(np.float32)
 
     def _convert_in_place(self, pixels: np.ndarray) -> None:
-        """float32 C-contiguous (..., 3) pixels: exposure, OCIO, clip; in place, row bands in threads."""
+        """float32 C-contiguous (..., 3) pixels: exposure, OCIO, clip; in place, OCIO in threads."""
         if self._gain != 1.0:
             np.multiply(pixels, self._gain, out=pixels)
         if self._processor is not None:
             flat = pixels.reshape(-1)
-            bands = [flat[start : start + _BAND] for start in range(0, flat.size, _BAND)]
-            if len(bands) == 1:
-                self._processor.applyRGB(flat)
-            else:
-                list(_pool().map(self._processor.applyRGB, bands))  # OCIO lets go of the GIL
+            _in_bands(flat.size, lambda start, stop: self._processor.applyRGB(flat[start:stop]))
         np.clip(pixels, 0.0, 1.0, out=pixels)
 
     def _look_up(self, table: np.ndarray, codes: np.ndarray) -> np.ndarray:
-        """`table`'s entries for (H, W, 3) `codes`, in chunks: numpy widens the whole index array to
-        int64 otherwise, which costs more than the look-up itself."""
+        """`table`'s entries for (H, W, 3) `codes`."""
         flat = np.ascontiguousarray(codes).reshape(-1)
         out = np.empty(codes.shape, np.float32)
         flat_out = out.reshape(-1)
-        index = np.empty(_CHUNK, np.intp)
         # value v of channel c sits at c * N + v
         offsets = np.tile(np.arange(3, dtype=np.intp) * table.shape[1], _CHUNK // 3)
-        for start in range(0, flat.size, _CHUNK):
-            part = flat[start : start + _CHUNK]
-            np.add(part, offsets[: part.size], out=index[: part.size])
-            np.take(table, index[: part.size], out=flat_out[start : start + part.size], mode="clip")
+
+        def band(start: int, stop: int) -> None:
+            # in chunks: numpy would widen a whole band's indices to int64 first, costing more
+            # memory traffic than the look-up itself
+            index = np.empty(_CHUNK, np.intp)
+            for first in range(start, stop, _CHUNK):
+                last = min(first + _CHUNK, stop)
+                np.add(flat[first:last], offsets[: last - first], out=index[: last - first])
+                np.take(table, index[: last - first], out=flat_out[first:last], mode="clip")
+
+        _in_bands(flat.size, band)
         return out
 
     def _table(self, dtype: np.dtype) -> np.ndarray:
@@ -158,6 +160,15 @@ def colour_transform(colorspace: str | None = None, exposure: float = 0.0) -> Co
     """The shared `ColourTransform` for a colour space and exposure: one processor per process, not
     per frame, however often a shot's frames are read."""
     return ColourTransform(colorspace=colorspace, exposure=exposure)
+
+
+def _in_bands(size: int, work: Callable[[int, int], None]) -> None:
+    """`work(start, stop)` over 0..size in bands of whole pixels, on a thread per core (OCIO and
+    numpy's look-ups let go of the GIL)."""
+    if size <= _BAND:
+        work(0, size)
+        return
+    list(_pool().map(lambda start: work(start, min(start + _BAND, size)), range(0, size, _BAND)))
 
 
 @functools.lru_cache(maxsize=1)
