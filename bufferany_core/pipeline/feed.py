@@ -1,9 +1,10 @@
-"""Plate frames read ahead of the models and output frames written behind them, each on a thread.
+"""Plate frames read ahead of the models and output frames written behind them, on threads.
 
 A render alternates reading plate frames (decode, NaN check, colour conversion), the models, and
 writing output frames (depth range, compression, fsync). Reading and writing spend their time in
 OpenImageIO, OpenColorIO and numpy, which release the GIL, so on their own threads they run while
-the models do. Both queues are bounded, so memory stays flat in the shot's length.
+the models do; frames are read a few at once, and written one at a time, in order. Both queues
+are bounded, so memory stays flat in the shot's length.
 
 What a thread raises reaches the render loop as the same exception object, where a serial loop
 would have met it: a frame's read failure when the loop takes that frame (every frame before it in
@@ -20,7 +21,9 @@ from __future__ import annotations
 import contextlib
 import queue
 import threading
-from collections.abc import Callable, Sequence
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,24 +32,17 @@ import torch
 from bufferany_core.atomic import confine_outputs, output_roots
 from bufferany_core.frames import Frame, FrameSequence, read_frames
 
-_POLL_S = 0.05  # how often a thread blocked on a full queue looks whether it was closed
-
-
 @dataclass
 class FedFrame:
     frame: Frame
     on_device: torch.Tensor | None  # (3, H, W) float32 on the CUDA device, None on the CPU
 
 
-@dataclass
-class _Failure:
-    error: BaseException
-
-
 class PlateFeed:
-    """Frames of `sequence` in `order` (the order the render first needs them), read on a thread at
-    most `ahead` frames before the render takes them. `take(n)` returns frame n: from the thread when n
-    is still to come in the order, else read on the caller's thread (`ahead=0`: always)."""
+    """Frames of `sequence` in `order` (the order the render first needs them), read on `workers`
+    threads at most `ahead` frames before the render takes them (a movie decodes in order, on one).
+    `take(n)` returns frame n: read ahead when n is still to come in the order, else read on the
+    caller's thread (`ahead=0`: always)."""
 
     def __init__(
         self,
@@ -56,84 +52,89 @@ class PlateFeed:
         colorspace: str | None,
         device: torch.device,
         ahead: int,
+        workers: int,
     ) -> None:
-        if ahead < 0:
-            raise ValueError(f"ahead must be >= 0, got {ahead}")
+        if ahead < 0 or workers < 1:
+            raise ValueError(f"need ahead >= 0 and workers >= 1, got ahead={ahead}, workers={workers}")
         self.sequence = sequence
         self.colorspace = colorspace
+        self.ahead = ahead
         self._uploader = _Uploader(device) if device.type == "cuda" else None
-        self._to_come: set[int] = set(order) if ahead else set()
-        self._early: dict[int, FedFrame] = {}  # arrived while the render asked for a later frame
-        self._queue: queue.Queue[FedFrame | _Failure] = queue.Queue(maxsize=max(ahead, 1))
-        self._closed = threading.Event()
-        self._thread: threading.Thread | None = None
-        if self._to_come:
-            unique = list(dict.fromkeys(order))
-            self._thread = threading.Thread(target=self._run, args=(unique,), name="plate-feed", daemon=True)
-            self._thread.start()
+        self._order = deque(dict.fromkeys(order)) if ahead else deque()
+        self._to_come = set(self._order)
+        self._pending: dict[int, Future[FedFrame]] = {}
+        self._pool: ThreadPoolExecutor | None = None
+        self._movie: Iterator[Frame] | None = None
+        if self._order:
+            if sequence.is_movie:  # one decoder, in order: each task takes the next frame
+                self._movie = read_frames(sequence, list(self._order), colorspace=colorspace)
+                workers = 1
+            self._pool = ThreadPoolExecutor(min(workers, ahead), thread_name_prefix="plate-feed")
+            self._fill()
 
     def take(self, number: int) -> FedFrame:
-        if number in self._early:
-            return self._early.pop(number)
-        if number not in self._to_come:
+        while number in self._to_come and number not in self._pending:  # asked before its turn
+            self._submit_next()
+        future = self._pending.pop(number, None)
+        if future is None:
             return self._load(next(read_frames(self.sequence, [number], colorspace=self.colorspace)))
-        while True:
-            item = self._queue.get()
-            if isinstance(item, _Failure):
-                self._to_come.clear()
-                raise item.error
-            self._to_come.discard(item.frame.number)
-            if item.frame.number == number:
-                return item
-            self._early[item.frame.number] = item
+        try:
+            frame = future.result()
+        except BaseException:
+            self.close()  # nothing after a failed frame is read
+            raise
+        self._fill()
+        return frame
 
     def close(self) -> None:
-        """Stop the thread (it finishes the frame in hand) and drop what it read ahead."""
-        self._closed.set()
-        if self._thread is not None:
-            self._thread.join()
-        self._early.clear()
+        """Stop reading (frames in hand finish) and drop what was read ahead."""
+        self._order.clear()
         self._to_come.clear()
+        for future in self._pending.values():
+            future.cancel()
+        self._pending.clear()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+        if self._movie is not None:
+            self._movie.close()  # type: ignore[attr-defined]
 
-    def _run(self, order: list[int]) -> None:
-        frames = read_frames(self.sequence, order, colorspace=self.colorspace)
-        try:
-            for frame in frames:
-                if not self._put(self._load(frame)):
-                    return
-        except BaseException as exc:  # delivered to the render loop, which raises it
-            self._put(_Failure(exc))
-        finally:
-            frames.close()
+    def _fill(self) -> None:
+        while self._order and len(self._pending) < self.ahead:
+            self._submit_next()
 
-    def _put(self, item: FedFrame | _Failure) -> bool:
-        while not self._closed.is_set():
-            with contextlib.suppress(queue.Full):
-                self._queue.put(item, timeout=_POLL_S)
-                return True
-        return False
+    def _submit_next(self) -> None:
+        assert self._pool is not None
+        number = self._order.popleft()
+        self._to_come.discard(number)
+        self._pending[number] = self._pool.submit(self._read, number)
+
+    def _read(self, number: int) -> FedFrame:
+        if self._movie is not None:
+            return self._load(next(self._movie))
+        return self._load(next(read_frames(self.sequence, [number], colorspace=self.colorspace)))
 
     def _load(self, frame: Frame) -> FedFrame:
         return FedFrame(frame, None if self._uploader is None else self._uploader.upload(frame.rgb))
 
 
 class _Uploader:
-    """Host frames to the device through one pinned buffer, on a stream of its own (the models' stream
-    keeps running); the upload is complete when `upload` returns, so the buffer is free again."""
+    """Host frames to the device through a pinned buffer and a stream per reading thread (the models'
+    stream keeps running); the upload is complete when `upload` returns, so the buffer is free again."""
 
     def __init__(self, device: torch.device) -> None:
         self.device = device
-        self.stream = torch.cuda.Stream(device)
-        self.staging: torch.Tensor | None = None
+        self.local = threading.local()
 
     def upload(self, rgb: np.ndarray) -> torch.Tensor:
         planar = torch.from_numpy(np.asarray(rgb, dtype=np.float32)).permute(2, 0, 1)  # (3, H, W) view
-        if self.staging is None or self.staging.shape != planar.shape:
-            self.staging = torch.empty(planar.shape, dtype=torch.float32, pin_memory=True)
-        self.staging.copy_(planar)
-        with torch.cuda.stream(self.stream):
-            on_device = self.staging.to(self.device, non_blocking=True)
-        self.stream.synchronize()
+        staging = getattr(self.local, "staging", None)
+        if staging is None or staging.shape != planar.shape:
+            staging = self.local.staging = torch.empty(planar.shape, dtype=torch.float32, pin_memory=True)
+            self.local.stream = torch.cuda.Stream(self.device)
+        staging.copy_(planar)
+        with torch.cuda.stream(self.local.stream):
+            on_device = staging.to(self.device, non_blocking=True)
+        self.local.stream.synchronize()
         return on_device
 
 

@@ -84,10 +84,13 @@ from bufferany_core.scale_shift import fit_scale_shift
 
 KEY_FRAMES = 2  # key frames each later depth window sees before its own frames (windows.key_positions)
 ALIGN_STRIDE = 4  # least squares on every 4th pixel in each axis: plenty of samples, 16x cheaper
-# Frames read ahead of the models and frames waiting to be written (`feed`): enough that the reader and
-# the writer never wait on the loop while it runs a window, few enough that memory stays small.
-READ_AHEAD = 8
+# Output frames waiting to be written (`feed`): the loop hands in a window's finished frames at once and
+# waits while the writer is this far behind; the reader keeps reading meanwhile, up to a window's new
+# frames ahead (`_read_ahead`), so reading the next window overlaps writing the last.
 WRITE_BEHIND = 2
+# Plate frames read at once: each read's decompression and colour conversion is threaded inside
+# OpenImageIO already; a few reads at once keep the cores busy through the parts that are not.
+READ_THREADS = max(1, min(4, os.cpu_count() or 1))
 
 Events = Callable[[dict], None]
 
@@ -466,7 +469,8 @@ class _ShotRenderer:
             order=order,
             colorspace=self.job.input_colorspace,
             device=self.device,
-            ahead=READ_AHEAD if self.io_threads else 0,
+            ahead=self._read_ahead() if self.io_threads else 0,
+            workers=READ_THREADS,
         )
         self.cache = _FrameCache(feed)
         try:
@@ -480,6 +484,11 @@ class _ShotRenderer:
         finally:
             feed.close()
         return self.written
+
+    def _read_ahead(self) -> int:
+        """The frames a window adds to the last (the most of any pass): what a window's burst of writes
+        gives the reader time to read."""
+        return max(s.span - s.overlap for s in self.schedules.values())
 
     def _read_order(self, steps: list[tuple[str, Window]], *, farm_depth: bool) -> list[int]:
         """The frames in the order the steps first ask for them: the reference window, then each
