@@ -88,6 +88,13 @@ BENCHMARKS = (
         ("--size", "64", "36"),
     ),
     Benchmark(
+        "pipeline_feed",
+        "bench_pipeline_feed.py",
+        "Pipeline without the models: null-model renders vs bare OpenImageIO read + write",
+        (),
+        ("--quick",),
+    ),
+    Benchmark(
         "service",
         "bench_service_overhead.py",
         "Service overhead: bufferany-server vs in-process",
