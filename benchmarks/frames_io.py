@@ -3,7 +3,7 @@
 
 Reading: `read_frames` (R, G, B by name, NaN check, OCIO scene-linear -> sRGB, clip: model-ready
 float32) against bare `ImageInput.read_image` of R, G, B from the same files, as half (the least work
-OpenImageIO can do, the baseline) and as float. Both use OpenImageIO's own threads (its `threads`
+OpenImageIO can do: "bare read", the baseline) and as float. Both use OpenImageIO's own threads (its `threads`
 attribute: one per core) for decompression. "per-frame colorconvert" is the path `read_frames` took
 before issue 24 (float read, ImageBuf + ImageBufAlgo.colorconvert per frame, clip), measured again
 here. Writing: `write_exr` (depth float + normals half, plate metadata, temp file + fsync + rename)
@@ -87,7 +87,7 @@ def read_table(sequence: FrameSequence, frames: list[int], repeats: int, where: 
     bare("half")()  # the page cache holds the files for every variant
     rows = best_times(
         {
-            "bare read (half)": bare("half"),
+            "bare read": bare("half"),
             "bare read (float)": bare("float"),
             "read_frames": layer(None),
             "read_frames ACEScg": layer("ACEScg"),
@@ -105,7 +105,7 @@ def read_table(sequence: FrameSequence, frames: list[int], repeats: int, where: 
             "the transform is per channel) or ACEScg (a 3x3 matrix: OCIO in place, threaded) -> sRGB "
             "and the clip; per-frame colorconvert: the path before issue 24"
         ),
-        baseline="bare read (half)",
+        baseline="bare read",
         metrics=MS,
         rows=rows,
     )
@@ -161,7 +161,7 @@ def movie_table(frames: int, repeats: int) -> dict:
     rows = best_times(
         {
             "bare decode (OpenCV)": bare_decode,
-            "read_frames": lambda: [None for _ in read_frames(sequence, numbers)],
+            "read_frames (movie)": lambda: [None for _ in read_frames(sequence, numbers)],
             "float + clip (before)": before,
         },
         repeats,

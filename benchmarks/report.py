@@ -106,7 +106,7 @@ BENCHMARKS = (
         "frames_io.py",
         "EXR read/write: frame layer vs raw OpenImageIO",
         (),
-        ("--frames", "2"),
+        ("--frames", "2", "--repeats", "1", "--sizes", "1920x1080", "--compressions", "zip"),
     ),
     Benchmark(
         "training_miniature",
