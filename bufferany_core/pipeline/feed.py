@@ -32,6 +32,7 @@ import torch
 from bufferany_core.atomic import confine_outputs, output_roots
 from bufferany_core.frames import Frame, FrameSequence, read_frames
 
+
 @dataclass
 class FedFrame:
     frame: Frame
@@ -152,6 +153,16 @@ def stack_on(frames: Sequence[FedFrame], device: torch.device) -> torch.Tensor:
     for slot, f in zip(out, frames, strict=True):
         slot.copy_(torch.from_numpy(np.asarray(f.frame.rgb, dtype=np.float32)).permute(2, 0, 1))
     return out.to(device)
+
+
+def to_host_float64(values: torch.Tensor) -> np.ndarray:
+    """A prediction as float64 on the host (what alignment and cross-fading work in): from CUDA through
+    pinned memory in its own type (half the bytes of float64), widened on the host (exact either way)."""
+    if values.device.type != "cuda":
+        return values.detach().to("cpu", torch.float64).numpy()
+    host = torch.empty(values.shape, dtype=values.dtype, pin_memory=True)
+    host.copy_(values.detach())
+    return host.numpy().astype(np.float64)
 
 
 class WriteBehind:

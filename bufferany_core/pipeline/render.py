@@ -60,7 +60,7 @@ from bufferany_core.models.precision import choose_precision
 from bufferany_core.models.weights import require_weights, sha256_of
 from bufferany_core.pipeline import farm, official_schedule, outputs, square_pixels
 from bufferany_core.pipeline.align import reference_range, renormalise
-from bufferany_core.pipeline.feed import FedFrame, PlateFeed, WriteBehind, stack_on
+from bufferany_core.pipeline.feed import FedFrame, PlateFeed, WriteBehind, stack_on, to_host_float64
 from bufferany_core.pipeline.predictor_cache import PredictorCache
 from bufferany_core.pipeline.stabilizing import (
     STABILIZE_OVERLAP,
@@ -355,7 +355,7 @@ def _predict(predictor: PassPredictor, frames: list[FedFrame], what: str) -> np.
             doing=f"predicting {predictor.info.pass_name} for {what} ({len(frames)} frames of {w}x{h})",
             device=predictor.device,
         ) from exc
-    result = out.detach().to("cpu", torch.float64).numpy()
+    result = to_host_float64(out)
     if not np.isfinite(result).all():
         raise NonFiniteError(f"the {predictor.info.pass_name} model produced NaN/Inf for {what}")
     return result
@@ -490,7 +490,7 @@ class _ShotRenderer:
         gives the reader time to read."""
         return max(s.span - s.overlap for s in self.schedules.values())
 
-    def _read_order(self, steps: list[tuple[str, Window]], *, farm_depth: bool) -> list[int]:
+    def _read_order(self, steps: Sequence[tuple[str, Window]], *, farm_depth: bool) -> list[int]:
         """The frames in the order the steps first ask for them: the reference window, then each
         window's frames and its key frames."""
         positions = list(self.schedule.windows[0].positions) if farm_depth else []
@@ -498,7 +498,7 @@ class _ShotRenderer:
             positions += [*window.positions, *(key_positions(window) if name == "depth" and farm_depth else ())]
         return [self.shot[p] for p in positions]
 
-    def _run_steps(self, steps: list[tuple[str, Window]], *, official: bool, farm_depth: bool) -> None:
+    def _run_steps(self, steps: Sequence[tuple[str, Window]], *, official: bool, farm_depth: bool) -> None:
         reference = self._reference(self.plan.windows_of("depth")) if farm_depth else None
         first_frame = {self.shot[0]} if "depth" in self.predictors else set()  # every later window's key slot 0
         self.official = self._official_depth() if official else None
@@ -612,15 +612,17 @@ class _ShotRenderer:
             depth, normals = sums.get("depth"), sums.get("normal")
             if self.official is not None:
                 depth = self._official_at(p)
-            if normals is not None:
-                normals = renormalise(normals, axis=0)
             if self.stabilizer is not None:  # frames come out once the stabiliser windows covering them ran
-                for finished in self.stabilizer.push(p, plate, depth, normals):
+                unit = None if normals is None else renormalise(normals, axis=0)
+                for finished in self.stabilizer.push(p, plate, depth, unit):
                     self._write(*finished)
             else:
-                self._write(p, plate, depth, normals)
+                self._write(p, plate, depth, normals, cross_faded=True)
 
-    def _write(self, p: int, plate, depth: np.ndarray | None, normals: np.ndarray | None) -> None:
+    def _write(
+        self, p: int, plate, depth: np.ndarray | None, normals: np.ndarray | None, *, cross_faded: bool = False
+    ) -> None:
+        """Hand a finished frame to the writer; `cross_faded` normals are renormalised there, off the loop."""
         if p not in self.to_write:
             return
         number = self.shot[p]
@@ -633,7 +635,7 @@ class _ShotRenderer:
                 like=plate.info,
                 provenance=replace(self.provenance, input_colorspace=colorspace),
                 depth=depth,
-                normals=normals,
+                normals=renormalise(normals, axis=0) if cross_faded and normals is not None else normals,
                 plate=_plate_rgba(plate) if self.job.include_plate else None,
             )
 
