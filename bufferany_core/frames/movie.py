@@ -61,7 +61,7 @@ class MovieReader:
 
     def read_codes(self, frame: int) -> np.ndarray:
         """Frame `frame` (1..frame_count) as (H, W, 3) RGB code values as decoded (uint8, or uint16
-        for deep formats), a view of the decoder's BGR array."""
+        for deep formats)."""
         if not 1 <= frame <= self.frame_count:
             raise FrameRangeError(f"frame {frame} is outside movie {self.path} (frames 1-{self.frame_count})")
         if frame != self._next:
@@ -71,7 +71,7 @@ class MovieReader:
             self._next = -1  # position unknown after a failed decode: seek next time
             raise UnreadableImageError(f"cannot decode frame {frame} of movie file {self.path}")
         self._next = frame + 1
-        return bgr[:, :, ::-1]
+        return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
     def close(self) -> None:
         self._capture.release()
