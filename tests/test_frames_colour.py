@@ -194,3 +194,25 @@ def test_real_movie_frames_read_exactly_as_before(shared_dir):
             for frame in frames:
                 expected = openimageio_reference(movie.read(frame.number), colorspace or "srgb_tx")
                 np.testing.assert_array_equal(frame.rgb, expected)
+
+
+def _convert_in_child(rgb, results):
+    results.put(ColourTransform(colorspace="ACEScg").convert(rgb))
+
+
+def test_a_forked_process_converts_too():
+    """DataLoader workers are forked from a process that may have converted frames already: the
+    colour threads of the parent do not exist in the child, and it must not wait for them."""
+    import multiprocessing
+
+    rgb = np.random.default_rng(6).random((600, 600, 3), dtype=np.float32)  # several bands
+    expected = ColourTransform(colorspace="ACEScg").convert(rgb.copy())  # the parent's threads start
+    context = multiprocessing.get_context("fork")
+    results = context.Queue()
+    child = context.Process(target=_convert_in_child, args=(rgb, results))
+    child.start()
+    try:
+        np.testing.assert_array_equal(results.get(timeout=60), expected)
+    finally:
+        child.join(timeout=10)
+        child.kill()

@@ -15,7 +15,7 @@ images and know nothing brighter).
 A `ColourTransform` holds one OCIO processor for a shot. Half-float and 8/16-bit pixels take few
 distinct values, so when the transform treats R, G and B separately (OCIO says whether it does) every
 possible value is converted once, and a frame costs a table look-up that gives exactly what OCIO
-gives pixel by pixel. Other pixels are converted in place, in float32, in row bands across threads.
+gives pixel by pixel. Other pixels are converted in place, in float32, in bands across threads.
 """
 
 from __future__ import annotations
@@ -120,9 +120,10 @@ class ColourTransform:
         """float32 C-contiguous (..., 3) pixels: exposure, OCIO, clip; in place, OCIO in threads."""
         if self._gain != 1.0:
             np.multiply(pixels, self._gain, out=pixels)
-        if self._processor is not None:
+        processor = self._processor
+        if processor is not None:
             flat = pixels.reshape(-1)
-            _in_bands(flat.size, lambda start, stop: self._processor.applyRGB(flat[start:stop]))
+            _in_bands(flat.size, lambda start, stop: processor.applyRGB(flat[start:stop]))
         np.clip(pixels, 0.0, 1.0, out=pixels)
 
     def _look_up(self, table: np.ndarray, codes: np.ndarray) -> np.ndarray:
@@ -172,19 +173,20 @@ def _in_bands(size: int, work: Callable[[int, int], None]) -> None:
     if size <= _BAND:
         work(0, size)
         return
-    list(_pool().map(lambda start: work(start, min(start + _BAND, size)), range(0, size, _BAND)))
+    pool = _pool(os.getpid())
+    list(pool.map(lambda start: work(start, min(start + _BAND, size)), range(0, size, _BAND)))
 
 
-@functools.lru_cache(maxsize=1)
-def _pool() -> ThreadPoolExecutor:
+@functools.cache
+def _pool(pid: int) -> ThreadPoolExecutor:
+    # one per process: a forked child (a DataLoader worker) inherits the parent's pool but not its
+    # threads, and work given to that pool would never run
     return ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="bufferany-colour")
 
 
 def to_model_srgb(rgb: np.ndarray, *, colorspace: str | None = None, exposure: float = 0.0) -> np.ndarray:
     """(H, W, 3) pixels in `colorspace` (default scene-linear Rec.709) -> (H, W, 3) float32 sRGB in
     [0, 1], a new array (`rgb` is left as it was)."""
-    if rgb.ndim != 3 or rgb.shape[2] != 3:
-        raise ValueError(f"expected (H, W, 3) pixels, got shape {rgb.shape}")
     transform = colour_transform(colorspace, exposure)
     if rgb.dtype == np.float32:
         rgb = rgb.copy()
