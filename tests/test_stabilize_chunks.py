@@ -33,10 +33,12 @@ def read(pattern: str, frames) -> np.ndarray:
 def test_stabiliser_windows_depend_on_the_shot_only():
     schedule = stabilizer_schedule(48)
     assert [(w.start, w.stop) for w in schedule.windows] == [(0, 24), (12, 36), (24, 48)]
-    # a chunk computes the whole stabiliser windows around its frames, never more
+    # a chunk computes the frames within the filter's radius (16) of its own and the alignment windows
+    # covering those, never more
     assert stabilizer_positions(48, list(range(16, 32))) == list(range(0, 48))
-    assert stabilizer_positions(48, [0, 1]) == list(range(0, 24))
+    assert stabilizer_positions(48, [0, 1]) == list(range(0, 36))
     assert stabilizer_positions(10, [3]) == list(range(10))
+    assert stabilizer_positions(200, [100]) == list(range(64, 136))  # 84-116, windows 64-88 ... 112-136
 
 
 @pytest.mark.slow

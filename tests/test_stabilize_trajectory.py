@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import numpy as np
 import torch
 
-from bufferany_core.pipeline.stabilizing import ShotStabilizer
+from bufferany_core.pipeline.stabilizing import STABILIZE_WINDOW, ShotStabilizer
 from bufferany_core.stabilize.trajectory import (
     PairCorrespondence,
     TrajectorySettings,
@@ -28,8 +28,8 @@ def still_pairs(frames: int, shift: float = 0.0) -> list[PairCorrespondence]:
 
 
 def test_trajectories_follow_the_flow_and_stop_outside_the_frame():
-    paths = trajectories(still_pairs(9, shift=2.0), 9, 4, radius=3)
-    assert paths.offsets.tolist() == [0, -1, 1, -2, 2, -3, 3]
+    paths = trajectories(dict(enumerate(still_pairs(9, shift=2.0))), 9, 4, radius=3)
+    assert paths.offsets.tolist() == [-3, -2, -1, 0, 1, 2, 3] and paths.own == 3
     plus_two = list(paths.offsets).index(2)
     np.testing.assert_allclose(paths.x[plus_two][0, :3], [4.0, 5.0, 6.0])
     assert not paths.alive[plus_two][:, -4:].any() and paths.alive[plus_two][:, :-4].all()
@@ -81,6 +81,8 @@ def test_each_pair_flow_is_computed_once_per_shot():
         normals = rng.normal(0, 0.05, (3, 12, 16)) + np.array([0, 0, 1.0])[:, None, None]
         plate = SimpleNamespace(rgb=rng.random((12, 16, 3)).astype(np.float32))
         done += [p for p, *_ in stabilizer.push(k, plate, rng.random((12, 16)), normals / np.linalg.norm(normals, axis=0))]
-        assert len(stabilizer.pairs) <= 24 and len(stabilizer.frames) <= 25  # one window's worth, whatever the length
+        # the filter's support and one alignment window's worth, whatever the length
+        bound = 2 * stabilizer.trajectory.radius + STABILIZE_WINDOW
+        assert len(stabilizer.pairs) <= bound and len(stabilizer.frames) <= bound + 1
     assert done == list(range(frames))
     assert estimator.calls == 2 * (frames - 1)  # forward and backward flow of each adjacent pair, once

@@ -10,7 +10,7 @@ the service and the header all state the same one.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -23,10 +23,12 @@ from bufferany_core.jobs import RenderJob
 from bufferany_core.models.catalog import ModelEntry
 from bufferany_core.pipeline.windows import Window, WindowSchedule
 from bufferany_core.stabilize.trajectory import (
+    AlignSettings,
     PairCorrespondence,
-    WindowSettings,
+    TrajectorySettings,
+    align_depth_window,
     far_from_edges,
-    stabilize_window,
+    filter_frame,
 )
 
 
@@ -68,27 +70,36 @@ def decide(job: RenderJob, entries: dict[str, ModelEntry]) -> dict[str, Stabiliz
 
 
 # -- chunk-exact stabilisation over a shot ---------------------------------------------------------------
-# Stabiliser windows: fixed shot-relative boundaries (a pure function of the shot's length), each window
-# stabilised on its own (`stabilize.trajectory.stabilize_window`: per-frame scale and shift, then the
-# long-range trajectory filter), overlaps cross-faded. A frame's result depends on the frames of the
-# windows covering it and the settings only, so a farm chunk that computes those windows (the plan
-# extends its positions to them) writes the numbers one run of the shot writes. Each adjacent pair's
-# flows are computed once and kept by position while a window still to run needs them.
-STABILIZE_WINDOW = 24  # frames per stabiliser window (40 lost contrast: the chained per-frame scale wanders further)
-STABILIZE_OVERLAP = 8  # frames shared by consecutive stabiliser windows (cross-faded)
+# Two stages, each a pure function of shot positions, so a farm chunk that computes the frames a frame
+# depends on (the plan extends its positions to them) writes the numbers one run of the shot writes:
+# 1. depth's per-frame scale and shift, solved in windows at fixed shot-relative boundaries
+#    (`stabilize.trajectory.align_depth_window`), the aligned depth cross-faded over overlaps;
+# 2. the trajectory filter (`stabilize.trajectory.filter_frame`) on each frame once, over the shot's
+#    frames within `TrajectorySettings.radius` of it (a sliding support, not limited by the windows).
+# Each adjacent pair's flows are computed once and kept by position while a frame still to filter or a
+# window still to align needs them.
+STABILIZE_WINDOW = 24  # frames per alignment window (40 lost contrast: the chained per-frame scale wanders further)
+STABILIZE_OVERLAP = 8  # frames shared by consecutive alignment windows (cross-faded)
 
 
 def stabilizer_schedule(length: int) -> WindowSchedule:
-    """The stabiliser's windows over a shot of `length` frames (evenly spread starts, linear cross-fades)."""
+    """The depth alignment's windows over a shot of `length` frames (evenly spread starts, linear cross-fades)."""
     return WindowSchedule(length=length, size=STABILIZE_WINDOW, overlap=STABILIZE_OVERLAP, keys=0)
 
 
-def stabilizer_positions(length: int, wanted: list[int]) -> list[int]:
-    """`wanted` shot positions plus every position of the stabiliser windows covering them."""
+def support(length: int, position: int, radius: int) -> range:
+    """Shot positions the trajectory filter of `position` reads."""
+    return range(max(0, position - radius), min(length, position + radius + 1))
+
+
+def stabilizer_positions(length: int, wanted: list[int], *, radius: int | None = None) -> list[int]:
+    """`wanted` shot positions plus every position their stabilised values depend on: the frames within
+    the filter's radius and the alignment windows covering those."""
+    radius = TrajectorySettings().radius if radius is None else radius
     schedule = stabilizer_schedule(length)
     extended = set(wanted)
-    for p in wanted:
-        for window in schedule.covering(p):
+    for j in {j for p in wanted for j in support(length, p, radius)}:
+        for window in schedule.covering(j):
             extended.update(window.positions)
     return sorted(extended)
 
@@ -99,13 +110,15 @@ class _Frame:
     rgb: np.ndarray  # (H, W, 3) sRGB [0, 1], what the flow sees
     depth: np.ndarray | None  # (H, W)
     normals: np.ndarray | None  # (3, H, W)
-    sums: dict[str, np.ndarray] = field(default_factory=dict)  # stabilised pass -> weighted sum over windows
+    aligned: np.ndarray | None = None  # depth after the alignment windows (weighted sum while they run)
+    values: np.ndarray | None = None  # (H, W, C) float32: the stabilised passes' inputs to the filter
 
 
 class ShotStabilizer:
-    """Frames go in in shot order (`push`), stabilised frames come out once every stabiliser window
-    covering them has run. Memory: the frames of about one window and their pairs' flows; cost per
-    frame: one flow pair, and about window / (window - overlap) runs of the window filter."""
+    """Frames go in in shot order (`push`), stabilised frames come out once the frames within the
+    filter's radius are aligned. Memory: about 2 x radius + one window of frames and their pairs' flows,
+    whatever the shot's length; cost per frame: one flow pair, its share of the alignment windows
+    (cheap: a few thousand correspondences per pair) and one trajectory filter."""
 
     def __init__(
         self,
@@ -114,47 +127,97 @@ class ShotStabilizer:
         estimator: FlowEstimator,
         device: torch.device,
         *,
-        settings: WindowSettings | None = None,
+        align: AlignSettings | None = None,
+        trajectory: TrajectorySettings | None = None,
         pixel_aspect: float = 1.0,
         cycle_tolerance: float = DEFAULT_CYCLE_TOLERANCE,
     ):
+        self.length = length
         self.schedule = stabilizer_schedule(length)
         self.pixel_aspect = pixel_aspect  # the plate's: the flow sees it desqueezed to square pixels
         self.passes = list(passes)
         self.estimator = estimator
         self.device = device
-        self.settings = settings or WindowSettings()
+        self.align = align or AlignSettings()
+        self.trajectory = trajectory or TrajectorySettings()
         self.cycle_tolerance = cycle_tolerance
         self.frames: dict[int, _Frame] = {}
         self.pairs: dict[int, PairCorrespondence] = {}  # p -> frames p and p+1, computed once
         self.keep: dict[int, np.ndarray | None] = {}  # p -> frame p's normal-edge band (no depth given)
         self.pushed: set[int] = set()
-        self.ran: set[int] = set()  # window indices already stabilised
+        self.aligned_windows: set[int] = set()
+        self.finished: set[int] = set()
+        self.depends: dict[int, range] = {}  # p -> positions frame p's result depends on
+        self.covering: dict[int, list[Window]] = {}  # p -> alignment windows over it
+        self.latest = -1
 
     def push(
         self, position: int, plate: Any, depth: np.ndarray | None, normals: np.ndarray | None
     ) -> list[tuple[int, Any, np.ndarray | None, np.ndarray | None]]:
         """Add the next final frame; returns the frames (position, plate, depth, normals) now finished."""
+        if position <= self.latest:
+            raise ValueError(f"frames must come in shot order: position {position} after {self.latest}")
         self.frames[position] = _Frame(plate, np.asarray(plate.rgb, np.float32), depth, normals)
         self.pushed.add(position)
+        self.latest = position
+        if self._aligns():
+            for window in self.schedule.covering(position):
+                if all(p in self.pushed for p in window.positions):
+                    self._align(window)
         done = []
-        for window in self.schedule.covering(position):
-            if window.index not in self.ran and all(p in self.pushed for p in window.positions):
-                self._run(window)
-                self.ran.add(window.index)
         for p in sorted(self.frames):
-            covering = self.schedule.covering(p)
-            if all(w.index in self.ran for w in covering):
+            if p not in self.finished and all(self._ready(j) for j in self._support(p)):
                 done.append(self._finish(p))
-            elif not any(w.index not in self.ran and self._can_run(w, position) for w in covering):
-                del self.frames[p]  # context only: no window still to run needs it, and it is never finished
-        for cache in (self.pairs, self.keep):
+        needed = {j for p in self.frames if p not in self.finished and self._possible(p) for j in self._needs(p)}
+        for p in [p for p in self.frames if p not in needed]:
+            del self.frames[p]
+        self.finished &= set(self.frames)
+        for cache in (self.pairs, self.keep, self.depends, self.covering):
             for p in [p for p in cache if p not in self.frames]:
                 del cache[p]
         return done
 
-    def _can_run(self, window: Window, latest: int) -> bool:
-        return all(p in self.pushed or p > latest for p in window.positions)
+    def _aligns(self) -> bool:
+        return "depth" in self.passes and next(iter(self.frames.values())).depth is not None
+
+    def _covering(self, j: int) -> list[Window]:
+        if j not in self.covering:
+            self.covering[j] = self.schedule.covering(j)
+        return self.covering[j]
+
+    def _support(self, p: int) -> range:
+        return support(self.length, p, self.trajectory.radius)
+
+    def _depends(self, p: int) -> range:
+        """Positions frame p's result depends on (its support and, for depth, their alignment windows):
+        a contiguous run, as windows and supports are."""
+        if not self._aligns():
+            return self._support(p)
+        if p not in self.depends:
+            extended = stabilizer_positions(self.length, [p], radius=self.trajectory.radius)
+            self.depends[p] = range(extended[0], extended[-1] + 1)
+        return self.depends[p]
+
+    def _needs(self, p: int) -> set[int]:
+        """Frames to keep for frame p: its support and the frames of alignment windows over it still to run."""
+        needs = set(self._support(p))
+        if self._aligns():
+            for j in self._support(p):
+                for window in self._covering(j):
+                    if window.index not in self.aligned_windows:
+                        needs.update(window.positions)
+        return needs
+
+    def _possible(self, p: int) -> bool:
+        """Frame p can still be finished: nothing it depends on was skipped (frames come in order)."""
+        depends = self._depends(p)
+        return all(j in self.pushed for j in range(depends.start, min(depends.stop, self.latest + 1)))
+
+    def _ready(self, j: int) -> bool:
+        """Frame j's filter input is final: pushed and, for depth, every alignment window over it ran."""
+        if j not in self.frames:
+            return False
+        return not self._aligns() or all(w.index in self.aligned_windows for w in self._covering(j))
 
     def _normal_keep(self, p: int) -> np.ndarray | None:
         """Frame p's edge band from its normals, when no depth is given (depth edges come with the pair)."""
@@ -189,42 +252,54 @@ class ShotStabilizer:
             )
         return self.pairs[p]
 
-    def _run(self, window: Window) -> None:
+    def _align(self, window: Window) -> None:
+        if window.index in self.aligned_windows:
+            return
         positions = list(window.positions)
-        frames = [self.frames[p] for p in positions]
-        want_depth = "depth" in self.passes and frames[0].depth is not None
-        want_normals = "normal" in self.passes and frames[0].normals is not None
-        out: dict[str, list[np.ndarray]] = {}
-        if len(frames) > 1:
-            pairs = [self._pair(p) for p in positions[:-1]]
-            depth, normals = stabilize_window(
-                [f.depth.astype(np.float32) for f in frames] if want_depth else None,  # type: ignore[union-attr]
-                [f.normals.transpose(1, 2, 0).astype(np.float32) for f in frames] if want_normals else None,  # type: ignore[union-attr]
-                pairs,
-                self.settings,
-            )
-            if depth is not None:
-                out["depth"] = [d.astype(np.float64) for d in depth]
-            if normals is not None:
-                out["normal"] = [n.transpose(2, 0, 1).astype(np.float64) for n in normals]
-        else:
-            if want_depth:
-                out["depth"] = [f.depth.astype(np.float64) for f in frames]  # type: ignore[union-attr]
-            if want_normals:
-                out["normal"] = [f.normals.astype(np.float64) for f in frames]  # type: ignore[union-attr]
-        for offset, p in enumerate(window.positions):
-            weight = self.schedule.blend_weights(p)[window.index]
-            sums = self.frames[p].sums
-            for name, values in out.items():
-                term = weight * values[offset]
-                sums[name] = term if name not in sums else sums[name] + term
+        depth = [self.frames[p].depth.astype(np.float32) for p in positions]  # type: ignore[union-attr]
+        scale, shift = [1.0] * len(positions), [0.0] * len(positions)
+        if len(positions) > 1:
+            scale, shift = align_depth_window(depth, [self._pair(p) for p in positions[:-1]], self.align)
+        for p, d, a, b in zip(positions, depth, scale, shift, strict=True):
+            frame = self.frames[p]
+            term = self.schedule.blend_weights(p)[window.index] * (d.astype(np.float64) * a + b)
+            frame.aligned = term if frame.aligned is None else frame.aligned + term
+        self.aligned_windows.add(window.index)
+
+    def _groups(self) -> list[tuple[slice, bool]]:
+        frame = next(iter(self.frames.values()))
+        groups = []
+        if self._aligns():
+            groups.append((slice(0, 1), False))
+        if "normal" in self.passes and frame.normals is not None:
+            first = len(groups)
+            groups.append((slice(first, first + 3), True))
+        return groups
+
+    def _values(self, j: int) -> np.ndarray:
+        """Frame j's filter input (H, W, C): aligned depth then normals, whichever are stabilised."""
+        frame = self.frames[j]
+        if frame.values is None:
+            parts = []
+            if self._aligns():
+                parts.append(frame.aligned[..., None])  # type: ignore[index]
+            if "normal" in self.passes and frame.normals is not None:
+                parts.append(frame.normals.transpose(1, 2, 0))
+            frame.values = np.ascontiguousarray(np.concatenate(parts, axis=-1), dtype=np.float32)
+        return frame.values
 
     def _finish(self, position: int) -> tuple[int, Any, np.ndarray | None, np.ndarray | None]:
-        frame = self.frames.pop(position)
-        depth = frame.sums.get("depth", frame.depth)
-        normals = frame.sums.get("normal")
-        if normals is not None:
-            normals = normals / np.maximum(np.linalg.norm(normals, axis=0, keepdims=True), 1e-12)
-        else:
-            normals = frame.normals
+        self.finished.add(position)
+        frame = self.frames[position]
+        groups = self._groups()
+        depth, normals = frame.depth, frame.normals
+        if groups:
+            window = self._support(position)
+            values = {j: self._values(j) for j in window}
+            pairs = {j: self._pair(j) for j in window[:-1]}
+            out = filter_frame(values, pairs, self.length, position, groups, self.trajectory)
+            if self._aligns():
+                depth = out[..., 0].astype(np.float64)
+            if "normal" in self.passes and frame.normals is not None:
+                normals = out[..., groups[-1][0]].transpose(2, 0, 1).astype(np.float64)
         return position, frame.plate, depth, normals

@@ -7,24 +7,28 @@ module looks at each frame's trajectory explicitly instead:
 
 1. Each adjacent frame pair's flows (forward and backward) and their validity (forward-backward
    cycle check, and a depth or normal edge band) are computed once (`PairCorrespondence`); a render
-   keeps them by shot position, so overlapping stabiliser windows never recompute a flow.
+   keeps them by shot position while a frame still to filter needs them.
 2. For frame k, the flows are composed outwards (k -> k-1 -> k-2 ..., and forwards) up to `radius`
-   frames; each neighbour's value is sampled where the trajectory of each pixel of frame k lands
-   (one bilinear sample from the neighbour itself, not repeated resampling). The trajectory stops
-   where a link is invalid (occlusion, edge, out of frame).
-3. Per pixel, a weighted local linear fit in time over the trajectory's samples (Gaussian temporal
-   weights, a ridge on the slope so that a one-sided trajectory at a shot's end does not extrapolate)
-   gives frame k's value at its own time: a linear change along the trajectory (a dolly) is kept, a
-   wandering error averages out over the whole support.
-4. Outliers: each sample is compared with the median of its 5 nearest trajectory samples (the
-   neighbours before and after it): a pop is an outlier against both neighbours, while a slow drift
-   is not; and with the long fit (a wrong flow, a moving object the cycle check missed). Tukey
-   weights on both residuals (scales from their median absolute values over the frame) drop them.
+   frames, within the shot (a sliding support: each frame is traced once, whatever windows the depth
+   alignment uses); each neighbour's value is sampled where the trajectory of each pixel of frame k
+   lands (one bilinear sample from the neighbour itself, not repeated resampling). The trajectory
+   stops where a link is invalid (occlusion, edge, out of frame).
+3. Per pixel, a robust mean of the trajectory's samples: a wandering error averages out over the
+   whole support; a steady change along the trajectory (a dolly) is symmetric about frame k and
+   kept, except within `radius` of the shot's ends.
+4. Outliers: each sample is compared with the median of the 4 samples 1-2 frames before and after it
+   on the trajectory: a pop is an outlier against both neighbours, while a slow drift is not; and with
+   the mean (a wrong flow, a moving object the cycle check missed). Tukey weights on both residuals
+   (scales from their median absolute values over the frame) drop them.
+5. A pixel with a short trajectory (the edge band, occlusions, the shot's ends) takes, in proportion,
+   its neighbours' correction instead of its own (`fill_short_trajectories`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
 
 import cv2
 import numpy as np
@@ -49,6 +53,15 @@ class PairCorrespondence:
     bw: np.ndarray
     valid_fw: np.ndarray
     valid_bw: np.ndarray
+
+    @cached_property
+    def forward(self) -> np.ndarray:
+        """(H, W, 3): the forward flow and its validity as 0/1, sampled together along a trajectory."""
+        return np.dstack([self.fw, self.valid_fw.astype(np.float32)])
+
+    @cached_property
+    def backward(self) -> np.ndarray:
+        return np.dstack([self.bw, self.valid_bw.astype(np.float32)])
 
 
 def _grid(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
@@ -101,162 +114,218 @@ def far_from_edges(depth: np.ndarray | None, normals: np.ndarray | None) -> np.n
     return None
 
 
-def pair_correspondence(
-    flow_fw: np.ndarray,
-    flow_bw: np.ndarray,
-    *,
-    keep_a: np.ndarray | None,
-    keep_b: np.ndarray | None,
-    tau: float,
-) -> PairCorrespondence:
-    """Validity of a pair's flows (H, W, 2): the forward-backward cycle returns within `tau` px, inside
-    the frame, and not in the edge band of either frame (`keep_a` on frame k, `keep_b` on frame k+1)."""
-    height, width = flow_fw.shape[:2]
-    xs, ys = _grid(height, width)
-
-    def cycle(there: np.ndarray, back: np.ndarray) -> np.ndarray:
-        x, y = xs + there[..., 0], ys + there[..., 1]
-        returned = sample(back, x, y)
-        error = np.hypot(there[..., 0] + returned[..., 0], there[..., 1] + returned[..., 1])
-        return inside(x, y, height, width) & (error <= tau)
-
-    valid_fw, valid_bw = cycle(flow_fw, flow_bw), cycle(flow_bw, flow_fw)
-    if keep_a is not None and keep_b is not None:
-        valid_fw &= keep_a
-        valid_bw &= keep_b
-    return PairCorrespondence(flow_fw, flow_bw, valid_fw, valid_bw)
-
-
 @dataclass(frozen=True)
 class Trajectories:
     """Where the pixels of frame k are on frames k + offsets[i] (x[i], y[i], (H, W) float32) and whether
-    the trajectory still holds there (alive[i], (H, W) bool); offsets 0, -1, +1, -2, +2, ..."""
+    the trajectory still holds there (alive[i], (H, W) bool); offsets ascending and contiguous (-a..b),
+    frame k's own at `own`."""
 
     offsets: np.ndarray
     x: list[np.ndarray]
     y: list[np.ndarray]
     alive: np.ndarray
 
-    def sample(self, values: list[np.ndarray], k: int) -> np.ndarray:
-        """Samples (n, H, W, C) of a clip (`values[j]` (H, W, C) float32) along the trajectories."""
-        out = [values[k + int(o)] if o == 0 else sample(values[k + int(o)], x, y) for o, x, y in zip(self.offsets, self.x, self.y, strict=True)]
+    @property
+    def own(self) -> int:
+        return int(np.flatnonzero(self.offsets == 0)[0])
+
+    def sample(self, values: Mapping[int, np.ndarray], k: int) -> np.ndarray:
+        """Samples (n, H, W, C) of a clip (`values[j]` (H, W, C<=4) float32, by position) along the
+        trajectories: one bilinear sample per neighbour frame."""
+        out = [
+            values[k] if o == 0 else sample(values[k + int(o)], x, y)
+            for o, x, y in zip(self.offsets, self.x, self.y, strict=True)
+        ]
         return np.stack([o.reshape(*o.shape[:2], -1) for o in out])
 
 
-def trajectories(pairs: list[PairCorrespondence], frames: int, k: int, radius: int) -> Trajectories:
-    """Frame k's pixel trajectories through a clip of `frames` frames (`pairs[j]` links frames j and j+1),
-    up to `radius` frames each side, flows composed link by link."""
-    height, width = pairs[0].fw.shape[:2] if pairs else (0, 0)
+def trajectories(pairs: Mapping[int, PairCorrespondence], frames: int, k: int, radius: int) -> Trajectories:
+    """Frame k's pixel trajectories through a shot of `frames` frames (`pairs[j]` links frames j and
+    j+1, by position), up to `radius` frames each side within the shot, flows composed link by link."""
+    height, width = next(iter(pairs.values())).fw.shape[:2] if pairs else (0, 0)
     xs, ys = _grid(height, width)
-    offsets, px, py, alive_list = [0], [xs], [ys], [np.ones((height, width), bool)]
+    sides: dict[int, list[tuple[int, np.ndarray, np.ndarray, np.ndarray]]] = {}
     for direction in (-1, 1):
         x, y, alive = xs, ys, np.ones((height, width), bool)
-        j = k
+        j, side = k, []
         while abs(j - k) < radius and 0 <= j + direction < frames and alive.any():
             link = pairs[j - 1] if direction < 0 else pairs[j]
-            flow, ok = (link.bw, link.valid_bw) if direction < 0 else (link.fw, link.valid_fw)
             # the trajectory's position on frame j is (x, y): the link's flow and validity there
-            step = sample(np.dstack([flow, ok.astype(np.float32)]), x, y)
+            step = sample(link.backward if direction < 0 else link.forward, x, y)
             x, y = x + step[..., 0], y + step[..., 1]
             j += direction
             alive = alive & (step[..., 2] > 0.999) & inside(x, y, height, width)  # every bilinear neighbour valid
-            offsets.append(j - k)
-            px.append(x)
-            py.append(y)
-            alive_list.append(alive)
-    order = np.argsort([abs(o) * 2 + (o > 0) for o in offsets], kind="stable")
+            side.append((j - k, x, y, alive))
+        sides[direction] = side
+    ordered = [*reversed(sides[-1]), (0, xs, ys, np.ones((height, width), bool)), *sides[1]]
     return Trajectories(
-        np.asarray(offsets)[order], [px[i] for i in order], [py[i] for i in order], np.stack([alive_list[i] for i in order])
+        np.array([o for o, *_ in ordered]), [x for _, x, _, _ in ordered], [y for _, _, y, _ in ordered],
+        np.stack([a for *_, a in ordered]),
     )
 
 
 @dataclass(frozen=True)
 class TrajectorySettings:
-    """radius: frames each side on a trajectory; sigma_frames: Gaussian temporal weight; slope_ridge:
-    ridge on the local slope, as a fraction of the full two-sided support's sum of w t^2 (keeps a
-    one-sided end from extrapolating); pop_frames: samples each side in the local median a pop is
-    judged against; iterations: fits (the first weighted by the pop test only); outlier_k: Tukey constant, in robust sigmas, of both outlier tests."""
+    """radius: frames each side on a trajectory (a frame's support is the shot's frames within it);
+    slope_ridge: ridge on the local slope, as a fraction of a full two-sided support's sum of t^2 (a
+    one-sided support at a shot's end follows a steady change without extrapolating noise); outlier_k: Tukey constant, in robust sigmas, of both outlier tests; iterations: robust means (the
+    first weighted by the pop test only); fill_sigma: pixels, the Gaussian over which a pixel with a
+    short trajectory takes its neighbours' correction (`fill_short_trajectories`)."""
 
-    radius: int = 12
-    sigma_frames: float = 100.0
-    slope_ridge: float = 1e6
+    radius: int = 16
+    slope_ridge: float = 0.3
     outlier_k: float = TUKEY_K
     iterations: int = 2
+    fill_sigma: float = 8.0
+
+    def __post_init__(self) -> None:
+        if self.radius < 1 or self.iterations < 1 or self.fill_sigma <= 0 or self.outlier_k <= 0:
+            raise ValueError(f"trajectory settings need radius, iterations >= 1 and positive fill_sigma, outlier_k: {self}")
 
 
 def _tukey(residual: np.ndarray, sigma: float, k: float) -> np.ndarray:
-    return np.square(np.clip(1.0 - np.square(residual / (k * sigma)), 0.0, None))
+    return np.square(np.clip(1.0 - np.square(residual * (1.0 / (k * sigma))), 0.0, None))
+
+
+# Robust scales come from at most this many residuals (an even stride): the median of a subsample is
+# as good a scale and the full sort was the filter's largest single cost.
+SIGMA_SAMPLES = 20_000
 
 
 def _robust_sigma(residual: np.ndarray, valid: np.ndarray, floor: float) -> float:
     picked = residual[valid]
     if picked.size == 0:
         return max(floor, 1e-12)
-    stride = max(1, picked.size // 200_000)
-    return max(float(MAD_TO_SIGMA * np.median(picked[::stride])), floor, 1e-12)
+    picked = picked[:: max(1, picked.size // SIGMA_SAMPLES)]
+    return max(float(MAD_TO_SIGMA * np.partition(picked, picked.size // 2)[picked.size // 2]), floor, 1e-12)
 
 
-def _neighbour_median(samples: np.ndarray, valid: np.ndarray, offsets: np.ndarray) -> np.ndarray:
-    """For each sample (n, P, C), the median (channel-wise) of the 4 samples 1 and 2 frames before and
-    after it on the same trajectory; a missing or invalid neighbour counts as the sample itself (no
-    evidence against it)."""
-    position = {int(o): i for i, o in enumerate(offsets)}
-    out = np.empty_like(samples)
-    for i, o in enumerate(offsets):
-        own = samples[i]
-        near = []
-        for d in (-2, -1, 1, 2):
-            j = position.get(int(o) + d)
-            near.append(own if j is None else np.where(valid[j][:, None], samples[j], own))
-        a, b, c, d = near
-        # sorting network for 4 values: the median is the mean of the middle two
-        a, b = np.minimum(a, b), np.maximum(a, b)
-        c, d = np.minimum(c, d), np.maximum(c, d)
-        out[i] = 0.5 * (np.maximum(a, c) + np.minimum(b, d))
-    return out
+def _residual(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """|a - b| over the last axis (a vector norm for normals, the absolute difference for depth)."""
+    difference = a - b
+    if difference.shape[-1] == 1:
+        return np.abs(difference[..., 0])
+    return np.sqrt(np.square(difference).sum(-1))
 
 
-def robust_trajectory_fit(
-    offsets: np.ndarray, samples: np.ndarray, valid: np.ndarray, settings: TrajectorySettings, *, unit: bool = False
-) -> np.ndarray:
-    """Frame 0's value (H, W, C) from its trajectory samples (n, H, W, C), valid (n, H, W), see the
-    module's steps 3-4. `unit`: residuals are vector norms (normals); the result is not renormalised."""
-    n, height, width, channels = samples.shape
-    t = offsets.astype(np.float64)
-    g = np.exp(-0.5 * np.square(t / settings.sigma_frames))
+def _neighbour_median(samples: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """For each sample (n, ..., C) of contiguous ascending offsets, the median (channel-wise) of the 4
+    samples 1 and 2 frames before and after it on the same trajectory; a missing or invalid neighbour
+    counts as the sample itself (no evidence against it)."""
+    n = samples.shape[0]
+    near = []
+    for d in (-2, -1, 1, 2):
+        shifted = samples.copy()
+        lo, hi = max(0, -d), min(n, n - d)  # samples i with a neighbour i + d inside the trajectory
+        if lo < hi:
+            ok = valid[lo + d : hi + d, ..., None]
+            shifted[lo:hi] = np.where(ok, samples[lo + d : hi + d], samples[lo:hi])
+        near.append(shifted)
+    a, b, c, d = near
+    # sorting network for 4 values: the median is the mean of the middle two
+    a, b = np.minimum(a, b), np.maximum(a, b)
+    c, d = np.minimum(c, d), np.maximum(c, d)
+    return 0.5 * (np.maximum(a, c) + np.minimum(b, d))
+
+
+def _local_linear(weights: np.ndarray, samples: np.ndarray, t: np.ndarray, ridge: float) -> tuple[np.ndarray, np.ndarray]:
+    """Weighted least-squares line through each pixel's samples (n, ..., C) at times t (n,), a ridge on
+    the slope: (value at t = 0, slope), each (..., C)."""
+    shape = (-1,) + (1,) * (samples.ndim - 2)
+    tw = weights * t.reshape(shape)
+    s0, s1, s2 = weights.sum(0), tw.sum(0), (tw * t.reshape(shape)).sum(0) + ridge
+    y0 = (weights[..., None] * samples).sum(0)
+    y1 = (tw[..., None] * samples).sum(0)
+    det = (s0 * s2 - s1 * s1)[..., None]
+    return (s2[..., None] * y0 - s1[..., None] * y1) / det, (s0[..., None] * y1 - s1[..., None] * y0) / det
+
+
+def robust_trajectory_fit(samples: np.ndarray, valid: np.ndarray, own: int, settings: TrajectorySettings) -> np.ndarray:
+    """Frame k's value (H, W, C) from its trajectory samples (n, H, W, C) float32 of contiguous ascending
+    offsets (frame k's own at `own`), valid (n, H, W): a robust line fit, see the module's steps 3-4.
+
+    The outlier weights come from every other pixel of every other row and stand for their 2 x 2
+    block (pops are regions, wrong flow and missed motion come in patches): a quarter of the cost; the
+    line itself is fitted per pixel, over the pixel's own valid samples."""
+    n, height, width, _ = samples.shape
+    t = (np.arange(n) - own).astype(np.float32)
     full = np.arange(-settings.radius, settings.radius + 1, dtype=np.float64)
-    ridge = max(settings.slope_ridge * float((np.exp(-0.5 * np.square(full / settings.sigma_frames)) * full**2).sum()), 1e-6)
-    flat = samples.reshape(n, -1, channels)
-    ok = valid.reshape(n, -1)
+    ridge = settings.slope_ridge * float((full**2).sum())
+    coarse, coarse_ok = np.ascontiguousarray(samples[:, ::2, ::2]), np.ascontiguousarray(valid[:, ::2, ::2])
+    floor = 1e-6 * float(np.abs(samples[own]).mean())
     # Pop test: each sample against the median of its near neighbours on the trajectory.
-    near = _neighbour_median(flat, ok, offsets)
-    pop_residual = np.sqrt(np.square(flat - near).sum(-1))
-    has_near = pop_residual > 0
-    floor = 1e-6 * float(np.abs(flat[ok]).mean()) if ok.any() else 1e-12
-    pop_sigma = _robust_sigma(pop_residual, ok & has_near, floor)
-    base = g[:, None] * ok * _tukey(pop_residual, pop_sigma, settings.outlier_k)
-    # Frame 0's own sample always counts a little, so a pixel whose whole trajectory is cut keeps its value.
-    base[0] = np.maximum(base[0], 1e-3)
+    pop_residual = _residual(coarse, _neighbour_median(coarse, coarse_ok))
+    pop_sigma = _robust_sigma(pop_residual, coarse_ok & (pop_residual > 0), floor)
+    base = coarse_ok * _tukey(pop_residual, pop_sigma, settings.outlier_k)
     weights = base
-    estimate = np.zeros((flat.shape[1], channels))
-    for iteration in range(settings.iterations):
-        s0 = weights.sum(0)
-        s1 = (weights * t[:, None]).sum(0)
-        s2 = (weights * t[:, None] ** 2).sum(0) + ridge
-        det = s0 * s2 - s1 * s1
-        y0 = np.einsum("np,npc->pc", weights, flat)
-        y1 = np.einsum("np,n,npc->pc", weights, t, flat)
-        intercept = (s2[:, None] * y0 - s1[:, None] * y1) / det[:, None]
-        slope = (s0[:, None] * y1 - s1[:, None] * y0) / det[:, None]
-        estimate = intercept
-        if iteration == settings.iterations - 1:
-            break
-        fitted = intercept[None] + t[:, None, None] * slope[None]
-        residual = np.sqrt(np.square(flat - fitted).sum(-1))
-        sigma = _robust_sigma(residual, ok & (base > 0), floor)
-        weights = base * _tukey(residual, sigma, settings.outlier_k)
-        weights[0] = np.maximum(weights[0], 1e-3)
-    return estimate.reshape(height, width, channels).astype(np.float32)
+    for _ in range(settings.iterations - 1):
+        # Frame k's own sample always counts a little, so a pixel whose whole trajectory is cut keeps its value.
+        weights[own] = np.maximum(weights[own], 1e-3)
+        value, slope = _local_linear(weights, coarse, t, ridge)
+        residual = _residual(coarse, value[None] + t[:, None, None, None] * slope[None])
+        weights = base * _tukey(residual, _robust_sigma(residual, base > 0, floor), settings.outlier_k)
+    weights = valid * weights.repeat(2, axis=1).repeat(2, axis=2)[:, :height, :width]
+    weights[own] = np.maximum(weights[own], 1e-3)
+    return _local_linear(weights, samples, t, ridge)[0]
+
+
+def fill_short_trajectories(
+    own: np.ndarray, estimate: np.ndarray, support: np.ndarray, settings: TrajectorySettings
+) -> np.ndarray:
+    """A pixel whose trajectory is short (edges, occlusions, the shot's ends: `support` other frames
+    of the 2 x radius possible) has little to average and keeps most of its own flicker. Its correction
+    (estimate - own) is blended, by how short the trajectory is, with its neighbours' corrections
+    (a Gaussian of `fill_sigma` px weighted by their support): image-model flicker is spatially smooth
+    (a local drift, a region popping), so the neighbours' correction is the better guess for it. Its
+    own per-frame noise, which nothing averaged, is taken down by an edge-preserving (bilateral) filter
+    of the frame: the range kernel (EDGE_NOISE_SIGMAS x the frame's noise) keeps depth steps and creases,
+    which are far larger than the noise."""
+    confidence = np.minimum(1.0, support.astype(np.float32) / settings.radius)[..., None]
+    correction = estimate - own
+    weighted = cv2.GaussianBlur(correction * confidence, (0, 0), settings.fill_sigma)
+    total = cv2.GaussianBlur(confidence, (0, 0), settings.fill_sigma)
+    neighbours = weighted.reshape(correction.shape) / np.maximum(total, 1e-6)[..., None]
+    return confidence * estimate + (1.0 - confidence) * (_denoise(own) + neighbours)
+
+
+EDGE_NOISE_SIGMAS = 2.5  # bilateral range kernel, in robust sigmas of the frame's pixel noise
+
+
+def _denoise(frame: np.ndarray) -> np.ndarray:
+    """Edge-preserving denoise of one frame (H, W, C) float32: a 5 x 5 bilateral filter whose range
+    sigma is EDGE_NOISE_SIGMAS x the pixel noise (MAD of the frame minus its 1 px blur)."""
+    detail = np.abs(frame - cv2.GaussianBlur(frame, (0, 0), 1.0).reshape(frame.shape))
+    noise = MAD_TO_SIGMA * float(np.median(detail[:: max(1, detail.shape[0] // 64), :: max(1, detail.shape[1] // 64)]))
+    if noise <= 0:
+        return frame
+    smooth = cv2.bilateralFilter(frame, 5, EDGE_NOISE_SIGMAS * noise, 1.5)
+    return smooth.reshape(frame.shape)
+
+
+def filter_frame(
+    values: Mapping[int, np.ndarray],
+    pairs: Mapping[int, PairCorrespondence],
+    frames: int,
+    k: int,
+    groups: list[tuple[slice, bool]],
+    settings: TrajectorySettings,
+) -> np.ndarray:
+    """Frame k of a shot of `frames` frames (`values[j]` (H, W, C<=4) float32 by position, the frames
+    within `settings.radius` of k present) filtered along its trajectories; `groups`: the channels
+    fitted together (a pass) and whether they are unit vectors (renormalised). One trace, one sample
+    per neighbour frame for all passes."""
+    paths = trajectories(pairs, frames, k, settings.radius)
+    samples = paths.sample(values, k)
+    support = paths.alive.sum(0) - 1
+    out = np.empty_like(samples[paths.own])
+    for channels, unit in groups:
+        own = samples[paths.own][..., channels]
+        estimate = robust_trajectory_fit(samples[..., channels], paths.alive, paths.own, settings)
+        estimate = fill_short_trajectories(own, estimate, support, settings)
+        if unit:
+            estimate /= np.maximum(np.linalg.norm(estimate, axis=-1, keepdims=True), 1e-12)
+        out[..., channels] = estimate
+    return out
 
 
 def filter_clips(
@@ -265,30 +334,27 @@ def filter_clips(
     settings: TrajectorySettings,
 ) -> list[list[np.ndarray]]:
     """Every frame of each clip (`values[j]` (H, W, C) float32, `unit`: unit vectors, renormalised)
-    filtered along the clip's trajectories, traced once per frame for all clips."""
+    filtered along the clip's trajectories (`filter_frame`), the clips stacked so one trace serves all."""
     frames = len(clips[0][0])
-    out: list[list[np.ndarray]] = [[] for _ in clips]
-    for k in range(frames):
-        paths = trajectories(pairs, frames, k, settings.radius)
-        for (values, unit), result in zip(clips, out, strict=True):
-            estimate = robust_trajectory_fit(paths.offsets, paths.sample(values, k), paths.alive, settings, unit=unit)
-            if unit:
-                estimate /= np.maximum(np.linalg.norm(estimate, axis=-1, keepdims=True), 1e-12)
-            result.append(estimate)
-    return out
+    widths = [values[0].shape[-1] for values, _ in clips]
+    bounds = np.cumsum([0, *widths])
+    groups = [(slice(int(a), int(b)), unit) for a, b, (_, unit) in zip(bounds[:-1], bounds[1:], clips, strict=True)]
+    stacked = {j: np.concatenate([values[j] for values, _ in clips], axis=-1) for j in range(frames)}
+    linked = dict(enumerate(pairs))
+    results = [filter_frame(stacked, linked, frames, k, groups, settings) for k in range(frames)]
+    return [[r[..., g] for r in results] for g, _ in groups]
 
 
-# -- one stabiliser window: per-frame scale and shift, then the trajectory filter --------------------------
+# -- per-frame scale and shift of depth, in fixed windows ------------------------------------------------
 @dataclass(frozen=True)
-class WindowSettings:
+class AlignSettings:
     """trend_frames: as `StabilizeSettings.trend_frames` (slow course of the per-frame scale and shift
-    kept); align_samples: correspondences per pair for the scale/shift fit; trajectory: the filter."""
+    kept); samples: correspondences per pair for the scale/shift fit."""
 
     trend_frames: float | None = 10.0
-    align_samples: int = 4000
-    align_iterations: int = 6
+    samples: int = 4000
+    iterations: int = 6
     min_correspondences: int = 64
-    trajectory: TrajectorySettings = TrajectorySettings()
 
 
 def pair_depth_samples(
@@ -306,41 +372,22 @@ def pair_depth_samples(
     return u[::stride].astype(np.float64), v[::stride].astype(np.float64)
 
 
-def stabilize_window(
-    depth: list[np.ndarray] | None,
-    normals: list[np.ndarray] | None,
-    pairs: list[PairCorrespondence],
-    settings: WindowSettings | None = None,
-) -> tuple[list[np.ndarray] | None, list[np.ndarray] | None]:
-    """Stabilise a window's depth (each (H, W) float32) and/or unit normals (each (H, W, 3) float32),
-    `pairs[j]` linking frames j and j+1: depth gets the per-frame robust scale and shift along the flow
-    (slow course kept, `affine.remove_trend`), then both go through the trajectory filter."""
+def align_depth_window(
+    depth: list[np.ndarray], pairs: list[PairCorrespondence], settings: AlignSettings
+) -> tuple[list[float], list[float]]:
+    """Per-frame (scale, shift) of a window's depth (each (H, W) float32), `pairs[j]` linking frames j
+    and j+1: robust, jointly along the flow (`affine.solve_affines_from_samples`), slow course kept
+    (`affine.remove_trend`)."""
     import torch
 
     from bufferany_core.stabilize.affine import remove_trend, solve_affines_from_samples
 
-    settings = settings or WindowSettings()
-    out_depth = out_normals = None
-    clips: list[tuple[list[np.ndarray], bool]] = []
-    if depth is not None:
-        samples = []
-        for k, pair in enumerate(pairs):
-            u, v = pair_depth_samples(depth[k], depth[k + 1], pair, settings.align_samples)
-            if u.size >= settings.min_correspondences:
-                samples.append((k, torch.from_numpy(u), torch.from_numpy(v)))
-        scale, shift = solve_affines_from_samples(len(depth), samples, iterations=settings.align_iterations)
-        if settings.trend_frames is not None and len(depth) > 1:
-            scale, shift = remove_trend(scale, shift, sigma_frames=settings.trend_frames)
-        aligned = [
-            (d * float(a) + float(b)).astype(np.float32)[..., None]
-            for d, a, b in zip(depth, scale.tolist(), shift.tolist(), strict=True)
-        ]
-        clips.append((aligned, False))
-    if normals is not None:
-        clips.append(([n.astype(np.float32) for n in normals], True))
-    results = filter_clips(clips, pairs, settings.trajectory)
-    if depth is not None:
-        out_depth = [f[..., 0] for f in results.pop(0)]
-    if normals is not None:
-        out_normals = results.pop(0)
-    return out_depth, out_normals
+    samples = []
+    for k, pair in enumerate(pairs):
+        u, v = pair_depth_samples(depth[k], depth[k + 1], pair, settings.samples)
+        if u.size >= settings.min_correspondences:
+            samples.append((k, torch.from_numpy(u), torch.from_numpy(v)))
+    scale, shift = solve_affines_from_samples(len(depth), samples, iterations=settings.iterations)
+    if settings.trend_frames is not None and len(depth) > 1:
+        scale, shift = remove_trend(scale, shift, sigma_frames=settings.trend_frames)
+    return scale.tolist(), shift.tolist()
