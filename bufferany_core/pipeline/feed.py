@@ -24,7 +24,7 @@ import threading
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -115,7 +115,11 @@ class PlateFeed:
         return self._load(next(read_frames(self.sequence, [number], colorspace=self.colorspace)))
 
     def _load(self, frame: Frame) -> FedFrame:
-        return FedFrame(frame, None if self._uploader is None else self._uploader.upload(frame.rgb))
+        # The models take planes (3, H, W): the reading thread lays the pixels out so, and the frame keeps
+        # them as an (H, W, 3) view, so the render loop stacks windows with plain copies.
+        planar = np.ascontiguousarray(np.moveaxis(np.asarray(frame.rgb, dtype=np.float32), -1, 0))
+        frame = replace(frame, rgb=planar.transpose(1, 2, 0))
+        return FedFrame(frame, None if self._uploader is None else self._uploader.upload(planar))
 
 
 class _Uploader:
@@ -126,8 +130,8 @@ class _Uploader:
         self.device = device
         self.local = threading.local()
 
-    def upload(self, rgb: np.ndarray) -> torch.Tensor:
-        planar = torch.from_numpy(np.asarray(rgb, dtype=np.float32)).permute(2, 0, 1)  # (3, H, W) view
+    def upload(self, planes: np.ndarray) -> torch.Tensor:
+        planar = torch.from_numpy(planes)  # (3, H, W)
         staging = getattr(self.local, "staging", None)
         if staging is None or staging.shape != planar.shape:
             staging = self.local.staging = torch.empty(planar.shape, dtype=torch.float32, pin_memory=True)
@@ -140,8 +144,8 @@ class _Uploader:
 
 
 def stack_on(frames: Sequence[FedFrame], device: torch.device) -> torch.Tensor:
-    """(T, 3, H, W) float32 on `device`: the uploaded frames stacked there, else the host frames copied
-    once into the planar layout."""
+    """(T, 3, H, W) float32 on `device`: the uploaded frames stacked there, else the host frames (planes
+    under an (H, W, 3) view, `PlateFeed._load`) copied once."""
     if all(f.on_device is not None for f in frames):
         current = torch.cuda.current_stream(device)
         for f in frames:
@@ -151,7 +155,7 @@ def stack_on(frames: Sequence[FedFrame], device: torch.device) -> torch.Tensor:
     first = np.shape(frames[0].frame.rgb)
     out = torch.empty((len(frames), 3, first[0], first[1]), dtype=torch.float32)
     for slot, f in zip(out, frames, strict=True):
-        slot.copy_(torch.from_numpy(np.asarray(f.frame.rgb, dtype=np.float32)).permute(2, 0, 1))
+        slot.copy_(torch.from_numpy(np.asarray(f.frame.rgb).transpose(2, 0, 1)))
     return out.to(device)
 
 
