@@ -21,6 +21,14 @@ from torch import nn
 
 from bufferany_core.errors import BadArgumentsError
 
+# Pixels' sequences go through the transformer in chunks of about this many tokens (pixels x
+# frames): the results are the same bit for bit, the intermediates stay small. On the CPU the
+# feed-forward's (tokens, 8 x channels) hidden layer then stays under glibc's 32 MiB mmap ceiling
+# (up to 64 channels), so its buffer is reused instead of page-faulted in anew on every call; on a
+# GPU the chunks only bound the memory of long windows, and are large enough for launches not to count.
+_CHUNK_TOKENS = {"cpu": 2**13}
+_CHUNK_TOKENS_ACCELERATOR = 2**18
+
 
 @dataclass(frozen=True)
 class TemporalBlockConfig:
@@ -127,9 +135,10 @@ class TemporalTransformerLayer(nn.Module):
         self.ff_norm = nn.LayerNorm(dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: (N, T, C)
+        # In-place residual adds onto fresh outputs: one allocation less each, same sums.
         for attention, norm in zip(self.attention_blocks, self.norms, strict=True):
-            x = attention(norm(x)) + x
-        return self.ff(self.ff_norm(x)) + x
+            x = attention(norm(x)).add_(x)
+        return self.ff(self.ff_norm(x)).add_(x)
 
 
 class TemporalBlock(nn.Module):
@@ -186,15 +195,21 @@ class TemporalBlock(nn.Module):
             raise ValueError(f"expected (B*T, C, H, W) with T={num_frames} frames, got {tuple(x.shape)}")
         bt, c, h, w = x.shape
         b = bt // num_frames
-        # (B*T, C, H, W) -> (B*H*W, T, C): one sequence over time per pixel, in a single copy.
-        tokens = (
-            self.norm(x).view(b, num_frames, c, h, w).permute(0, 3, 4, 1, 2).reshape(b * h * w, num_frames, c)
-        )
-        tokens = self.proj_in(tokens)
+        normed = self.norm(x).view(b, num_frames, c, h, w)
+        chunk = _CHUNK_TOKENS.get(x.device.type, _CHUNK_TOKENS_ACCELERATOR)
+        rows = max(1, chunk // (b * w * num_frames))
+        deltas = [self._delta(normed[..., top : top + rows, :]) for top in range(0, h, rows)]
+        delta = torch.cat(deltas, dim=3) if len(deltas) > 1 else deltas[0]
+        return x + delta.reshape(bt, c, h, w)
+
+    def _delta(self, normed: torch.Tensor) -> torch.Tensor:
+        """(B, T, C, rows, W) normalised features -> the block's residual, same shape (a view)."""
+        b, t, c, h, w = normed.shape
+        # -> (B*rows*W, T, C): one sequence over time per pixel, in a single copy.
+        tokens = self.proj_in(normed.permute(0, 3, 4, 1, 2).reshape(b * h * w, t, c))
         for layer in self.transformer_blocks:
             tokens = layer(tokens)
-        tokens = self.proj_out(tokens)
-        delta = tokens.view(b, h, w, num_frames, c).permute(0, 3, 4, 1, 2).reshape(bt, c, h, w)
+        return self.proj_out(tokens).view(b, h, w, t, c).permute(0, 3, 4, 1, 2)
         return x + delta
 
 
