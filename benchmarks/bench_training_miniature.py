@@ -146,28 +146,9 @@ def load_shot(folder: Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 # --- the image prior -------------------------------------------------------------------------------
-def cached_prior(corpus: Path, folders: list[Path], s: Settings, log) -> tuple[Path, list[float], float | None]:
-    """The prior trained on the PRIOR scenes, stored in the corpus folder under a name made of every
-    setting it depends on and reused by later runs (it costs minutes on shared CPUs); returns the
-    weights, the training losses and the seconds spent training (None when reused)."""
-    name = (
-        f"prior_tiny_{s.prior_shots}shots_{s.width}x{s.height}_f{s.frames}_s{s.samples}"
-        f"_steps{s.prior_steps}_lr{s.prior_lr:g}_crop{s.crop[0]}x{s.crop[1]}"
-    )
-    path, losses_path = corpus / f"{name}.safetensors", corpus / f"{name}.losses.json"
-    if path.is_file() and losses_path.is_file():
-        log(f"Prior: reusing {path.name}")
-        return path, json.loads(losses_path.read_text()), None
-    t0 = time.perf_counter()
-    losses = train_prior([load_shot(f) for f in folders], s, path)
-    losses_path.write_text(json.dumps(losses))
-    return path, losses, time.perf_counter() - t0
-
-
-def train_prior(shots: list[tuple[np.ndarray, np.ndarray]], s: Settings, path: Path) -> list[float]:
+def train_prior(shots: list[tuple[np.ndarray, np.ndarray]], s: Settings, out: Path) -> tuple[Path, list[float]]:
     """Supervised per-frame training of a tiny Depth Anything V2 (random init) on (frames, depth)
-    pairs: random crops of the training aspect, flips, affine-invariant L2 on inverse depth. Writes
-    the weights to `path`; returns the losses."""
+    pairs: random crops of the training aspect, flips, affine-invariant L2 on inverse depth."""
     from safetensors.torch import save_file
 
     from bufferany_core.losses import depth_regularization_loss
@@ -203,8 +184,9 @@ def train_prior(shots: list[tuple[np.ndarray, np.ndarray]], s: Settings, path: P
         optimizer.zero_grad()
         schedule.step()
         losses.append(float(loss.detach()))
+    path = out / "prior.safetensors"
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
-    return losses
+    return path, losses
 
 
 # --- evaluation ------------------------------------------------------------------------------------
@@ -345,17 +327,18 @@ def main() -> None:
     t0 = time.perf_counter()
     shots = render_corpus(args.corpus, s, log)
     timings["corpus"] = time.perf_counter() - t0
+    prior_shots = [load_shot(f) for f in shots["prior"]]
     eval_set = [(frames, depth, backward_flows(frames)) for frames, depth in map(load_shot, shots["eval"])]
 
     from bufferany_core.models.depth import load_depth_predictor
 
     with tempfile.TemporaryDirectory(prefix="bench-train-") as tmp:
         tmp = Path(tmp)
-        prior, prior_losses, prior_seconds = cached_prior(args.corpus, shots["prior"], s, log)
-        timings["prior"] = prior_seconds or 0.0
-        spent = "reused" if prior_seconds is None else f"{prior_seconds:.0f} s"
-        log(f"Prior: tiny Depth Anything V2, {s.prior_steps} supervised steps on {len(shots['prior'])} scenes "
-            f"({spent}; loss {np.mean(prior_losses[:10]):.3f} -> {np.mean(prior_losses[-10:]):.3f})")
+        t0 = time.perf_counter()
+        prior, prior_losses = train_prior(prior_shots, s, tmp)
+        timings["prior"] = time.perf_counter() - t0
+        log(f"Prior: tiny Depth Anything V2, {s.prior_steps} supervised steps on {len(prior_shots)} scenes "
+            f"({timings['prior']:.0f} s; loss {np.mean(prior_losses[:10]):.3f} -> {np.mean(prior_losses[-10:]):.3f})")
         data = tmp / "clips"  # the TRAIN plates only: no labels from here on
         for folder in shots["train"]:
             (data / folder.name).mkdir(parents=True)
@@ -419,7 +402,6 @@ def main() -> None:
         "load_average_end": list(os.getloadavg()),
         "settings": {**asdict(s), "quick": args.quick},
         "timings_s": {k: round(v, 1) for k, v in timings.items()},
-        "prior_reused": prior_seconds is None,  # trained by an earlier run with the same settings
         "te_ratio": main_ratios["te_ratio"],
         "opw_ratio": main_ratios["opw_ratio"],
         "absrel_ratio": main_ratios["abs_rel_ratio"],
@@ -480,9 +462,7 @@ def write_report(result: dict, out: Path) -> str:
         "",
         f"Corpus: {s['prior_shots']} prior scenes (labels), {s['train_shots']} unlabeled training scenes, "
         f"{s['eval_shots']} held-out scenes; {s['frames']} frames at {s['width']}x{s['height']}, {s['samples']} spp. "
-        f"Prior: {s['prior_steps']} supervised steps"
-        f"{' (reused from the corpus folder: trained by an earlier run with these settings)' if result['prior_reused'] else ''}. "
-        f"Fine-tuning: {s['steps']} steps, lr {s['lr']}, "
+        f"Prior: {s['prior_steps']} supervised steps. Fine-tuning: {s['steps']} steps, lr {s['lr']}, "
         f"{s['clip_frames']}-frame clips at {s['crop'][0]}x{s['crop'][1]}; seeds {s['seeds']} "
         f"(ablations {s['ablation_seeds']}){'; QUICK smoke run' if s['quick'] else ''}.",
         "",
