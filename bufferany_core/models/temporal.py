@@ -210,7 +210,6 @@ class TemporalBlock(nn.Module):
         for layer in self.transformer_blocks:
             tokens = layer(tokens)
         return self.proj_out(tokens).view(b, h, w, t, c).permute(0, 3, 4, 1, 2)
-        return x + delta
 
 
 def zero_initialised_prefixes(module: nn.Module) -> tuple[str, ...]:
