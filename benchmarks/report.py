@@ -50,6 +50,16 @@ BENCHMARKS = (
         ("--size", "tiny", "--frames", "4", "--height", "70", "--width", "126", "--repeats", "3"),
     ),
     Benchmark(
+        "model_cost",
+        "bench_model_cost.py",
+        "Depth model at real size: Buffer Anytime vs its prior; window memory, what 24 GB hold",
+        (),
+        (
+            *("--time-size", "tiny", "--frames", "4", "--height", "70", "--width", "126", "--repeats", "3"),
+            *("--memory-sizes", "tiny", "--memory-frames", "1", "2"),
+        ),
+    ),
+    Benchmark(
         "normal_models",
         "bench_normal_models.py",
         "Normal models: image vs video, speed, memory",
