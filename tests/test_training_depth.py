@@ -4,6 +4,7 @@ result loads into the depth predictor, bad configs fail clearly. Tiny model, CPU
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +13,7 @@ import pytest
 import torch
 from bufferany_training.config import load_config
 from bufferany_training.depth_task import DepthTask
-from bufferany_training.trainer import train
+from bufferany_training.trainer import FINAL_WEIGHTS, train
 from safetensors.torch import load_file
 from training_clips import one_torch_thread, train_fixed_clip, write_moving_clip  # noqa: F401 (autouse fixture)
 
@@ -58,11 +59,14 @@ def _train(clips: Path, out: Path, iterations: int, **extra):
 
 
 def test_resume_continues_the_same_trajectory(clips, tmp_path):
-    straight = load_file(str(_train(clips, tmp_path / "straight", 4)))
-    _train(clips, tmp_path / "resumed", 2)
+    """A run re-started with a larger --iterations continues it (a constant learning rate: a cosine
+    schedule is stretched to the new length)."""
+    constant = {"optim.schedule": "constant"}
+    straight = load_file(str(_train(clips, tmp_path / "straight", 4, **constant)))
+    _train(clips, tmp_path / "resumed", 2, **constant)
     state = json.loads((tmp_path / "resumed" / "checkpoints" / "step_00000002" / "state.json").read_text())
     assert state["step"] == 2
-    resumed = load_file(str(_train(clips, tmp_path / "resumed", 4)))
+    resumed = load_file(str(_train(clips, tmp_path / "resumed", 4, **constant)))
     assert straight.keys() == resumed.keys()
     for key in straight:
         torch.testing.assert_close(resumed[key], straight[key], rtol=0, atol=1e-6, msg=key)
@@ -72,6 +76,25 @@ def test_resume_continues_the_same_trajectory(clips, tmp_path):
         "step_00000002",
         "step_00000004",
     ]
+
+
+def test_a_killed_cosine_run_resumes_on_its_schedule(clips, tmp_path):
+    """optim.schedule = "cosine": the learning rate is a function of the step, so a run killed after
+    step 2 of 4 and started again ends where the uninterrupted run ends."""
+    cosine = {"optim.schedule": "cosine"}
+    straight = load_file(str(_train(clips, tmp_path / "straight", 4, **cosine)))
+    constant = load_file(str(_train(clips, tmp_path / "constant", 4, **{"optim.schedule": "constant"})))
+    _train(clips, tmp_path / "resumed", 4, **cosine)
+    checkpoints = tmp_path / "resumed" / "checkpoints"
+    shutil.rmtree(checkpoints / "step_00000004")
+    (tmp_path / "resumed" / FINAL_WEIGHTS).unlink()
+    (checkpoints / "latest").write_text("step_00000002\n")  # as a run killed after step 2 leaves it
+    resumed = load_file(str(_train(clips, tmp_path / "resumed", 4, **cosine)))
+    for key in straight:
+        torch.testing.assert_close(resumed[key], straight[key], rtol=0, atol=1e-6, msg=key)
+    assert any(not torch.allclose(straight[k], constant[k]) for k in straight), "the schedule changed nothing"
+    with pytest.raises(BadArgumentsError, match="optim.schedule"):
+        load_config(Path("depth.toml"), ['optim.schedule="linear"'])
 
 
 def test_the_trained_weights_load_into_the_depth_predictor(clips, tmp_path):
@@ -103,7 +126,8 @@ def test_cli_rejects_an_unknown_config_key(tmp_path, clips):
 def test_overrides_keep_types_and_name_bad_fields():
     config = load_config(Path("depth.toml"), ["optim.lr=3e-5", "data.size=[112, 196]", "model.weights=random:4"])
     assert config.optim.lr == 3e-5 and config.data.size == (112, 196) and config.model.weights == "random:4"
-    assert config.optim.iterations == 20_000 and config.data.frames == 110 and config.loss.w_reg == 1.0
+    assert config.optim.iterations == 20_000 and config.data.frames == 110 and config.loss.w_reg == 0.2
+    assert config.optim.schedule == "cosine" and config.optim.grad_clip == 1.0  # the miniature's recipe
     with pytest.raises(BadArgumentsError, match="data.size"):
         load_config(Path("depth.toml"), ["data.size=[100, 196]"])
     with pytest.raises(BadArgumentsError, match="optim.lr"):

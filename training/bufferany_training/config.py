@@ -73,6 +73,9 @@ class OptimSection:
     batch_size: int = 1  # clips per rank and step; the global batch is batch_size * world size
     iterations: int = 20_000
     grad_clip: float = 0.0  # max gradient norm; 0 = no clipping (the paper states none)
+    # "constant" (the paper states no schedule) or "cosine": lr * (1 + cos(pi * (step - 1) / iterations)) / 2,
+    # a function of the step alone, so a resumed run follows it (a larger --iterations stretches it).
+    schedule: str = "constant"
 
 
 @dataclass(frozen=True)
@@ -132,6 +135,7 @@ class TrainConfig:
             (self.optim.batch_size >= 1, "optim.batch_size", "must be >= 1"),
             (self.optim.iterations >= 1, "optim.iterations", "must be >= 1"),
             (self.optim.grad_clip >= 0, "optim.grad_clip", "must be >= 0"),
+            (self.optim.schedule in ("constant", "cosine"), "optim.schedule", "must be 'constant' or 'cosine'"),
             (self.run.precision in ("bf16", "fp32"), "run.precision", "must be bf16 or fp32"),
             (self.run.decode_chunk >= 1, "run.decode_chunk", "must be >= 1"),
             (self.run.checkpoint_every >= 1, "run.checkpoint_every", "must be >= 1"),

@@ -11,6 +11,7 @@ import contextlib
 import functools
 import hashlib
 import json
+import math
 from collections.abc import Callable
 from pathlib import Path
 
@@ -29,7 +30,7 @@ from bufferany_training.checkpoint import (
     save_checkpoint,
 )
 from bufferany_training.checkpointing import enable_gradient_checkpointing
-from bufferany_training.config import TrainConfig, to_toml
+from bufferany_training.config import OptimSection, TrainConfig, to_toml
 from bufferany_training.data import ClipDataset, StepSampler, collate_clips, discover_clips, worker_init
 
 FINAL_WEIGHTS = "temporal.safetensors"
@@ -144,6 +145,8 @@ def _train(config: TrainConfig, data: Path, out: Path, ctx: distributed.Context,
                 batch["flows_fw"], batch["flows_bw"] = _flows(batch["frames"], estimator)
             log = step % config.run.log_every == 0 or step == config.optim.iterations
             metrics = task.step(module, batch, amp=amp, log=log)
+            for group in optimizer.param_groups:
+                group["lr"] = learning_rate(config.optim, step)
             if config.optim.grad_clip:
                 metrics["optim/grad_norm"] = torch.nn.utils.clip_grad_norm_(params, config.optim.grad_clip)
             optimizer.step()
@@ -186,6 +189,13 @@ def _save(task, optimizer, ctx: distributed.Context, out: Path, step: int, confi
             keep=config.run.keep_checkpoints,
         )
     distributed.barrier(ctx)
+
+
+def learning_rate(optim: OptimSection, step: int) -> float:
+    """The learning rate of step `step` (1-based) under `optim.schedule`."""
+    if optim.schedule == "constant":
+        return optim.lr
+    return optim.lr * (1 + math.cos(math.pi * (step - 1) / optim.iterations)) / 2
 
 
 def weights_digest(params: list[torch.nn.Parameter]) -> str:
