@@ -75,9 +75,11 @@ class DISFlow:
 
 def _to_luma_u8(frames: torch.Tensor) -> np.ndarray:
     # Rec.709 luma of display-referred values: DIS matches brightness patterns, colour adds nothing.
-    weights = torch.tensor([0.2126, 0.7152, 0.0722], dtype=torch.float32, device=frames.device)
-    luma = torch.einsum("bchw,c->bhw", frames.float().clamp(0, 1), weights)
-    return (luma * 255.0 + 0.5).to(torch.uint8).cpu().numpy()
+    # In numpy: DIS runs on the CPU anyway, and torch's small ops cost more than the flow itself on a
+    # busy CPU (thread-pool hand-offs).
+    rgb = np.clip(frames.detach().float().cpu().numpy(), 0.0, 1.0)
+    luma = np.tensordot(np.array([0.2126, 0.7152, 0.0722], np.float32), rgb, axes=([0], [1]))  # (B, H, W)
+    return (luma * 255.0 + 0.5).astype(np.uint8)
 
 
 # --- RAFT (torchvision) ----------------------------------------------------------------------------
