@@ -40,10 +40,14 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+if TYPE_CHECKING:
+    from bufferany_training.config import TrainConfig
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -52,7 +56,7 @@ from harness import add_json_option, machine, table, write_json  # noqa: E402
 BLENDER_PYTHON = REPO / ".venv-blender" / "bin" / "python"
 RENDER_SCRIPT = REPO / "scripts" / "blender" / "render_synthetic_shot.py"
 PRIOR_SEED0, TRAIN_SEED0, EVAL_SEED0 = 1000, 0, 500  # disjoint scene seed ranges
-MAIN = "Buffer Anytime (w_reg 1)"
+MAIN = "Buffer Anytime (depth.toml)"
 ABLATIONS = {
     "no cycle mask": {"flow.cycle_mask": False},
     "no edge mask": {"flow.edge_mask": False},
@@ -77,7 +81,7 @@ class Settings:
     prior_lr: float = 5e-4
     steps: int = 150  # fine-tuning steps per run
     clip_frames: int = 8  # frames per training clip
-    lr: float = 1e-4
+    lr: float | None = None  # None: depth.toml's optim.lr, as bufferany-train uses it
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     ablation_seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     ablations: list[str] = field(default_factory=lambda: list(ABLATIONS))
@@ -146,9 +150,28 @@ def load_shot(folder: Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 # --- the image prior -------------------------------------------------------------------------------
-def train_prior(shots: list[tuple[np.ndarray, np.ndarray]], s: Settings, out: Path) -> tuple[Path, list[float]]:
+def cached_prior(corpus: Path, folders: list[Path], s: Settings, log) -> tuple[Path, list[float], float | None]:
+    """The prior trained on the PRIOR scenes, stored in the corpus folder under a name made of every
+    setting it depends on and reused by later runs (it costs minutes on shared CPUs); returns the
+    weights, the training losses and the seconds spent training (None when reused)."""
+    name = (
+        f"prior_tiny_{s.prior_shots}shots_{s.width}x{s.height}_f{s.frames}_s{s.samples}"
+        f"_steps{s.prior_steps}_lr{s.prior_lr:g}_crop{s.crop[0]}x{s.crop[1]}"
+    )
+    path, losses_path = corpus / f"{name}.safetensors", corpus / f"{name}.losses.json"
+    if path.is_file() and losses_path.is_file():
+        log(f"Prior: reusing {path.name}")
+        return path, json.loads(losses_path.read_text()), None
+    t0 = time.perf_counter()
+    losses = train_prior([load_shot(f) for f in folders], s, path)
+    losses_path.write_text(json.dumps(losses))
+    return path, losses, time.perf_counter() - t0
+
+
+def train_prior(shots: list[tuple[np.ndarray, np.ndarray]], s: Settings, path: Path) -> list[float]:
     """Supervised per-frame training of a tiny Depth Anything V2 (random init) on (frames, depth)
-    pairs: random crops of the training aspect, flips, affine-invariant L2 on inverse depth."""
+    pairs: random crops of the training aspect, flips, affine-invariant L2 on inverse depth. Writes
+    the weights to `path`; returns the losses."""
     from safetensors.torch import save_file
 
     from bufferany_core.losses import depth_regularization_loss
@@ -184,9 +207,8 @@ def train_prior(shots: list[tuple[np.ndarray, np.ndarray]], s: Settings, out: Pa
         optimizer.zero_grad()
         schedule.step()
         losses.append(float(loss.detach()))
-    path = out / "prior.safetensors"
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
-    return path, losses
+    return losses
 
 
 # --- evaluation ------------------------------------------------------------------------------------
@@ -240,7 +262,8 @@ def stabilised_fn(prior_predict):
 
 # --- fine-tuning -----------------------------------------------------------------------------------
 def fine_tune(prior: Path, data: Path, out: Path, cache: Path, s: Settings, *, seed: int, overrides: dict,
-              curve: bool) -> Path:
+              curve: bool) -> tuple[Path, TrainConfig]:
+    """One label-free fine-tuning run; returns its final temporal weights and the config it trained with."""
     from bufferany_training.config import load_config
     from bufferany_training.trainer import train
 
@@ -257,7 +280,7 @@ def fine_tune(prior: Path, data: Path, out: Path, cache: Path, s: Settings, *, s
             "data.scale": [0.7, 1.0],
             "data.workers": s.workers,
             "data.cache": str(cache),
-            "optim.lr": s.lr,
+            **({} if s.lr is None else {"optim.lr": s.lr}),
             "optim.iterations": s.steps,
             "run.checkpoint_every": every,
             "run.keep_checkpoints": s.curve_points + 2,
@@ -269,7 +292,7 @@ def fine_tune(prior: Path, data: Path, out: Path, cache: Path, s: Settings, *, s
             **overrides,
         },
     )
-    return train(config, data=data, out=out, say=lambda _: None)
+    return train(config, data=data, out=out, say=lambda _: None), config
 
 
 def read_scalars(logs: Path) -> dict[str, list[tuple[int, float]]]:
@@ -327,18 +350,17 @@ def main() -> None:
     t0 = time.perf_counter()
     shots = render_corpus(args.corpus, s, log)
     timings["corpus"] = time.perf_counter() - t0
-    prior_shots = [load_shot(f) for f in shots["prior"]]
     eval_set = [(frames, depth, backward_flows(frames)) for frames, depth in map(load_shot, shots["eval"])]
 
     from bufferany_core.models.depth import load_depth_predictor
 
     with tempfile.TemporaryDirectory(prefix="bench-train-") as tmp:
         tmp = Path(tmp)
-        t0 = time.perf_counter()
-        prior, prior_losses = train_prior(prior_shots, s, tmp)
-        timings["prior"] = time.perf_counter() - t0
-        log(f"Prior: tiny Depth Anything V2, {s.prior_steps} supervised steps on {len(prior_shots)} scenes "
-            f"({timings['prior']:.0f} s; loss {np.mean(prior_losses[:10]):.3f} -> {np.mean(prior_losses[-10:]):.3f})")
+        prior, prior_losses, prior_seconds = cached_prior(args.corpus, shots["prior"], s, log)
+        timings["prior"] = prior_seconds or 0.0
+        spent = "reused" if prior_seconds is None else f"{prior_seconds:.0f} s"
+        log(f"Prior: tiny Depth Anything V2, {s.prior_steps} supervised steps on {len(shots['prior'])} scenes "
+            f"({spent}; loss {np.mean(prior_losses[:10]):.3f} -> {np.mean(prior_losses[-10:]):.3f})")
         data = tmp / "clips"  # the TRAIN plates only: no labels from here on
         for folder in shots["train"]:
             (data / folder.name).mkdir(parents=True)
@@ -363,6 +385,7 @@ def main() -> None:
 
         runs: dict[str, dict[int, dict[str, float]]] = {}
         curves: dict[str, dict] = {}
+        recipe: dict = {}
         variants = [(MAIN, {}, s.seeds)] + [(name, ABLATIONS[name], s.ablation_seeds) for name in s.ablations]
         t_train = time.perf_counter()
         for label, overrides, seeds in variants:
@@ -370,7 +393,7 @@ def main() -> None:
             for seed in seeds:
                 t0 = time.perf_counter()
                 out = tmp / f"{len(curves)}-{label.split()[0]}-{seed}"
-                weights = fine_tune(prior, data, out, cache, s, seed=seed, overrides=overrides, curve=label == MAIN)
+                weights, config = fine_tune(prior, data, out, cache, s, seed=seed, overrides=overrides, curve=label == MAIN)
                 runs[label][seed] = evaluate(video_predict(weights), eval_set)
                 scalars = read_scalars(out / "logs")
                 curve = {k: scalars.get(k, []) for k in ("loss/total", "loss/reg", "loss/stable", "masks/coverage",
@@ -382,6 +405,8 @@ def main() -> None:
                         points.append((step, evaluate(video_predict(folder / "temporal.safetensors"), eval_set)["te"]))
                     curve["heldout_te"] = points
                 curves[f"{label} / seed {seed}"] = curve
+                if label == MAIN:  # what the shipped config trained with
+                    recipe = {**asdict(config.loss), **asdict(config.optim), "train_head": config.model.train_head}
                 log(f"  {label}, seed {seed}: " + ", ".join(f"{m} {v:.4f}" for m, v in runs[label][seed].items())
                     + f" ({time.perf_counter() - t0:.0f} s)")
         timings["fine_tuning"] = time.perf_counter() - t_train
@@ -402,6 +427,8 @@ def main() -> None:
         "load_average_end": list(os.getloadavg()),
         "settings": {**asdict(s), "quick": args.quick},
         "timings_s": {k: round(v, 1) for k, v in timings.items()},
+        "prior_reused": prior_seconds is None,
+        "recipe": recipe,  # trained by an earlier run with the same settings
         "te_ratio": main_ratios["te_ratio"],
         "opw_ratio": main_ratios["opw_ratio"],
         "absrel_ratio": main_ratios["abs_rel_ratio"],
@@ -452,7 +479,7 @@ def write_report(result: dict, out: Path) -> str:
         return f"{summary_['mean']:.2f}x ± {summary_['std']:.2f}"
 
     base = result["baselines"]["image prior (per frame)"]
-    s = result["settings"]
+    s, r = result["settings"], result["recipe"]
     lines = [
         "# Training miniature (issue 23)",
         "",
@@ -462,7 +489,10 @@ def write_report(result: dict, out: Path) -> str:
         "",
         f"Corpus: {s['prior_shots']} prior scenes (labels), {s['train_shots']} unlabeled training scenes, "
         f"{s['eval_shots']} held-out scenes; {s['frames']} frames at {s['width']}x{s['height']}, {s['samples']} spp. "
-        f"Prior: {s['prior_steps']} supervised steps. Fine-tuning: {s['steps']} steps, lr {s['lr']}, "
+        f"Prior: {s['prior_steps']} supervised steps"
+        f"{' (reused from the corpus folder: trained by an earlier run with these settings)' if result['prior_reused'] else ''}. "
+        f"Fine-tuning: {s['steps']} steps of depth.toml's recipe (w_reg {r['w_reg']}, lr {r['lr']:g} "
+        f"{r['schedule']}, gradient clip {r['grad_clip']}, head {'trained' if r['train_head'] else 'frozen'}), "
         f"{s['clip_frames']}-frame clips at {s['crop'][0]}x{s['crop'][1]}; seeds {s['seeds']} "
         f"(ablations {s['ablation_seeds']}){'; QUICK smoke run' if s['quick'] else ''}.",
         "",

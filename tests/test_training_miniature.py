@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from bufferany_training.config import load_config
 
 REPO = Path(__file__).resolve().parents[1]
 BLENDER_PYTHON = REPO / ".venv-blender" / "bin" / "python"
@@ -45,13 +46,16 @@ def test_quick_miniature_runs_end_to_end_and_writes_the_schema(tmp_path):
     for name, ablation in figures["ablations"].items():
         for key in ("te_ratio", "opw_ratio", "absrel_ratio"):
             assert _is_summary(ablation[key]), (name, key)
+    shipped = load_config(Path("depth.toml"), [])  # the miniature measures the recipe bufferany-train ships
+    assert figures["recipe"]["w_reg"] == shipped.loss.w_reg and figures["recipe"]["lr"] == shipped.optim.lr
+    assert figures["recipe"]["schedule"] == shipped.optim.schedule
     prior = figures["baselines"]["image prior (per frame)"]
     assert {"abs_rel", "delta1", "te", "opw"} <= set(prior) and 0 < prior["abs_rel"] < 1
     assert "prior + training-free stabiliser" in figures["baselines"]
-    curve = figures["curves"]["Buffer Anytime (w_reg 1) / seed 0"]
+    curve = figures["curves"]["Buffer Anytime (depth.toml) / seed 0"]
     assert curve["loss/stable"] and curve["heldout_te"][0][0] == 0 and len(curve["heldout_te"]) >= 2
     report = out.with_suffix(".md").read_text()
-    assert "| Buffer Anytime (w_reg 1) |" in report and "QUICK" in report
+    assert "| Buffer Anytime (depth.toml) |" in report and "QUICK" in report
     assert out.with_name("training_miniature_curves.png").is_file()
     tables = json.loads((tmp_path / "figures.json").read_text())["tables"]  # benchmarks/report.py's format
     assert tables[0]["baseline"] == "image prior (per frame)" and "w_reg 3" in tables[0]["rows"]
