@@ -160,13 +160,16 @@ def stack_on(frames: Sequence[FedFrame], device: torch.device) -> torch.Tensor:
 
 
 def to_host_float64(values: torch.Tensor) -> np.ndarray:
-    """A prediction as float64 on the host (what alignment and cross-fading work in): from CUDA through
-    pinned memory in its own type (half the bytes of float64), widened on the host (exact either way)."""
+    """A prediction as float64 on the host (what alignment and cross-fading work in). From CUDA: widened
+    there a frame at a time (exact; the device is far faster at it than one host thread, and holds one
+    frame's float64 only) and copied into pinned memory."""
+    values = values.detach()
     if values.device.type != "cuda":
-        return values.detach().to("cpu", torch.float64).numpy()
-    host = torch.empty(values.shape, dtype=values.dtype, pin_memory=True)
-    host.copy_(values.detach())
-    return host.numpy().astype(np.float64)
+        return values.to("cpu", torch.float64).numpy()
+    host = torch.empty(values.shape, dtype=torch.float64, pin_memory=True)
+    for slot, frame in zip(host, values, strict=True):
+        slot.copy_(frame.to(torch.float64))
+    return host.numpy()
 
 
 class WriteBehind:
