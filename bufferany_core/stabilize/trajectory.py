@@ -273,14 +273,15 @@ def fill_short_trajectories(
     own: np.ndarray, estimate: np.ndarray, support: np.ndarray, settings: TrajectorySettings
 ) -> np.ndarray:
     """A pixel whose trajectory is short (edges, occlusions, the shot's ends: `support` other frames
-    of the 2 x radius possible) has little to average and keeps most of its own flicker. Its correction
-    (estimate - own) is blended, by how short the trajectory is, with its neighbours' corrections
+    of the 2 x radius possible) has little to average and keeps most of its own flicker. Its estimate
+    is blended, by how short the trajectory is (confidence = support / (2 x radius)), with its own value
+    corrected by its neighbours' corrections (estimate - own)
     (a Gaussian of `fill_sigma` px weighted by their support): image-model flicker is spatially smooth
     (a local drift, a region popping), so the neighbours' correction is the better guess for it. Its
     own per-frame noise, which nothing averaged, is taken down by an edge-preserving (bilateral) filter
     of the frame: the range kernel (EDGE_NOISE_SIGMAS x the frame's noise) keeps depth steps and creases,
     which are far larger than the noise."""
-    confidence = np.minimum(1.0, support.astype(np.float32) / settings.radius)[..., None]
+    confidence = np.minimum(1.0, support.astype(np.float32) / (2 * settings.radius))[..., None]
     correction = estimate - own
     weighted = cv2.GaussianBlur(correction * confidence, (0, 0), settings.fill_sigma)
     total = cv2.GaussianBlur(confidence, (0, 0), settings.fill_sigma)
@@ -288,17 +289,19 @@ def fill_short_trajectories(
     return confidence * estimate + (1.0 - confidence) * (_denoise(own) + neighbours)
 
 
-EDGE_NOISE_SIGMAS = 2.5  # bilateral range kernel, in robust sigmas of the frame's pixel noise
+EDGE_NOISE_SIGMAS = 3.5  # bilateral range kernel, in robust sigmas of the frame's pixel noise
+EDGE_DENOISE_PX = 2.5  # bilateral spatial sigma, pixels
 
 
 def _denoise(frame: np.ndarray) -> np.ndarray:
-    """Edge-preserving denoise of one frame (H, W, C) float32: a 5 x 5 bilateral filter whose range
-    sigma is EDGE_NOISE_SIGMAS x the pixel noise (MAD of the frame minus its 1 px blur)."""
+    """Edge-preserving denoise of one frame (H, W, C) float32: a bilateral filter (spatial sigma
+    EDGE_DENOISE_PX) whose range sigma is EDGE_NOISE_SIGMAS x the pixel noise (MAD of the frame minus
+    its 1 px blur)."""
     detail = np.abs(frame - cv2.GaussianBlur(frame, (0, 0), 1.0).reshape(frame.shape))
     noise = MAD_TO_SIGMA * float(np.median(detail[:: max(1, detail.shape[0] // 64), :: max(1, detail.shape[1] // 64)]))
     if noise <= 0:
         return frame
-    smooth = cv2.bilateralFilter(frame, 5, EDGE_NOISE_SIGMAS * noise, 1.5)
+    smooth = cv2.bilateralFilter(frame, 2 * int(np.ceil(2 * EDGE_DENOISE_PX)) + 1, EDGE_NOISE_SIGMAS * noise, EDGE_DENOISE_PX)
     return smooth.reshape(frame.shape)
 
 
