@@ -49,6 +49,24 @@ def test_a_pop_goes_and_a_drift_averages_out():
     assert error_out.mean() < 0.5 * np.abs(clip[0][..., 0] - truth - drift.mean()).mean()
 
 
+def test_pixels_whose_trajectories_are_cut_lose_the_flicker_their_neighbours_lose():
+    rng = np.random.default_rng(2)
+    frames = 25
+    truth = np.linspace(1.0, 2.0, W, dtype=np.float32)[None].repeat(H, 0)
+    drift = np.cumsum(rng.normal(0, 0.03, frames))  # a slow wander common to the frame
+    clip = [(truth + d + rng.normal(0, 0.005, (H, W))).astype(np.float32)[..., None] for d in drift]
+    pairs = still_pairs(frames)
+    band = np.ones((H, W), bool)
+    band[:, 14:18] = False  # an edge band: no correspondence is trusted there
+    pairs = [PairCorrespondence(p.fw, p.bw, band.copy(), band.copy()) for p in pairs]
+    (out,) = filter_clips([(clip, False)], pairs, TrajectorySettings(radius=12))
+    # the band's offset from the truth against what its neighbours, whose trajectories run, came out at
+    offset = np.concatenate([(out[12][..., 0] - truth)[:, 8:12], (out[12][..., 0] - truth)[:, 20:24]]).mean()
+    error_in = abs((clip[12][:, 14:18, 0] - truth[:, 14:18]).mean() - offset)
+    error_out = abs((out[12][:, 14:18, 0] - truth[:, 14:18]).mean() - offset)
+    assert error_in > 0.005 and error_out < 0.1 * error_in, (error_in, error_out)
+
+
 def test_normal_edges_find_a_crease_not_the_noise():
     normals = np.zeros((H, W, 3), np.float32)
     normals[:, : W // 2] = [0, 0, 1]
