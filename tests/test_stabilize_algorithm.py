@@ -146,3 +146,27 @@ def test_shapes_and_arguments_are_checked():
         StabilizeSettings(decay=1.0)
     with pytest.raises(ValueError, match="nothing to stabilise"):
         stabilize_clip(torch.zeros(4, 3, 8, 8), DISFlow())
+
+
+class SeenShapes:
+    """DIS flow that records the image size it was given."""
+
+    name = "dis"
+
+    def __init__(self) -> None:
+        self.flow = DISFlow()
+        self.shapes: set[tuple[int, int]] = set()
+
+    def estimate_flow(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        self.shapes.add(tuple(a.shape[-2:]))
+        return self.flow.estimate_flow(a, b)
+
+
+def test_the_flow_sees_an_anamorphic_plate_with_square_pixels():
+    shot = procedural_shot(frames=6, height=24, width=32)
+    estimator = SeenShapes()
+    depth, _ = stabilize_clip(
+        torch.from_numpy(shot.plate), estimator, depth=torch.from_numpy(shot.inverse_depth), pixel_aspect=2.0
+    )
+    assert estimator.shapes == {(24, 64)}  # desqueezed, as the render's stabiliser sees it
+    assert tuple(depth.depth.shape) == (6, 1, 24, 32)  # results on the plate's grid

@@ -215,8 +215,10 @@ def run(ns: argparse.Namespace) -> int:
         name for name, seq in (("depth", inputs.depth), ("normal", inputs.normal)) if seq is not None
     )
     written = 0
+    # the flow sees the plate with square pixels, as in a render (movies have square pixels)
+    pixel_aspect = 1.0 if inputs.plate.is_movie else read_info(inputs.plate.path(frames[0])).pixel_aspect
     for result in stabilize_in_windows(
-        len(frames), load, estimator, window=ns.window, overlap=ns.overlap, settings=settings
+        len(frames), load, estimator, window=ns.window, overlap=ns.overlap, settings=settings, pixel_aspect=pixel_aspect
     ):
         number = frames[result.index]
         channels: dict[str, np.ndarray] = {}

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
+from bufferany_core.flow.anamorphic import square_frame_pairs
 from bufferany_core.flow.backends import FlowEstimator
 from bufferany_core.flow.masks import DEFAULT_CYCLE_TOLERANCE
 from bufferany_core.flow.pairs import FramePairs, compute_frame_pairs
@@ -140,9 +141,11 @@ def stabilize_clip(
     depth: torch.Tensor | None = None,
     normals: torch.Tensor | None = None,
     settings: StabilizeSettings | None = None,
-    flow_batch_size: int = 4,
+    pixel_aspect: float = 1.0,
 ) -> tuple[StabilizedDepth | None, torch.Tensor | None]:
     """Flows from the plate (T, 3, H, W) in [0, 1], then `stabilize_depth` / `stabilize_normals`.
+    The flow sees the plate with square pixels (`pixel_aspect`: the plate's, `flow.anamorphic`), as the
+    render's stabiliser does.
 
     Depth edges are excluded from the correspondences when `depth` is given. Normals alone get no
     edge mask: Canny on noisy per-frame normals fires on the noise and would leave little to filter;
@@ -150,9 +153,7 @@ def stabilize_clip(
     settings = settings or StabilizeSettings()
     if depth is None and normals is None:
         raise ValueError("nothing to stabilise: give depth, normals or both")
-    pairs = compute_frame_pairs(
-        plate, estimator, depth=depth, tau=settings.cycle_tolerance, batch_size=flow_batch_size
-    )
+    pairs = square_frame_pairs(plate, estimator, pixel_aspect=pixel_aspect, depth=depth, tau=settings.cycle_tolerance)
     stable_depth = stabilize_depth(depth, pairs, settings=settings) if depth is not None else None
     stable_normals = stabilize_normals(normals, pairs, settings=settings) if normals is not None else None
     return stable_depth, stable_normals

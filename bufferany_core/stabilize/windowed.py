@@ -54,14 +54,16 @@ def stabilize_in_windows(
     window: int = 48,
     overlap: int = 8,
     settings: StabilizeSettings | None = None,
+    pixel_aspect: float = 1.0,
 ) -> Iterator[StabilizedFrame]:
-    """Yield every frame of a `frames`-long clip, stabilised, in order, as soon as it is final."""
+    """Yield every frame of a `frames`-long clip, stabilised, in order, as soon as it is final (the flow
+    sees the plate with square pixels: `pixel_aspect` is the plate's)."""
     pending: dict[int, StabilizedFrame] = {}  # previous window's frames inside the next overlap
     ranges = window_ranges(frames, window=window, overlap=overlap)
     for number, span in enumerate(ranges):
         plate, depth, normals = load(span)
         stable_depth, stable_normals = stabilize_clip(
-            plate, estimator, depth=depth, normals=normals, settings=settings
+            plate, estimator, depth=depth, normals=normals, settings=settings, pixel_aspect=pixel_aspect
         )
         out_depth = stable_depth.depth if stable_depth is not None else None
         shared = [index for index in span if index in pending]
