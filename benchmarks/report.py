@@ -81,7 +81,7 @@ BENCHMARKS = (
         "bench_stabilize.py",
         "Stabiliser: quality and cost on shots with exact depth",
         (),
-        ("--frames", "16", "--real-frames", "16", "--real-width", "160", "--real-clips", "1"),
+        ("--frames", "16", "--real-frames", "16", "--real-width", "160", "--real-clips", "1", "--no-blender"),
     ),
     Benchmark(
         "chunks",
