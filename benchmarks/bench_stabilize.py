@@ -465,8 +465,15 @@ def main() -> None:
         help=f"harder flicker on procedural shots only (the rendered ones take minutes each; cached in {BLENDER_CACHE})",
     )
     parser.add_argument("--blender-samples", type=int, default=4, help="Cycles samples per pixel of the rendered shots")
+    parser.add_argument(
+        "--threads", type=int, default=None,
+        help="torch CPU threads for the model and the stabiliser alike (default: torch's; 1 keeps busy-CPU "
+        "thread hand-offs out of the timings)",
+    )
     add_json_option(parser)
     args = parser.parse_args()
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     results = args.json.parent if args.json else RESULTS  # x-t slices go beside the JSON
     device = torch.device(args.device)
     estimator = load_flow_estimator(args.flow, device=device)
