@@ -83,17 +83,17 @@ def test_the_writer_thread_writes_only_where_the_caller_may(tmp_path):
     allowed.mkdir()
 
     def write_to(path):
-        def write():
+        def write(text):
             with writing_outputs():
-                atomic_write(path, lambda temporary: temporary.write_text("frame"))
+                atomic_write(path, lambda temporary: temporary.write_text(text))
         return write
 
     done = []
     with confine_outputs([allowed]):
-        writer = WriteBehind(depth=2, should_cancel=lambda: False)
-        writer.submit(write_to(allowed / "a.txt"), then=lambda: done.append("a"))
-        writer.submit(write_to(outside / "b.txt"), then=lambda: done.append("b"))
-        writer.submit(write_to(allowed / "c.txt"), then=lambda: done.append("c"))
+        writer = WriteBehind(depth=2, preparers=2, should_cancel=lambda: False)
+        for name, folder in (("a", allowed), ("b", outside), ("c", allowed)):
+            writer.submit(prepare=lambda: "frame", write=write_to(folder / f"{name}.txt"),
+                          then=lambda name=name: done.append(name))
         writer.close(finish=True)
     with pytest.raises(OutputNotWritableError, match="outside the folders"):
         writer.check()

@@ -25,6 +25,7 @@ from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 import torch
@@ -173,58 +174,69 @@ def to_host_float64(values: torch.Tensor) -> np.ndarray:
 
 
 class WriteBehind:
-    """Output frames written on a thread in the order handed in, at most `depth` waiting (`depth=0`:
-    written by `submit` itself). Each write runs inside the caller's output confinement
-    (`atomic.confine_outputs`, per thread) and, once whole, calls its `then`."""
+    """Output frames prepared by `preparers` threads at once (arithmetic only, no files) and written by
+    one thread in the order handed in, at most `depth` waiting (`depth=0`: prepared and written by
+    `submit` itself). Each write runs inside the caller's output confinement (`atomic.confine_outputs`,
+    per thread) and, once whole, calls its `then`."""
 
-    def __init__(self, *, depth: int, should_cancel: Callable[[], bool]) -> None:
-        if depth < 0:
-            raise ValueError(f"depth must be >= 0, got {depth}")
+    def __init__(self, *, depth: int, preparers: int, should_cancel: Callable[[], bool]) -> None:
+        if depth < 0 or preparers < 1:
+            raise ValueError(f"need depth >= 0 and preparers >= 1, got depth={depth}, preparers={preparers}")
         self.should_cancel = should_cancel
         self._roots = output_roots()
         self._failure: BaseException | None = None
         self._abandon = threading.Event()
-        self._queue: queue.Queue[tuple[Callable[[], None], Callable[[], None]] | None] = queue.Queue(maxsize=max(depth, 1))
+        self._queue: queue.Queue[_Write | None] = queue.Queue(maxsize=max(depth, 1))
         self._thread: threading.Thread | None = None
+        self._pool: ThreadPoolExecutor | None = None
         self._closed = False
         if depth:
+            self._pool = ThreadPoolExecutor(preparers, thread_name_prefix="frame-prepare")
             self._thread = threading.Thread(target=self._run, name="frame-writer", daemon=True)
             self._thread.start()
 
-    def submit(self, write: Callable[[], None], then: Callable[[], None]) -> None:
+    def submit(self, *, prepare: Callable[[], Any], write: Callable[[Any], None], then: Callable[[], None]) -> None:
         self.check()
-        if self._thread is None:
-            write()
+        if self._pool is None:
+            write(prepare())
             then()
             return
-        self._queue.put((write, then))
+        self._queue.put(_Write(self._pool.submit(prepare), write, then))
 
     def check(self) -> None:
-        """Raise the error of a write that failed (nothing after it was written)."""
+        """Raise the error of a frame that failed to be prepared or written (nothing after it was written)."""
         if self._failure is not None:
             raise self._failure
 
     def close(self, *, finish: bool) -> None:
-        """Wait for the thread: `finish` writes what waits, else it is dropped (the write in hand
+        """Wait for the threads: `finish` writes what waits, else it is dropped (the write in hand
         completes). Closing again only waits."""
         if not finish:
             self._abandon.set()
-        if self._thread is None:
+        if self._thread is None or self._pool is None:
             return
         if not self._closed:
             self._closed = True
             self._queue.put(None)
         self._thread.join()
+        self._pool.shutdown(wait=True)
 
     def _run(self) -> None:
         confined = confine_outputs(self._roots) if self._roots is not None else contextlib.nullcontext()
         with confined:
             while (item := self._queue.get()) is not None:
                 if self._failure is not None or self._abandon.is_set() or self.should_cancel():
+                    item.prepared.cancel()
                     continue  # dropped: a failed or cancelled render writes nothing more
-                write, then = item
                 try:
-                    write()
-                    then()
+                    item.write(item.prepared.result())
+                    item.then()
                 except BaseException as exc:  # raised in the render loop by `check`
                     self._failure = exc
+
+
+@dataclass
+class _Write:
+    prepared: Future[Any]
+    write: Callable[[Any], None]
+    then: Callable[[], None]

@@ -74,20 +74,23 @@ from bufferany_core.pipeline.windows import Window, WindowSchedule, key_position
 from bufferany_core.pipeline.writer import (
     ExistingFrame,
     FrameState,
+    PreparedFrame,
     Provenance,
     fingerprint,
     frame_state,
+    prepare_frame,
     settings_json,
-    write_frame,
+    write_prepared,
 )
 from bufferany_core.scale_shift import fit_scale_shift
 
 KEY_FRAMES = 2  # key frames each later depth window sees before its own frames (windows.key_positions)
 ALIGN_STRIDE = 4  # least squares on every 4th pixel in each axis: plenty of samples, 16x cheaper
-# Output frames waiting to be written (`feed`): the loop hands in a window's finished frames at once and
-# waits while the writer is this far behind; the reader keeps reading meanwhile, up to a window's new
-# frames ahead (`_read_ahead`), so reading the next window overlaps writing the last.
-WRITE_BEHIND = 2
+# Output frames waiting to be written (`feed`), prepared (renormalised, converted, depth range) that
+# many at once: the loop hands in a window's finished frames together and waits while the writer is
+# this far behind; the reader keeps reading meanwhile, up to a window's new frames ahead
+# (`_read_ahead`), so reading the next window overlaps writing the last.
+WRITE_BEHIND = 3
 # Plate frames read at once: each read's decompression and colour conversion is threaded inside
 # OpenImageIO already; a few reads at once keep the cores busy through the parts that are not.
 READ_THREADS = max(1, min(4, os.cpu_count() or 1))
@@ -409,7 +412,9 @@ class _ShotRenderer:
         self.shot = plan.shot
         self.io_threads = io_threads
         self.device = next(iter(predictors.values())).device
-        self.writer = WriteBehind(depth=WRITE_BEHIND if io_threads else 0, should_cancel=self.should_cancel)
+        self.writer = WriteBehind(
+            depth=WRITE_BEHIND if io_threads else 0, preparers=WRITE_BEHIND, should_cancel=self.should_cancel
+        )
         self.events = threading.Lock()  # frame_done comes from the writer's thread, progress from both
         position = {frame: p for p, frame in enumerate(plan.shot)}
         self.to_write = {position[f] for f in plan.to_render}
@@ -629,10 +634,8 @@ class _ShotRenderer:
         path = self.plan.output.path(number)
         colorspace = self.job.input_colorspace or default_colorspace(plate.info)
 
-        def write() -> None:
-            write_frame(
-                path,
-                like=plate.info,
+        def prepare() -> PreparedFrame:
+            return prepare_frame(
                 provenance=replace(self.provenance, input_colorspace=colorspace),
                 depth=depth,
                 normals=renormalise(normals, axis=0) if cross_faded and normals is not None else normals,
@@ -645,7 +648,9 @@ class _ShotRenderer:
                 self.emit({"type": "frame_done", "frame": number, "path": str(path)})
             self._progress()
 
-        self.writer.submit(write, then=written)
+        self.writer.submit(
+            prepare=prepare, write=lambda frame: write_prepared(path, frame, like=plate.info), then=written
+        )
 
     def _progress(self) -> None:
         """Progress: the larger of the model work done and the frames written, never going back, so a

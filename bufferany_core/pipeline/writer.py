@@ -149,15 +149,25 @@ def is_finished(path: Path, settings: str) -> bool:
     return frame_state(path, settings).state is FrameState.FINISHED
 
 
-def write_frame(
-    path: Path,
+@dataclass(frozen=True)
+class PreparedFrame:
+    """An output frame's channels and header, ready for the file (`prepare_frame`)."""
+
+    channels: dict[str, np.ndarray]
+    half: list[str]
+    metadata: dict[str, object]
+
+
+def prepare_frame(
     *,
-    like: ImageInfo,
     provenance: Provenance,
     depth: np.ndarray | None = None,  # (H, W) shot-relative inverse depth
     normals: np.ndarray | None = None,  # (3, H, W) cross-faded normals, renormalised here
     plate: np.ndarray | None = None,  # (H, W, 4) RGBA
-) -> None:
+) -> PreparedFrame:
+    """The passes as output channels (depth convention applied, normals unit, types chosen) and the
+    header: the arithmetic of writing a frame, apart from the file, so frames can be prepared at once
+    and still be written in order."""
     channels: dict[str, np.ndarray] = {}
     half: list[str] = []
     if depth is not None:
@@ -179,8 +189,24 @@ def write_frame(
         described = depth_range(channels[conventions.DEPTH_CHANNEL])
         if described is not None:
             metadata[HEADER.depth_range] = described
+    return PreparedFrame(channels=channels, half=half, metadata=metadata)
+
+
+def write_prepared(path: Path, frame: PreparedFrame, *, like: ImageInfo) -> None:
     with writing_outputs():  # confined to the server's allowed roots when it runs the job
-        write_exr(path, channels, like=like, metadata=metadata, half=half)
+        write_exr(path, frame.channels, like=like, metadata=frame.metadata, half=frame.half)
+
+
+def write_frame(
+    path: Path,
+    *,
+    like: ImageInfo,
+    provenance: Provenance,
+    depth: np.ndarray | None = None,  # (H, W) shot-relative inverse depth
+    normals: np.ndarray | None = None,  # (3, H, W) cross-faded normals, renormalised here
+    plate: np.ndarray | None = None,  # (H, W, 4) RGBA
+) -> None:
+    write_prepared(path, prepare_frame(provenance=provenance, depth=depth, normals=normals, plate=plate), like=like)
 
 
 def depth_range(depth: np.ndarray) -> str | None:
