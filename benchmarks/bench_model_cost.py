@@ -11,7 +11,7 @@ Memory, inference without gradient, each (size, window) in a fresh process: the 
 what the process held before the forward (the model and its input), i.e. activations and
 workspaces, plus the weights. CUDA: torch's peak allocated memory of a 32-frame window, fp32 and
 fp16 (autocast). CPU: the resident set's high-water mark, reset before the forward
-(/proc/self/clear_refs), at short windows (--memory-frames) and extrapolated linearly to 32 frames
+(/proc/self/clear_refs, after malloc_trim), at short windows (--memory-frames) and extrapolated linearly to 32 frames
 (every activation scales with the window's frame count: the frames are the ViT's batch); fp16 is
 then estimated as half the fp32 activations. What fits a 24 GB GPU is an estimate: weights +
 frames x activation per frame + 1 GiB for the CUDA context and allocator slack.
@@ -23,6 +23,7 @@ frames x activation per frame + 1 GiB for the CUDA context and allocator slack.
 from __future__ import annotations
 
 import argparse
+import ctypes
 import re
 from pathlib import Path
 
@@ -72,6 +73,9 @@ def _window_memory(settings: argparse.Namespace, queue) -> None:
         torch.cuda.synchronize()
         queue.put((torch.cuda.max_memory_allocated() - before) / 2**20)
         return
+    # Hand the heap's free pages back first: building the weights freed about their size again, and
+    # a forward reusing those resident pages would not raise the high-water mark.
+    ctypes.CDLL("libc.so.6").malloc_trim(0)
     before = _resident_mib()
     Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current resident set
     step()
