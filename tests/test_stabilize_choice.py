@@ -87,6 +87,18 @@ def test_the_fingerprint_records_what_is_stabilised_not_how_it_was_asked(tmp_pat
     assert plan_render(RenderJob(**depth_only)).settings != plan_render(RenderJob(**depth_only, stabilize="on")).settings
 
 
+def test_frames_stabilised_by_an_earlier_algorithm_are_not_counted_finished(tmp_path, monkeypatch):
+    """The fingerprint of a stabilised render holds the stabiliser's algorithm and settings: a resume
+    after an upgrade renders again what the earlier stabiliser wrote."""
+    from bufferany_core.pipeline import stabilizing
+
+    job = RenderJob(input=write_plate(tmp_path / "plate", range(1, 5)), passes=("depth",), stabilize="on")
+    now = plan_render(job)
+    assert now.settings_values["stabilizer"] == stabilizing.stabilizer_settings()
+    monkeypatch.setattr(stabilizing, "STABILIZER_ALGORITHM", stabilizing.STABILIZER_ALGORITHM - 1)
+    assert plan_render(job).settings != now.settings
+
+
 def test_the_header_and_the_events_say_per_pass_whether_and_why(tmp_path):
     pattern = write_plate(tmp_path / "plate", range(1, 7))
     job = RenderJob(

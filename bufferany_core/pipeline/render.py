@@ -63,12 +63,11 @@ from bufferany_core.pipeline.align import reference_range, renormalise
 from bufferany_core.pipeline.feed import FedFrame, PlateFeed, WriteBehind, stack_on, to_host_float64
 from bufferany_core.pipeline.predictor_cache import PredictorCache
 from bufferany_core.pipeline.stabilizing import (
-    STABILIZE_OVERLAP,
-    STABILIZE_WINDOW,
     ShotStabilizer,
     StabilizeChoice,
     decide,
     stabilizer_positions,
+    stabilizer_settings,
 )
 from bufferany_core.pipeline.windows import Window, WindowSchedule, key_positions
 from bufferany_core.pipeline.writer import (
@@ -238,7 +237,7 @@ def plan_render(job: RenderJob) -> RenderPlan:
             # by content: retraining into the same file re-renders
             **({"temporal_weights": temporal} if temporal else {}),
             # absent when nothing is stabilised, so unstabilised renders from before `auto` stay finished
-            **({"stabilized": stabilized, "stabilizer_windows": [STABILIZE_WINDOW, STABILIZE_OVERLAP]} if stabilized else {}),
+            **({"stabilized": stabilized, "stabilizer": stabilizer_settings()} if stabilized else {}),
             # absent for fp32, so outputs rendered before precision was a setting stay finished
             **({"precision": precision} if precision != "fp32" else {}),
         }

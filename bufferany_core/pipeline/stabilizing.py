@@ -10,7 +10,7 @@ the service and the header all state the same one.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -80,6 +80,20 @@ def decide(job: RenderJob, entries: dict[str, ModelEntry]) -> dict[str, Stabiliz
 # window still to align needs them.
 STABILIZE_WINDOW = 24  # frames per alignment window (40 lost contrast: the chained per-frame scale wanders further)
 STABILIZE_OVERLAP = 8  # frames shared by consecutive alignment windows (cross-faded)
+
+
+# Bump when the stabiliser's numbers change for the same settings: renders record it, so frames
+# stabilised by an earlier algorithm are rendered again rather than counted as finished.
+STABILIZER_ALGORITHM = 2  # 2: the sliding trajectory filter (1: its fit limited to the alignment windows)
+
+
+def stabilizer_settings() -> dict:
+    """What a render records of the stabiliser (part of its settings fingerprint)."""
+    return {
+        "algorithm": STABILIZER_ALGORITHM,
+        "windows": [STABILIZE_WINDOW, STABILIZE_OVERLAP],
+        "trajectory": asdict(TrajectorySettings()),
+    }
 
 
 def stabilizer_schedule(length: int) -> WindowSchedule:
