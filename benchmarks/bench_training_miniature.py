@@ -20,6 +20,14 @@ unlabeled rendered clips, measured against exact depth on held-out scenes.
 
     .venv/bin/python benchmarks/bench_training_miniature.py            # the full miniature
     .venv/bin/python benchmarks/bench_training_miniature.py --quick    # a few-minute smoke run
+    .venv/bin/python benchmarks/bench_training_miniature.py --normals  # the same for normals
+
+--normals runs the normal miniature on the same corpus: a tiny Marigold-E2E-FT-style prior (the
+"tiny" UNet and VAE tables, trained end to end with the rendered camera-space normals of the PRIOR
+scenes), then training/configs/normal.toml at miniature sizes (latent L_reg + L_stable on decoded
+normals with deferred decode), evaluated on the EVAL scenes by mean angle error, OPW on normals and
+a normal TE. Its figures go under the `normals` key of the same JSON (the depth figures are kept)
+and a section of the report; a depth run keeps the `normals` key in turn.
 
 Writes --out (default benchmarks/results/training_miniature.json), a Markdown report beside it
 (training_miniature.md: table, settings, timings) and the curves (training_miniature_curves.png:
@@ -64,6 +72,13 @@ ABLATIONS = {
     "w_reg 3": {"loss.w_reg": 3.0},
     "paper-exact L_stable (raw predictions)": {"loss.stable_space": "raw"},
 }
+NORMAL_MAIN = "Buffer Anytime (normal.toml)"
+NORMAL_PRIOR = "image prior (per frame)"
+NORMAL_VARIANTS = {  # normal.toml keeps the paper's w_reg 1, lr 1e-5; depth.toml's balance beside it
+    "depth.toml's balance (w_reg 0.2, lr 1e-3 cosine, clip 1)": {
+        "loss.w_reg": 0.2, "optim.lr": 1e-3, "optim.schedule": "cosine", "optim.grad_clip": 1.0,
+    },
+}  # fmt: skip
 
 
 @dataclass
@@ -88,12 +103,18 @@ class Settings:
     curve_points: int = 5  # checkpoints per main run evaluated for the TE-over-steps curve
     workers: int = 1
     extra: dict = field(default_factory=dict)  # more config overrides for every run
+    # --normals: the normal prior's supervised training and the fine-tuning crops (multiples of 8)
+    normal_prior_steps: int = 1000
+    normal_prior_lr: float = 1e-3
+    normal_crop: tuple[int, int] = (64, 112)
+    normal_variants: list[str] = field(default_factory=lambda: list(NORMAL_VARIANTS))
 
     @classmethod
     def quick(cls) -> Settings:
         return cls(
             prior_shots=2, train_shots=1, eval_shots=1, frames=6, samples=2, prior_steps=20, steps=3,
-            clip_frames=4, seeds=[0, 1], ablation_seeds=[0], curve_points=2, workers=0,
+            clip_frames=4, seeds=[0, 1], ablation_seeds=[0], curve_points=2, workers=0, normal_prior_steps=10,
+            normal_crop=(32, 56),
         )  # fmt: skip
 
 
@@ -261,22 +282,21 @@ def stabilised_fn(prior_predict):
 
 
 # --- fine-tuning -----------------------------------------------------------------------------------
-def fine_tune(prior: Path, data: Path, out: Path, cache: Path, s: Settings, *, seed: int, overrides: dict,
-              curve: bool) -> tuple[Path, TrainConfig]:
-    """One label-free fine-tuning run; returns its final temporal weights and the config it trained with."""
+def fine_tune(config_file: str, model: dict, data: Path, out: Path, cache: Path, s: Settings, *, seed: int,
+              overrides: dict, curve: bool) -> tuple[Path, TrainConfig]:
+    """One label-free fine-tuning run of the shipped `config_file` at miniature sizes (`model`: the
+    model and crop keys of the task); returns its final temporal weights and the config it trained with."""
     from bufferany_training.config import load_config
     from bufferany_training.trainer import train
 
     every = max(1, s.steps // s.curve_points) if curve else s.steps
     config = load_config(
-        Path("depth.toml"),
+        Path(config_file),
         [],
         {
             "seed": seed,
-            "model.name": "buffer-anytime-depth-tiny",
-            "model.weights": str(prior),
+            **model,
             "data.frames": s.clip_frames,
-            "data.size": list(s.crop),
             "data.scale": [0.7, 1.0],
             "data.workers": s.workers,
             "data.cache": str(cache),
@@ -311,10 +331,277 @@ def summary(values: list[float]) -> dict:
     }
 
 
+# --- normals (--normals) ---------------------------------------------------------------------------
+def load_shot_normals(folder: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Model-ready sRGB frames (T, 3, H, W) float32 and the rendered camera-space unit normals
+    (T, H, W, 3) in conventions.NORMAL_AXES."""
+    from bufferany_core.evaluation.ground_truth_shot import load_synthetic_shot
+
+    frames, _ = load_shot(folder)
+    return frames, load_synthetic_shot(folder).normals.astype(np.float64)
+
+
+def cached_normal_prior(corpus: Path, folders: list[Path], s: Settings, log) -> tuple[Path, list[float], float | None]:
+    """The normal prior trained on the PRIOR scenes: a diffusers folder in the corpus folder named by
+    every setting it depends on, reused by later runs; returns it, its losses and the seconds spent
+    training (None when reused)."""
+    name = (
+        f"normal_prior_tiny_{s.prior_shots}shots_{s.width}x{s.height}_f{s.frames}_s{s.samples}"
+        f"_steps{s.normal_prior_steps}_lr{s.normal_prior_lr:g}_crop{s.normal_crop[0]}x{s.normal_crop[1]}"
+    )
+    folder, losses_path = corpus / name, corpus / f"{name}.losses.json"
+    if (folder / "vae").is_dir() and losses_path.is_file():
+        log(f"Normal prior: reusing {folder.name}")
+        return folder, json.loads(losses_path.read_text()), None
+    t0 = time.perf_counter()
+    shutil.rmtree(folder, ignore_errors=True)
+    losses = train_normal_prior([load_shot_normals(f) for f in folders], s, folder)
+    losses_path.write_text(json.dumps(losses))
+    return folder, losses, time.perf_counter() - t0
+
+
+def train_normal_prior(shots: list[tuple[np.ndarray, np.ndarray]], s: Settings, folder: Path) -> list[float]:
+    """Supervised per-frame training of the "tiny" Marigold-E2E-FT tables (UNet and VAE from their
+    default initialisation, one step from a zero noisy latent, as E2E-FT predicts) on (frames, normals)
+    pairs: random crops of the training aspect, angular loss (1 - cosine) on the decoded normals. The
+    whole network learns: a random tiny VAE has no latent space worth freezing. Writes a diffusers
+    folder (unet/, vae/, scheduler/, the empty-prompt embedding) that load_normal_predictor reads."""
+    from diffusers import DDPMScheduler
+    from safetensors.torch import save_file
+
+    from bufferany_core.conventions import NORMAL_AXES
+    from bufferany_core.models.normal import MODEL_AXES, build_normal_model
+    from bufferany_core.models.normal.configs import DEFAULT_SCHEDULER
+    from bufferany_core.models.normal.text_embedding import CACHE_NAME
+    from bufferany_core.normal_space import convert_axes
+
+    torch.manual_seed(0)
+    rng = random.Random(0)
+    model = build_normal_model("marigold-e2e-ft-normals-tiny")
+    optimizer = torch.optim.AdamW(model.parameters(), lr=s.normal_prior_lr, weight_decay=0.01)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, s.normal_prior_steps))
+    pool = [
+        (frames[k], convert_axes(torch.from_numpy(normals[k]).permute(2, 0, 1).float(), NORMAL_AXES, MODEL_AXES, axis=0))
+        for frames, normals in shots
+        for k in range(len(frames))
+    ]  # fmt: skip
+    losses = []
+    model.train()
+    for _ in range(s.normal_prior_steps):
+        images, targets = [], []
+        for frame, normals in rng.sample(pool, min(4, len(pool))):
+            h, w = frame.shape[-2:]
+            scale = rng.uniform(0.6, 1.0)
+            ch, cw = round(h * scale), round(min(w, h * scale * s.normal_crop[1] / s.normal_crop[0]))
+            top, left = rng.randrange(h - ch + 1), rng.randrange(w - cw + 1)
+            pair = torch.cat([torch.from_numpy(frame), normals])[None, :, top : top + ch, left : left + cw]
+            crop = F.interpolate(pair, size=s.normal_crop, mode="bilinear")[0]
+            images.append(crop[:3])
+            targets.append(F.normalize(crop[3:], dim=0))
+        prediction = model(model.normalize(torch.stack(images)))  # (B, 3, h, w) unit normals
+        loss = (1.0 - (prediction * torch.stack(targets)).sum(1)).mean()
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        schedule.step()
+        losses.append(float(loss.detach()))
+    model.unet.save_pretrained(folder / "unet")
+    model.vae.save_pretrained(folder / "vae")
+    DDPMScheduler(**DEFAULT_SCHEDULER).save_pretrained(folder / "scheduler")
+    save_file({"embedding": model.text_embedding.contiguous()}, str(folder / CACHE_NAME))
+    return losses
+
+
+def normal_te(prediction: np.ndarray, normals: np.ndarray) -> float:
+    """TE for normals: mean over consecutive frames and pixels of |(n_{t+1} - n_t) - (g_{t+1} - g_t)|
+    (Euclidean, unit vectors): how far the frame-to-frame change departs from the true change, as the
+    depth TE (metrics.temporal_gradient_error) measures it for depth."""
+    return float(np.linalg.norm(np.diff(prediction, axis=0) - np.diff(normals, axis=0), axis=-1).mean())
+
+
+def normal_shot_metrics(prediction: np.ndarray, frames: np.ndarray, normals: np.ndarray, flows: np.ndarray) -> dict:
+    """prediction and normals (T, H, W, 3) in the same axes."""
+    from bufferany_core.evaluation.metrics import normal_accuracy, normal_opw
+
+    return {
+        "mean_angle": normal_accuracy(prediction, normals)["mean_angle"],
+        "te": normal_te(prediction, normals),
+        "opw": normal_opw(prediction, frames.transpose(0, 2, 3, 1), flows),
+    }
+
+
+def evaluate_normals(predict, eval_set) -> dict[str, float]:
+    per_shot = [normal_shot_metrics(predict(frames), frames, normals, flows) for frames, normals, flows in eval_set]
+    return {key: float(np.mean([m[key] for m in per_shot])) for key in per_shot[0]}
+
+
+def normal_predictor_fn(predictor):
+    """(T, 3, H, W) frames -> (T, H, W, 3) normals in conventions.NORMAL_AXES, the ground truth's axes."""
+    return lambda frames: predictor.predict(torch.from_numpy(frames)).permute(0, 2, 3, 1).double().numpy()
+
+
+def stabilised_normals_fn(prior_predict):
+    from bufferany_core.flow import DISFlow
+    from bufferany_core.stabilize import stabilize_clip
+
+    def run(frames: np.ndarray) -> np.ndarray:
+        normals = torch.from_numpy(prior_predict(frames)).float().permute(0, 3, 1, 2)
+        _, stable = stabilize_clip(torch.from_numpy(frames), DISFlow(), normals=normals)
+        return stable.permute(0, 2, 3, 1).double().numpy()
+
+    return run
+
+
+def run_normals(args, s: Settings, shots: dict[str, list[Path]], log, *, host: str, load, timings: dict,
+                started: float) -> None:
+    """The normal miniature; merges its figures under `normals` into args.out and rewrites the report."""
+    from diffusers.utils import logging as diffusers_logging
+
+    from bufferany_core.models.normal import load_normal_predictor
+
+    diffusers_logging.set_verbosity_error()  # every folder load would advise installing accelerate
+    eval_set = [(f, n, backward_flows(f)) for f, n in map(load_shot_normals, shots["eval"])]
+    # The "tiny" catalogue entries take random weights only; the full entries load any diffusers
+    # folder, and build the image and video models from the folder's own (tiny) UNet and VAE configs.
+    size = max(s.width, s.height)
+    prior, prior_losses, prior_seconds = cached_normal_prior(args.corpus, shots["prior"], s, log)
+    timings["normal_prior"] = prior_seconds or 0.0
+    spent = "reused" if prior_seconds is None else f"{prior_seconds:.0f} s"
+    log(f"Normal prior: tiny Marigold-E2E-FT tables, {s.normal_prior_steps} supervised steps ({spent}; "
+        f"loss {np.mean(prior_losses[:10]):.3f} -> {np.mean(prior_losses[-10:]):.3f})")
+    prior_predict = normal_predictor_fn(load_normal_predictor("marigold-e2e-ft-normals", weights=prior, processing_size=size))
+    t0 = time.perf_counter()
+    figures = {NORMAL_PRIOR: evaluate_normals(prior_predict, eval_set)}
+    figures["prior + training-free stabiliser"] = evaluate_normals(stabilised_normals_fn(prior_predict), eval_set)
+    timings["normal_baselines"] = time.perf_counter() - t0
+    log("  " + "; ".join(f"{k}: " + ", ".join(f"{m} {v:.4f}" for m, v in f.items()) for k, f in figures.items()))
+
+    def video_predict(weights: Path):
+        return normal_predictor_fn(load_normal_predictor(
+            "buffer-anytime-normal", weights=prior, temporal_weights=weights, processing_size=size
+        ))  # fmt: skip
+
+    runs: dict[str, dict[int, dict[str, float]]] = {}
+    curves: dict[str, dict] = {}
+    recipe: dict = {}
+    model = {"model.name": "buffer-anytime-normal", "model.weights": str(prior), "data.size": list(s.normal_crop)}
+    variants = [(NORMAL_MAIN, {})] + [(name, NORMAL_VARIANTS[name]) for name in s.normal_variants]
+    t_train = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="bench-train-normals-") as tmp:
+        tmp = Path(tmp)
+        data = link_plates(shots["train"], tmp / "clips")
+        for label, overrides in variants:
+            runs[label] = {}
+            for seed in s.seeds:
+                t0 = time.perf_counter()
+                out = tmp / f"{len(curves)}-{seed}"
+                weights, config = fine_tune("normal.toml", model, data, out, tmp / "flow-cache", s, seed=seed,
+                                            overrides=overrides, curve=False)
+                runs[label][seed] = evaluate_normals(video_predict(weights), eval_set)
+                scalars = read_scalars(out / "logs")
+                curves[f"{label} / seed {seed}"] = {k: scalars.get(k, []) for k in (
+                    "loss/total", "loss/reg", "loss/stable", "masks/coverage",
+                    "temporal/warp_error_video", "temporal/warp_error_prior")}  # fmt: skip
+                if label == NORMAL_MAIN:
+                    recipe = {**asdict(config.loss), **asdict(config.optim), "decode_chunk": config.run.decode_chunk}
+                log(f"  {label}, seed {seed}: " + ", ".join(f"{m} {v:.4f}" for m, v in runs[label][seed].items())
+                    + f" ({time.perf_counter() - t0:.0f} s)")
+    timings["normal_fine_tuning"] = time.perf_counter() - t_train
+    timings["total"] = time.perf_counter() - started
+
+    base, stab = figures[NORMAL_PRIOR], figures["prior + training-free stabiliser"]
+    metrics = ("te", "opw", "mean_angle")
+
+    def ratios(per_seed: dict[int, dict[str, float]], reference: dict[str, float]) -> dict[str, dict]:
+        return {f"{m}_ratio": summary([per_seed[k][m] / reference[m] for k in sorted(per_seed)]) for m in metrics}
+
+    normals = {
+        "machine": host,
+        "load_average_start": list(load),
+        "load_average_end": list(os.getloadavg()),
+        "settings": {**asdict(s), "quick": args.quick},
+        "timings_s": {k: round(v, 1) for k, v in timings.items()},
+        "prior_reused": prior_seconds is None,
+        "recipe": recipe,
+        "metrics": {
+            "mean_angle": "mean angle error (degrees) to the rendered normals, metrics.normal_accuracy",
+            "opw": "metrics.normal_opw: flow-warped |n_t - n_{t-1}|, Euclidean between unit vectors (0-2)",
+            "te": "mean |(n_{t+1} - n_t) - (g_{t+1} - g_t)|, Euclidean, against the rendered normals",
+        },
+        **ratios(runs[NORMAL_MAIN], base),
+        "variants": {label: ratios(runs[label], base) for label, _ in variants[1:]},
+        "stabiliser_ratio": {f"{m}_ratio": stab[m] / base[m] for m in metrics},
+        "vs_stabiliser": ratios(runs[NORMAL_MAIN], stab),
+        "baselines": figures,
+        "runs": {label: {str(seed): m for seed, m in per_seed.items()} for label, per_seed in runs.items()},
+        "prior_loss": prior_losses[:: max(1, len(prior_losses) // 100)],
+        "curves": curves,
+    }
+    result = {**read_results(args.out), "normals": normals}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=1) + "\n")
+    report = write_report(result, args.out)
+    rows = dict(figures)
+    for label, per_seed in runs.items():
+        rows[label] = {m: float(np.mean([v[m] for v in per_seed.values()])) for m in metrics}
+    write_json(
+        args.json,
+        machine=host,
+        tables=[
+            table(
+                title="Training miniature, normals: held-out rendered scenes",
+                setup=f"{s.train_shots} unlabeled training scenes, {s.eval_shots} held-out; normal prior "
+                f"{s.normal_prior_steps} supervised steps; {s.steps} fine-tuning steps; means over seeds {s.seeds}",
+                baseline=NORMAL_PRIOR,
+                metrics={"mean_angle": "mean angle", "te": "TE", "opw": "OPW"},
+                rows=rows,
+                headline="te",
+            )
+        ],
+    )
+    log(report)
+    log(f"Wrote {args.out}, {args.out.with_suffix('.md')}, total {timings['total']:.0f} s")
+
+
+def normal_report(n: dict) -> list[str]:
+    s, r, base = n["settings"], n["recipe"], n["baselines"][NORMAL_PRIOR]
+    st = n["stabiliser_ratio"]
+    lines = [
+        "## Normals",
+        "",
+        f"Machine: {n['machine']}; load average {n['load_average_start'][0]:.1f} at start, "
+        f"{n['load_average_end'][0]:.1f} at the end; total {n['timings_s']['total']:.0f} s "
+        f"({', '.join(f'{k} {v:.0f} s' for k, v in n['timings_s'].items() if k != 'total')}).",
+        "",
+        f"Same corpus. Prior: the tiny Marigold-E2E-FT tables trained end to end with the rendered normals of "
+        f"the prior scenes, {s['normal_prior_steps']} steps"
+        f"{' (reused from the corpus folder)' if n['prior_reused'] else ''}. Fine-tuning: {s['steps']} steps of "
+        f"normal.toml's recipe (w_reg {r['w_reg']}, lr {r['lr']:g} {r['schedule']}, gradient clip {r['grad_clip']}; "
+        f"latent L_reg, L_stable on normals decoded {r['decode_chunk']} frames at a time with deferred "
+        f"back-propagation, cycle mask), {s['clip_frames']}-frame clips at {s['normal_crop'][0]}x{s['normal_crop'][1]}; "
+        f"seeds {s['seeds']}{'; QUICK smoke run' if s['quick'] else ''}.",
+        "",
+        f"Per-frame prior on held-out scenes: mean angle {base['mean_angle']:.2f} deg, TE {base['te']:.4f}, "
+        f"OPW {base['opw']:.4f}. OPW on normals: flow-warped Euclidean distance between unit normals "
+        "(metrics.normal_opw); TE: Euclidean |change - true change| per pixel and frame pair.",
+        "",
+        "| variant (ratio to the prior; mean ± std over seeds) | TE | OPW | mean angle | seeds |",
+        "|---|---|---|---|---|",
+        f"| prior + training-free stabiliser | {st['te_ratio']:.2f}x | {st['opw_ratio']:.2f}x | "
+        f"{st['mean_angle_ratio']:.2f}x | - |",
+    ]
+    for label, v in [(NORMAL_MAIN, n)] + list(n["variants"].items()):
+        lines.append(f"| {label} | {cell(v['te_ratio'])} | {cell(v['opw_ratio'])} | {cell(v['mean_angle_ratio'])} "
+                     f"| {len(v['te_ratio']['seeds'])} |")
+    return lines
+
+
 # --- main ------------------------------------------------------------------------------------------
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="a few-minute smoke run (tiny corpus, few steps)")
+    parser.add_argument("--normals", action="store_true",
+                        help="the normal miniature (tiny Marigold-style prior, normal.toml); figures under `normals`")
     parser.add_argument("--corpus", type=Path, default=REPO / "benchmarks" / "results" / "training_miniature_corpus")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "training_miniature.json")
     parser.add_argument("--set", dest="settings", action="append", default=[], metavar="NAME=JSON",
@@ -335,7 +622,7 @@ def main() -> None:
         if not hasattr(s, name):
             parser.error(f"--set {name}: no such setting ({', '.join(asdict(s))})")
         setattr(s, name, json.loads(value))
-    s.crop = tuple(s.crop)
+    s.crop, s.normal_crop = tuple(s.crop), tuple(s.normal_crop)
     for text in args.extra:
         key, _, value = text.partition("=")
         s.extra[key] = json.loads(value)
@@ -350,6 +637,9 @@ def main() -> None:
     t0 = time.perf_counter()
     shots = render_corpus(args.corpus, s, log)
     timings["corpus"] = time.perf_counter() - t0
+    if args.normals:
+        run_normals(args, s, shots, log, host=host, load=load, timings=timings, started=started)
+        return
     eval_set = [(frames, depth, backward_flows(frames)) for frames, depth in map(load_shot, shots["eval"])]
 
     from bufferany_core.models.depth import load_depth_predictor
@@ -361,11 +651,7 @@ def main() -> None:
         spent = "reused" if prior_seconds is None else f"{prior_seconds:.0f} s"
         log(f"Prior: tiny Depth Anything V2, {s.prior_steps} supervised steps on {len(shots['prior'])} scenes "
             f"({spent}; loss {np.mean(prior_losses[:10]):.3f} -> {np.mean(prior_losses[-10:]):.3f})")
-        data = tmp / "clips"  # the TRAIN plates only: no labels from here on
-        for folder in shots["train"]:
-            (data / folder.name).mkdir(parents=True)
-            for frame in sorted((folder / "plate").iterdir()):  # links per file: rglob skips linked folders
-                (data / folder.name / frame.name).symlink_to(frame)
+        data = link_plates(shots["train"], tmp / "clips")
         cache = tmp / "flow-cache"
 
         prior_predict = predictor_fn(load_depth_predictor("depth-anything-v2-tiny", weights=prior, processing_size=s.processing))
@@ -393,7 +679,11 @@ def main() -> None:
             for seed in seeds:
                 t0 = time.perf_counter()
                 out = tmp / f"{len(curves)}-{label.split()[0]}-{seed}"
-                weights, config = fine_tune(prior, data, out, cache, s, seed=seed, overrides=overrides, curve=label == MAIN)
+                weights, config = fine_tune(
+                    "depth.toml",
+                    {"model.name": "buffer-anytime-depth-tiny", "model.weights": str(prior), "data.size": list(s.crop)},
+                    data, out, cache, s, seed=seed, overrides=overrides, curve=label == MAIN,
+                )  # fmt: skip
                 runs[label][seed] = evaluate(video_predict(weights), eval_set)
                 scalars = read_scalars(out / "logs")
                 curve = {k: scalars.get(k, []) for k in ("loss/total", "loss/reg", "loss/stable", "masks/coverage",
@@ -442,6 +732,7 @@ def main() -> None:
     }
     for ablation in result["ablations"].values():
         ablation["absrel_ratio"] = ablation.pop("abs_rel_ratio")
+    result.update({k: v for k, v in read_results(args.out).items() if k == "normals"})  # --normals' figures stay
     if "prior + training-free stabiliser" in figures:
         stab = figures["prior + training-free stabiliser"]
         result["stabiliser_ratio"] = {f"{m}_ratio": stab[m] / base[m] for m in ("te", "opw", "abs_rel", "delta1")}
@@ -473,16 +764,41 @@ def main() -> None:
     log(f"Wrote {args.out}, {args.out.with_suffix('.md')}, total {timings['total']:.0f} s")
 
 
-def write_report(result: dict, out: Path) -> str:
-    """The Markdown table (ratios to the per-frame prior, mean +- std over seeds) and the curves."""
-    def cell(summary_: dict) -> str:
-        return f"{summary_['mean']:.2f}x ± {summary_['std']:.2f}"
+def link_plates(folders: list[Path], data: Path) -> Path:
+    """`data`: a folder of links to the plates of `folders` (the TRAIN scenes: no labels from here on)."""
+    for folder in folders:
+        (data / folder.name).mkdir(parents=True)
+        for frame in sorted((folder / "plate").iterdir()):  # links per file: rglob skips linked folders
+            (data / folder.name / frame.name).symlink_to(frame)
+    return data
 
+
+def read_results(out: Path) -> dict:
+    """The JSON an earlier run left at `out` ({} when none): each task's run keeps the other's figures."""
+    return json.loads(out.read_text()) if out.is_file() else {}
+
+
+def cell(summary_: dict) -> str:
+    return f"{summary_['mean']:.2f}x ± {summary_['std']:.2f}"
+
+
+def write_report(result: dict, out: Path) -> str:
+    """The Markdown report: the depth table (ratios to the per-frame prior, mean +- std over seeds) and
+    curves when the JSON has depth figures, the normal section when it has `normals`."""
+    lines = ["# Training miniature (issue 23)", ""]
+    if "te_ratio" in result:
+        lines += depth_report(result, out) + [""]
+    if "normals" in result:
+        lines += normal_report(result["normals"])
+    text = "\n".join(lines) + "\n"
+    out.with_suffix(".md").write_text(text)
+    return text
+
+
+def depth_report(result: dict, out: Path) -> list[str]:
     base = result["baselines"]["image prior (per frame)"]
     s, r = result["settings"], result["recipe"]
     lines = [
-        "# Training miniature (issue 23)",
-        "",
         f"Machine: {result['machine']}; load average {result['load_average_start'][0]:.1f} at start, "
         f"{result['load_average_end'][0]:.1f} at the end; total {result['timings_s']['total']:.0f} s "
         f"({', '.join(f'{k} {v:.0f} s' for k, v in result['timings_s'].items() if k != 'total')}).",
@@ -513,9 +829,7 @@ def write_report(result: dict, out: Path) -> str:
     picture = plot_curves(result, out.with_name(out.stem + "_curves.png"))
     if picture:
         lines += ["", f"![loss and held-out TE over the fine-tuning steps]({picture.name})"]
-    text = "\n".join(lines) + "\n"
-    out.with_suffix(".md").write_text(text)
-    return text
+    return lines
 
 
 def plot_curves(result: dict, path: Path) -> Path | None:
