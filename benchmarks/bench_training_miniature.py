@@ -74,11 +74,12 @@ ABLATIONS = {
 }
 NORMAL_MAIN = "Buffer Anytime (normal.toml)"
 NORMAL_PRIOR = "image prior (per frame)"
+_FAST = {"optim.lr": 1e-3, "optim.schedule": "cosine", "optim.grad_clip": 1.0}  # depth.toml's optimiser
 NORMAL_VARIANTS = {  # normal.toml keeps the paper's w_reg 1, lr 1e-5; depth.toml's balance beside it
-    "depth.toml's balance (w_reg 0.2, lr 1e-3 cosine, clip 1)": {
-        "loss.w_reg": 0.2, "optim.lr": 1e-3, "optim.schedule": "cosine", "optim.grad_clip": 1.0,
-    },
-}  # fmt: skip
+    "depth.toml's balance (w_reg 0.2, lr 1e-3 cosine, clip 1)": {"loss.w_reg": 0.2, **_FAST},
+    "lr 1e-3 cosine, clip 1 (w_reg 1)": {**_FAST},
+    "w_reg 0.1, lr 1e-3 cosine, clip 1": {"loss.w_reg": 0.1, **_FAST},
+}
 
 
 @dataclass
