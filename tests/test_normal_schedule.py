@@ -53,7 +53,7 @@ def renders(tmp_path_factory):
         calls: list[tuple[str, list[int]]] = []
 
         def spy(predictor, frames, what, calls=calls):
-            calls.append((predictor.info.pass_name, [f.number for f in frames]))
+            calls.append((predictor.info.pass_name, [f.frame.number for f in frames]))  # FedFrames
             return original(predictor, frames, what)
 
         render._predict = spy
