@@ -84,7 +84,7 @@ def test_quick_normal_miniature_runs_end_to_end_and_keeps_the_depth_figures(tmp_
         assert len(normals[key]["seeds"]) == 2
         for name, variant in normals["variants"].items():
             assert _is_summary(variant[key]), (name, key)
-    assert normals["variants"], "the depth.toml-balance variant is reported beside normal.toml"
+    assert normals["variants"], "the paper's recipe and the w_reg variants are reported beside normal.toml's"
     shipped = load_config(Path("normal.toml"), [])  # the miniature measures the recipe bufferany-train ships
     assert normals["recipe"]["w_reg"] == shipped.loss.w_reg and normals["recipe"]["lr"] == shipped.optim.lr
     assert normals["recipe"]["decode_chunk"] == 2
