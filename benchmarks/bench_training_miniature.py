@@ -261,9 +261,11 @@ def shot_metrics(prediction: np.ndarray, frames: np.ndarray, depth: np.ndarray, 
     }
 
 
-def evaluate(predict, eval_set) -> dict[str, float]:
-    """The metrics averaged over the held-out shots (each shot aligned on its own)."""
-    per_shot = [shot_metrics(predict(frames), frames, depth, flows) for frames, depth, flows in eval_set]
+def evaluate(predict, eval_set, metrics=None) -> dict[str, float]:
+    """`metrics` (default: depth's `shot_metrics`) averaged over the held-out shots (each shot aligned
+    on its own); eval_set: (frames, truth, flows) per shot."""
+    metrics = metrics or shot_metrics
+    per_shot = [metrics(predict(frames), frames, truth, flows) for frames, truth, flows in eval_set]
     return {key: float(np.mean([m[key] for m in per_shot])) for key in per_shot[0]}
 
 
@@ -432,11 +434,6 @@ def normal_shot_metrics(prediction: np.ndarray, frames: np.ndarray, normals: np.
     }
 
 
-def evaluate_normals(predict, eval_set) -> dict[str, float]:
-    per_shot = [normal_shot_metrics(predict(frames), frames, normals, flows) for frames, normals, flows in eval_set]
-    return {key: float(np.mean([m[key] for m in per_shot])) for key in per_shot[0]}
-
-
 def normal_predictor_fn(predictor):
     """(T, 3, H, W) frames -> (T, H, W, 3) normals in conventions.NORMAL_AXES, the ground truth's axes."""
     return lambda frames: predictor.predict(torch.from_numpy(frames)).permute(0, 2, 3, 1).double().numpy()
@@ -473,8 +470,8 @@ def run_normals(args, s: Settings, shots: dict[str, list[Path]], log, *, host: s
         f"loss {np.mean(prior_losses[:10]):.3f} -> {np.mean(prior_losses[-10:]):.3f})")
     prior_predict = normal_predictor_fn(load_normal_predictor("marigold-e2e-ft-normals", weights=prior, processing_size=size))
     t0 = time.perf_counter()
-    figures = {NORMAL_PRIOR: evaluate_normals(prior_predict, eval_set)}
-    figures["prior + training-free stabiliser"] = evaluate_normals(stabilised_normals_fn(prior_predict), eval_set)
+    figures = {NORMAL_PRIOR: evaluate(prior_predict, eval_set, normal_shot_metrics)}
+    figures["prior + training-free stabiliser"] = evaluate(stabilised_normals_fn(prior_predict), eval_set, normal_shot_metrics)
     timings["normal_baselines"] = time.perf_counter() - t0
     log("  " + "; ".join(f"{k}: " + ", ".join(f"{m} {v:.4f}" for m, v in f.items()) for k, f in figures.items()))
 
@@ -499,7 +496,7 @@ def run_normals(args, s: Settings, shots: dict[str, list[Path]], log, *, host: s
                 out = tmp / f"{len(curves)}-{seed}"
                 weights, config = fine_tune("normal.toml", model, data, out, tmp / "flow-cache", s, seed=seed,
                                             overrides=overrides, curve=False)
-                runs[label][seed] = evaluate_normals(video_predict(weights), eval_set)
+                runs[label][seed] = evaluate(video_predict(weights), eval_set, normal_shot_metrics)
                 scalars = read_scalars(out / "logs")
                 curves[f"{label} / seed {seed}"] = {k: scalars.get(k, []) for k in (
                     "loss/total", "loss/reg", "loss/stable", "masks/coverage",

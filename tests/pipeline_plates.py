@@ -8,6 +8,15 @@ import numpy as np
 
 from bufferany_core.frames import write_exr
 
+# the tiny models with random weights and short windows that the pipeline tests render with
+TINY = dict(
+    depth_model="video-depth-anything-tiny",
+    normal_model="buffer-anytime-normal-tiny",
+    weights="random",
+    device="cpu",
+    window=6, overlap=2, depth_processing_size=28, normal_processing_size=28,
+)  # fmt: skip
+
 
 def write_plate(folder: Path, frames, *, size=(40, 24), name="shot", alpha=False) -> str:
     """A moving gradient-and-disc plate `folder/name.####.exr` (scene-linear half RGB); returns the pattern."""

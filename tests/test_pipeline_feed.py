@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from pipeline_plates import write_plate
+from pipeline_plates import TINY, write_plate
 
 from bufferany_core.atomic import atomic_write, confine_outputs, writing_outputs
 from bufferany_core.errors import OutputNotWritableError, PartialFailureError, UnreadableImageError
@@ -14,14 +14,6 @@ from bufferany_core.jobs import RenderJob
 from bufferany_core.pipeline.feed import PlateFeed, WriteBehind
 from bufferany_core.pipeline.predictor_cache import PredictorCache
 from bufferany_core.pipeline.render import run_render
-
-TINY = dict(
-    depth_model="video-depth-anything-tiny",
-    normal_model="buffer-anytime-normal-tiny",
-    weights="random",
-    device="cpu",
-    window=6, overlap=2, depth_processing_size=28, normal_processing_size=28,
-)
 
 
 @pytest.fixture(scope="module")

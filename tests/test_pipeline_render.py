@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from pipeline_plates import write_plate
+from pipeline_plates import TINY, write_plate
 
 from bufferany_core import conventions
 from bufferany_core.conventions import HEADER
@@ -14,14 +14,6 @@ from bufferany_core.jobs import RenderJob
 from bufferany_core.pipeline.align import inverse_to_distance
 from bufferany_core.pipeline.predictor_cache import PredictorCache
 from bufferany_core.pipeline.render import run_render
-
-TINY = dict(
-    depth_model="video-depth-anything-tiny",
-    normal_model="buffer-anytime-normal-tiny",
-    weights="random",
-    device="cpu",
-    window=6, overlap=2, depth_processing_size=28, normal_processing_size=28,
-)
 
 
 @pytest.fixture(scope="module")
