@@ -191,6 +191,16 @@ def cached_prior(corpus: Path, folders: list[Path], s: Settings, log) -> tuple[P
     return path, losses, time.perf_counter() - t0
 
 
+def random_crop(rng: random.Random, pair: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """A random crop of 60-100% of the height of (C, H, W) `pair` (image and target stacked), as wide
+    as `size`'s aspect allows, resized to `size` (the priors' supervised training)."""
+    h, w = pair.shape[-2:]
+    scale = rng.uniform(0.6, 1.0)
+    ch, cw = round(h * scale), round(min(w, h * scale * size[1] / size[0]))
+    top, left = rng.randrange(h - ch + 1), rng.randrange(w - cw + 1)
+    return F.interpolate(pair[None, :, top : top + ch, left : left + cw], size=size, mode="bilinear")[0]
+
+
 def train_prior(shots: list[tuple[np.ndarray, np.ndarray]], s: Settings, path: Path) -> list[float]:
     """Supervised per-frame training of a tiny Depth Anything V2 (random init) on (frames, depth)
     pairs: random crops of the training aspect, flips, affine-invariant L2 on inverse depth. Writes
@@ -213,12 +223,8 @@ def train_prior(shots: list[tuple[np.ndarray, np.ndarray]], s: Settings, path: P
     for _ in range(s.prior_steps):
         images, targets = [], []
         for frame, inverse in rng.sample(pool, min(4, len(pool))):
-            h, w = frame.shape[-2:]
-            scale = rng.uniform(0.6, 1.0)
-            ch, cw = round(h * scale), round(min(w, h * scale * s.crop[1] / s.crop[0]))
-            top, left = rng.randrange(h - ch + 1), rng.randrange(w - cw + 1)
             pair = torch.cat([torch.from_numpy(frame), torch.from_numpy(inverse).float()[None]])
-            crop = F.interpolate(pair[None, :, top : top + ch, left : left + cw], size=s.crop, mode="bilinear")[0]
+            crop = random_crop(rng, pair, s.crop)
             if rng.random() < 0.5:
                 crop = crop.flip(-1)
             images.append(crop[:3])
@@ -394,12 +400,7 @@ def train_normal_prior(shots: list[tuple[np.ndarray, np.ndarray]], s: Settings, 
     for _ in range(s.normal_prior_steps):
         images, targets = [], []
         for frame, normals in rng.sample(pool, min(4, len(pool))):
-            h, w = frame.shape[-2:]
-            scale = rng.uniform(0.6, 1.0)
-            ch, cw = round(h * scale), round(min(w, h * scale * s.normal_crop[1] / s.normal_crop[0]))
-            top, left = rng.randrange(h - ch + 1), rng.randrange(w - cw + 1)
-            pair = torch.cat([torch.from_numpy(frame), normals])[None, :, top : top + ch, left : left + cw]
-            crop = F.interpolate(pair, size=s.normal_crop, mode="bilinear")[0]
+            crop = random_crop(rng, torch.cat([torch.from_numpy(frame), normals]), s.normal_crop)
             images.append(crop[:3])
             targets.append(F.normalize(crop[3:], dim=0))
         prediction = model(model.normalize(torch.stack(images)))  # (B, 3, h, w) unit normals
