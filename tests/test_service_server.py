@@ -399,3 +399,45 @@ def test_status_reports_the_max_models_the_server_was_started_with(tmp_path):
     assert status["available_models"] == {p: list(entries) for p, entries in CATALOGUES.items()}
     assert status["default_models"] == DEFAULT_MODELS
     assert not status["pipeline_loaded"]  # listing the models loads no pipeline
+
+
+def test_a_subscriber_that_arrives_as_a_job_ends_still_gets_its_end(tmp_path):
+    """A job that fails at once (a missing plate) ends on the worker thread while its terminal event is
+    on its way to the event loop. A client that subscribes in that moment (the Blender add-on's first
+    poll) must still get the end, never wait forever. The worker's hand-over is slowed down here to
+    hold that moment open; the server, worker and client are the real ones."""
+    import asyncio
+
+    from bufferany_core.service.server import Server
+
+    class SlowHandOver(Server):
+        def _emit_from_worker(self, job, event):
+            if event["type"] in protocol.TERMINAL_EVENTS:
+                time.sleep(1.0)
+            super()._emit_from_worker(job, event)
+
+        def _install_signal_handlers(self):  # the loop runs off the main thread here
+            pass
+
+    server = SlowHandOver(discovery_path=tmp_path / "server.json", allowed_roots=[str(tmp_path)], device="cpu")
+    loop = asyncio.new_event_loop()
+    serving = threading.Thread(target=loop.run_until_complete, args=(server.run(),), daemon=True)
+    serving.start()
+    try:
+        deadline = time.monotonic() + 20
+        while not (tmp_path / "server.json").exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        with Client.connect(tmp_path / "server.json", timeout=10) as client:
+            job_id = client.submit({"input": str(tmp_path / "missing.####.exr"), "frames": "1-3"})
+            while client.status(job_id)["state"] in ("queued", "running") and time.monotonic() < deadline:
+                time.sleep(0.01)
+            ended = []
+            waiting = threading.Thread(target=lambda: ended.extend(client.events(job_id)), daemon=True)
+            waiting.start()
+            waiting.join(10)
+            assert not waiting.is_alive(), "the subscriber never got the job's end"
+            assert ended[-1]["type"] == "failed" and "missing" in ended[-1]["error"]
+            assert ended[-1]["exit_code"] == ExitCode.INPUT_NOT_FOUND
+    finally:
+        loop.call_soon_threadsafe(server.request_stop)
+        serving.join(30)

@@ -255,7 +255,11 @@ class Server:
         if job.id not in self.jobs:  # already forgotten (only ended jobs are)
             return
         kind = event.get("type")
-        if kind == "progress":
+        if kind in protocol.TERMINAL_EVENTS:
+            # The job turns terminal here, in the loop step that publishes its terminal event: a
+            # subscriber arriving in between would see it ended, yet find no terminal event to replay.
+            job.finish(event)
+        elif kind == "progress":
             job.progress = float(event.get("percent", job.progress))
         elif kind in ("frame_done", "frame_skipped"):
             job.frames_done += 1
@@ -285,9 +289,7 @@ class Server:
     def _cancel(self, job: Job, *, reason: str) -> str:
         previous = job.cancel()
         if previous == "queued":
-            outcome = {"type": "cancelled", "message": reason}
-            job.finish(outcome)
-            self._publish(job, outcome)
+            self._publish(job, {"type": "cancelled", "message": reason})
         return previous
 
     # --- connections --------------------------------------------------------------------------------

@@ -91,6 +91,7 @@ class Job:
             return previous
 
     def finish(self, outcome: dict[str, Any]) -> None:
+        """Loop side, as the terminal event `outcome` is published."""
         with self._lock:
             self.state, self.outcome, self.ended_at = outcome["type"], outcome, time.time()
 
@@ -133,7 +134,8 @@ class Worker(threading.Thread):
     """Runs queued jobs with `run_render`, keeping one PredictorCache for the server's lifetime.
 
     `emit(job, event)` is called from this thread for every event (pipeline events and the terminal
-    one); the server hands them to its event loop. A `None` in the queue stops the worker.
+    one); the server hands them to its event loop, where the terminal one ends the job (`Job.finish`).
+    A `None` in the queue stops the worker.
     """
 
     def __init__(
@@ -164,7 +166,6 @@ class Worker(threading.Thread):
             log.info("job %s started: %s", job.id, job.spec.input)
             outcome = self._execute(job)
             self.jobs_run += 1
-            job.finish(outcome)
             log.info(
                 "job %s %s%s", job.id, outcome["type"], f": {outcome['error']}" if "error" in outcome else ""
             )
