@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
 import importlib.util
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -21,7 +23,10 @@ NO_BPY = (
 )
 # Weight hashes are cached per user (~/.cache/bufferany); tests and the processes they start keep
 # theirs in a folder of their own.
-os.environ.setdefault("BUFFERANY_HASH_CACHE", os.path.join(tempfile.mkdtemp(prefix="bufferany-tests-"), "weights_sha256.json"))
+if "BUFFERANY_HASH_CACHE" not in os.environ:
+    _HASH_CACHE_FOLDER = tempfile.mkdtemp(prefix="bufferany-tests-")
+    os.environ["BUFFERANY_HASH_CACHE"] = os.path.join(_HASH_CACHE_FOLDER, "weights_sha256.json")
+    atexit.register(shutil.rmtree, _HASH_CACHE_FOLDER, ignore_errors=True)
 HEAVY_MODULES = ("torch", "numpy", "cv2", "OpenImageIO", "timm", "diffusers", "torchvision", "fileseq")
 
 _BLOCKER = """
