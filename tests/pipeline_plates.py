@@ -18,8 +18,9 @@ TINY = dict(
 )  # fmt: skip
 
 
-def write_plate(folder: Path, frames, *, size=(40, 24), name="shot", alpha=False) -> str:
-    """A moving gradient-and-disc plate `folder/name.####.exr` (scene-linear half RGB); returns the pattern."""
+def write_plate(folder: Path, frames, *, size=(40, 24), name="shot", alpha=False, pixel_aspect=1.0) -> str:
+    """A moving gradient-and-disc plate `folder/name.####.exr` (scene-linear half RGB, `pixel_aspect`
+    in its header); returns the pattern."""
     width, height = size
     y, x = np.mgrid[0:height, 0:width].astype(np.float32)
     folder.mkdir(parents=True, exist_ok=True)
@@ -35,5 +36,5 @@ def write_plate(folder: Path, frames, *, size=(40, 24), name="shot", alpha=False
         if alpha:
             channels["A"] = np.ones_like(base)
         write_exr(folder / f"{name}.{n:04d}.exr", channels, half=list(channels),
-                  metadata={"camera": "A001"})
+                  metadata={"camera": "A001", "PixelAspectRatio": pixel_aspect})
     return str(folder / f"{name}.####.exr")

@@ -617,8 +617,7 @@ class _ShotRenderer:
             if self.official is not None:
                 depth = self._official_at(p)
             if self.stabilizer is not None:  # frames come out once the stabiliser windows covering them ran
-                unit = None if normals is None else renormalise(normals, axis=0)
-                for finished in self.stabilizer.push(p, plate, depth, unit):
+                for finished in self.stabilizer.push(p, plate, depth, normals):
                     self._write(*finished)
             else:
                 self._write(p, plate, depth, normals, cross_faded=True)

@@ -21,6 +21,7 @@ from bufferany_core.flow.backends import FlowEstimator
 from bufferany_core.flow.masks import DEFAULT_CYCLE_TOLERANCE
 from bufferany_core.jobs import RenderJob
 from bufferany_core.models.catalog import ModelEntry
+from bufferany_core.pipeline.align import renormalise
 from bufferany_core.pipeline.windows import Window, WindowSchedule
 from bufferany_core.stabilize.trajectory import (
     AlignSettings,
@@ -168,10 +169,13 @@ class ShotStabilizer:
     def push(
         self, position: int, plate: Any, depth: np.ndarray | None, normals: np.ndarray | None
     ) -> list[tuple[int, Any, np.ndarray | None, np.ndarray | None]]:
-        """Add the next final frame; returns the frames (position, plate, depth, normals) now finished."""
+        """Add the next final frame; returns the frames (position, plate, depth, normals) now finished.
+        `normals` need not be unit (a render's cross-fade shortens them, a file rounds them): the
+        filter gets them unit, so a render and `bufferany-stabilize` feed it alike."""
         if position <= self.latest:
             raise ValueError(f"frames must come in shot order: position {position} after {self.latest}")
-        self.frames[position] = _Frame(plate, np.asarray(plate.rgb, np.float32), depth, normals)
+        unit = None if normals is None else renormalise(normals, axis=0)
+        self.frames[position] = _Frame(plate, np.asarray(plate.rgb, np.float32), depth, unit)
         self.pushed.add(position)
         self.latest = position
         if self._aligns():

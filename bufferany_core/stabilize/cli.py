@@ -1,22 +1,26 @@
 """`bufferany-stabilize`: make existing flickery depth / normal passes temporally stable, no training.
 
 Reads the plate (for optical flow) and per-frame depth and/or normal passes (any EXR channels, e.g.
-from Nuke's Cattery Depth Anything), writes `depth.Z` and `N.X/Y/Z` in the project's conventions
-with the plate's data window and metadata. Prints `Progress: NN%` / `ALF_PROGRESS NN%` and one line
-per written frame (`Frame N written: PATH`), all through `cli_support.print_event`; exits with
-`bufferany_core.errors.ExitCode`.
+from Nuke's Cattery Depth Anything, or a render's unstabilised passes), runs them through the
+render's shot stabiliser (`pipeline.stabilizing.ShotStabilizer`: same flows on square pixels, same
+settings, same windows), and writes `depth.Z` and `N.X/Y/Z` in the project's conventions with the
+plate's data window and metadata. The selected frames are the shot: stabilising a render's
+unstabilised passes writes what the render with `--stabilize on` writes, up to the EXR storage's
+rounding. Frames are read, stabilised and written as they come (memory flat in the shot's length).
+Prints `Progress: NN%` / `ALF_PROGRESS NN%` and one line per written frame (`Frame N written:
+PATH`), all through `cli_support.print_event`; exits with `bufferany_core.errors.ExitCode`.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from bufferany_core import __version__, conventions
 from bufferany_core.cli_support import print_event, run_cli, say
@@ -30,20 +34,26 @@ from bufferany_core.errors import (
     OutputNotWritableError,
 )
 from bufferany_core.flow.backends import FLOW_NAMES, load_flow_estimator
-from bufferany_core.frames import FrameSequence, ImageInfo, read_channels, read_frames, read_info, write_exr
+from bufferany_core.frames import FrameSequence, read_channels, read_frames, read_info, write_exr
 from bufferany_core.frames.framespec import format_frame_spec
 from bufferany_core.models.weights import parse_weights_arg
-from bufferany_core.stabilize.stabilizer import StabilizeSettings
-from bufferany_core.stabilize.windowed import stabilize_in_windows, window_ranges
+from bufferany_core.pipeline.align import renormalise
+from bufferany_core.pipeline.outputs import check_not_input
+from bufferany_core.pipeline.square_pixels import plate_pixel_aspect
+from bufferany_core.pipeline.stabilizing import ShotStabilizer, stabilizer_settings
+from bufferany_core.pipeline.writer import depth_range, fingerprint, settings_json
 
 PROG = "bufferany-stabilize"
+# Settings of the recursive filter this command ran before it ran the render's stabiliser: refused
+# with a message saying so, rather than argparse's bare "unrecognized arguments".
+RETIRED_FLAGS = ("--window", "--overlap", "--decay", "--range-factor", "--trend-frames", "--cycle-tolerance")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    defaults = StabilizeSettings()
     p = argparse.ArgumentParser(
         prog=PROG,
-        description="Stabilise flickery per-frame depth and/or normal passes along the plate's optical flow.",
+        description="Stabilise flickery per-frame depth and/or normal passes along the plate's optical flow "
+        "(the stabiliser of bufferany-render --stabilize on, with its settings).",
         epilog="Exit codes: see README.md (2 bad arguments, 3 input not found, 4 missing frames, 7 mixed resolution, ...).",
     )
     p.add_argument("--plate", required=True, help="plate sequence or movie (used for optical flow only)")
@@ -51,7 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--normal", help="normal pass sequence")
     p.add_argument("-o", "--output", required=True, help="output sequence, e.g. out/shot_stable.####.exr")
     p.add_argument(
-        "--frames", help="frames to process: 1001-1100, 1-100x2, 5,10 (default: the plate's range)"
+        "--frames",
+        help="frames to process, stabilised together as one shot: 1001-1100, 1-100x2, 5,10 (default: the plate's range)",
     )
     p.add_argument(
         "--depth-channel",
@@ -66,47 +77,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--depth-convention",
         choices=[c.value for c in conventions.DepthConvention],
-        default=conventions.DEFAULT_DEPTH_CONVENTION.value,
-        help="what the input depth values mean; kept as they are and recorded in the header",
+        help="what the input depth values mean; kept as they are and recorded in the header "
+        f"(default: what the input's header records, else {conventions.DEFAULT_DEPTH_CONVENTION.value})",
     )
     p.add_argument(
         "--flow",
         choices=("auto", *FLOW_NAMES),
         default="auto",
-        help="flow backend (auto: RAFT large if its weights are present, else DIS)",
+        help="flow backend (auto: RAFT large if its weights are present, else DIS; what a render uses)",
     )
     p.add_argument("--flow-weights", help="RAFT weights file, or random[:SEED] (tests only)")
     p.add_argument("--models-dir", help="folder holding downloaded weights (default: $BUFFERANY_MODELS)")
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda or cuda:N")
     p.add_argument("--colorspace", help="the plate's colour space (default: by file type)")
-    p.add_argument(
-        "--window", type=int, default=48, help="frames stabilised together (memory bound; default 48)"
-    )
-    p.add_argument("--overlap", type=int, default=8, help="frames shared by consecutive windows (default 8)")
-    p.add_argument(
-        "--decay",
-        type=float,
-        default=defaults.decay,
-        help=f"history weight per frame (default {defaults.decay})",
-    )
-    p.add_argument(
-        "--range-factor",
-        type=float,
-        default=defaults.range_factor,
-        help="temporal filter gate width, in typical frame-to-frame differences",
-    )
-    p.add_argument(
-        "--trend-frames",
-        type=float,
-        default=defaults.trend_frames,
-        help="frames over which slow depth changes are kept (0: tie all frames to one scale)",
-    )
-    p.add_argument(
-        "--cycle-tolerance",
-        type=float,
-        default=defaults.cycle_tolerance,
-        help="forward-backward flow check, pixels",
-    )
+    for flag in RETIRED_FLAGS:
+        p.add_argument(flag, help=argparse.SUPPRESS)
     return p
 
 
@@ -118,8 +103,18 @@ class Inputs:
     frames: list[int]
     normal_channels: tuple[str, str, str]
 
+    @property
+    def passes(self) -> list[str]:
+        return [name for name, seq in (("depth", self.depth), ("normal", self.normal)) if seq is not None]
+
 
 def resolve_inputs(ns: argparse.Namespace) -> Inputs:
+    for flag in RETIRED_FLAGS:
+        if getattr(ns, flag[2:].replace("-", "_")) is not None:
+            raise BadArgumentsError(
+                f"{flag}: a setting of the recursive filter {PROG} ran before; it now runs the render's stabiliser "
+                f"with its fixed settings (docs/stabilize.md): drop {flag}"
+            )
     if ns.depth is None and ns.normal is None:
         raise BadArgumentsError("nothing to stabilise: give --depth, --normal or both")
     names = tuple(name.strip() for name in ns.normal_channels.split(","))
@@ -157,16 +152,6 @@ def _read_pass(
 
 
 def run(ns: argparse.Namespace) -> int:
-    try:
-        settings = StabilizeSettings(
-            decay=ns.decay,
-            range_factor=ns.range_factor,
-            trend_frames=ns.trend_frames or None,
-            cycle_tolerance=ns.cycle_tolerance,
-        )
-        window_ranges(2, window=ns.window, overlap=ns.overlap)
-    except ValueError as exc:
-        raise BadArgumentsError(str(exc)) from None
     inputs = resolve_inputs(ns)
     device = choose_device(ns.device)
     estimator = load_flow_estimator(
@@ -176,86 +161,97 @@ def run(ns: argparse.Namespace) -> int:
         device=device,
     )
     output = FrameSequence.for_output(ns.output)
-    for name, sequence in (("--plate", inputs.plate), ("--depth", inputs.depth), ("--normal", inputs.normal)):
-        if sequence is not None and sequence.hash_pattern == output.hash_pattern:
-            raise BadArgumentsError(
-                f"output {output.hash_pattern} is the {name} input: write to another sequence"
-            )
+    for sequence in (inputs.plate, inputs.depth, inputs.normal):
+        if sequence is not None:
+            check_not_input(sequence, output, inputs.frames)  # links, `..`, letter case, as a render checks
     try:
         output.folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise OutputNotWritableError(f"cannot create output folder {output.folder}: {exc}") from exc
     frames = inputs.frames
-    infos: dict[int, ImageInfo] = {}
-    source_headers: dict[str, object] = {}
-
-    def load(span: range) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
-        numbers = [frames[i] for i in span]
-        plates, depths, normals = [], [], []
-        for frame in read_frames(inputs.plate, numbers, colorspace=ns.colorspace):
-            infos[frame.number] = frame.info
-            size = frame.rgb.shape[:2]
-            plates.append(frame.rgb)
-            if inputs.depth is not None:
-                depths.append(_read_pass(inputs.depth, frame.number, [ns.depth_channel], size))
-            if inputs.normal is not None:
-                normals.append(_read_pass(inputs.normal, frame.number, inputs.normal_channels, size))
-        if inputs.depth is not None and not source_headers:
-            metadata = read_info(inputs.depth.path(numbers[0])).metadata
-            source_headers.update(
-                {k: v for k, v in metadata.items() if k.startswith(conventions.HEADER_PREFIX)}
-            )
-
-        def stack(images: list[np.ndarray]) -> torch.Tensor | None:
-            return torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).to(device) if images else None
-
-        return stack(plates), stack(depths), stack(normals)  # type: ignore[return-value]
-
-    passes = tuple(
-        name for name, seq in (("depth", inputs.depth), ("normal", inputs.normal)) if seq is not None
+    # the render's stabiliser over the selected frames as the shot; the flow sees the plate with square pixels
+    stabilizer = ShotStabilizer(
+        len(frames), inputs.passes, estimator, device, pixel_aspect=plate_pixel_aspect(inputs.plate, frames[0])
     )
+    header = _header(ns, inputs)
     written = 0
-    # the flow sees the plate with square pixels, as in a render (movies have square pixels)
-    pixel_aspect = 1.0 if inputs.plate.is_movie else read_info(inputs.plate.path(frames[0])).pixel_aspect
-    for result in stabilize_in_windows(
-        len(frames), load, estimator, window=ns.window, overlap=ns.overlap, settings=settings, pixel_aspect=pixel_aspect
-    ):
-        number = frames[result.index]
-        channels: dict[str, np.ndarray] = {}
-        if result.depth is not None:
-            channels[conventions.DEPTH_CHANNEL] = result.depth[0].float().cpu().numpy()
-        if result.normals is not None:
-            for name, component in zip(
-                conventions.NORMAL_CHANNELS, result.normals.float().cpu().numpy(), strict=True
-            ):
-                channels[name] = component
-        header = dict(source_headers)
-        header.update(_header(ns, inputs, passes))
-        half = (
-            conventions.NORMAL_CHANNELS
-            if result.normals is not None
-            and conventions.DEFAULT_NORMAL_PRECISION == conventions.NormalPrecision.HALF
-            else ()
-        )
-        path = output.path(number)
-        write_exr(path, channels, like=infos.pop(number), metadata=header, half=half)
-        written += 1
-        print_event({"type": "frame_done", "frame": number, "path": str(path)})
-        print_event({"type": "progress", "percent": 100 * written // len(frames)})
+    for position, plate in enumerate(read_frames(inputs.plate, frames, colorspace=ns.colorspace)):
+        size = plate.rgb.shape[:2]
+        depth = normals = None
+        if inputs.depth is not None:
+            depth = _read_pass(inputs.depth, plate.number, [ns.depth_channel], size)[..., 0]
+        if inputs.normal is not None:
+            normals = _read_pass(inputs.normal, plate.number, inputs.normal_channels, size).transpose(2, 0, 1)
+        for _, finished, stable_depth, stable_normals in stabilizer.push(position, plate, depth, normals):
+            path = output.path(finished.number)
+            _write(path, finished.info, stable_depth, stable_normals, header)
+            written += 1
+            print_event({"type": "frame_done", "frame": finished.number, "path": str(path)})
+            print_event({"type": "progress", "percent": 100 * written // len(frames)})
     say(f"Done: {written} frame(s) written ({output.hash_pattern}), flow {estimator.name}")
     return ExitCode.OK
 
 
-def _header(ns: argparse.Namespace, inputs: Inputs, passes: tuple[str, ...]) -> dict[str, object]:
-    header: dict[str, object] = {
-        HEADER.version: __version__,
-        HEADER.passes: ",".join(passes),
-        HEADER.stabilized: 1,
-        HEADER.source: " ".join(str(s.hash_pattern) for s in (inputs.depth, inputs.normal) if s is not None),
-        HEADER.frame_range: format_frame_spec(inputs.frames),
-    }
-    if inputs.depth is not None:
+def _write(path: Path, like, depth: np.ndarray | None, normals: np.ndarray | None, header: dict) -> None:
+    """Channels as a render writes them (float depth, unit half normals), with this frame's depth range."""
+    channels: dict[str, np.ndarray] = {}
+    half: list[str] = []
+    metadata = dict(header)
+    if depth is not None:
+        channels[conventions.DEPTH_CHANNEL] = depth.astype(np.float32)
+        described = depth_range(channels[conventions.DEPTH_CHANNEL])
+        if described is not None:
+            metadata[HEADER.depth_range] = described
+    if normals is not None:
+        for name, component in zip(conventions.NORMAL_CHANNELS, renormalise(normals, axis=0), strict=True):
+            channels[name] = component.astype(np.float32)
+        if conventions.DEFAULT_NORMAL_PRECISION == conventions.NormalPrecision.HALF:
+            half += list(conventions.NORMAL_CHANNELS)
+    write_exr(path, channels, like=like, metadata=metadata, half=half)
+
+
+def _header(ns: argparse.Namespace, inputs: Inputs) -> dict[str, object]:
+    """The first pass input's `bufferany/*` keys (a render's provenance: models, weights), updated with
+    what this command did. Its settings gain the stabiliser's, as a render records them, and this
+    command's name: the numbers equal a stabilised render's only up to the EXR storage's rounding, so a
+    render never takes these frames for its own finished ones."""
+    frames = inputs.frames
+    first = inputs.depth or inputs.normal
+    assert first is not None
+    source = read_info(first.path(frames[0])).metadata
+    header: dict[str, object] = {k: v for k, v in source.items() if k.startswith(conventions.HEADER_PREFIX)}
+    header.pop(HEADER.depth_range, None)  # the input frame's, not ours: written per frame
+    try:
+        values = json.loads(str(source.get(HEADER.settings_values, "{}")))
+    except ValueError:
+        values = {}
+    values = values if isinstance(values, dict) else {}
+    values.update(
+        stabilized=inputs.passes,
+        stabilizer=stabilizer_settings(),
+        stabilized_by=PROG,
+        stabilized_shot=[frames[0], frames[-1], len(frames)],
+    )
+    header.update(
+        {
+            HEADER.version: __version__,
+            HEADER.passes: ",".join(inputs.passes),
+            HEADER.stabilized: 1,
+            HEADER.stabilize_mode: "on",
+            HEADER.source: " ".join(str(s.hash_pattern) for s in (inputs.depth, inputs.normal) if s is not None),
+            HEADER.frame_range: format_frame_spec(frames),
+            HEADER.shot_range: f"{frames[0]}-{frames[-1]}",
+            HEADER.settings: fingerprint(values),
+            HEADER.settings_values: settings_json(values),
+        }
+    )
+    for pass_name in inputs.passes:
+        header[HEADER.pass_stabilized(pass_name)] = 1
+        header[HEADER.pass_stabilize_reason(pass_name)] = PROG
+    if inputs.depth is not None and ns.depth_convention is not None:
         header[HEADER.depth_convention] = ns.depth_convention
+    elif inputs.depth is not None:
+        header.setdefault(HEADER.depth_convention, conventions.DEFAULT_DEPTH_CONVENTION.value)
     if inputs.normal is not None:
         header[HEADER.normal_space] = conventions.DEFAULT_NORMAL_SPACE.value
         header[HEADER.normal_axes] = conventions.NORMAL_AXES
