@@ -85,7 +85,7 @@ STABILIZE_OVERLAP = 8  # frames shared by consecutive alignment windows (cross-f
 
 # Bump when the stabiliser's numbers change for the same settings: renders record it, so frames
 # stabilised by an earlier algorithm are rendered again rather than counted as finished.
-STABILIZER_ALGORITHM = 2  # 2: the sliding trajectory filter (1: its fit limited to the alignment windows)
+STABILIZER_ALGORITHM = 3  # 3: short-trajectory confidence relative to the shot (2: sliding filter; 1: windowed)
 
 
 def stabilizer_settings() -> dict:

@@ -20,8 +20,8 @@ module looks at each frame's trajectory explicitly instead:
    on the trajectory: a pop is an outlier against both neighbours, while a slow drift is not; and with
    the mean (a wrong flow, a moving object the cycle check missed). Tukey weights on both residuals
    (scales from their median absolute values over the frame) drop them.
-5. A pixel with a short trajectory (the edge band, occlusions, the shot's ends) takes, in proportion,
-   its neighbours' correction instead of its own (`fill_short_trajectories`).
+5. A pixel whose trajectory is cut short of what the shot allows (the edge band, occlusions) takes, in
+   proportion, its neighbours' correction instead of its own (`fill_short_trajectories`).
 """
 
 from __future__ import annotations
@@ -272,18 +272,25 @@ def robust_trajectory_fit(samples: np.ndarray, valid: np.ndarray, own: int, sett
 
 
 def fill_short_trajectories(
-    own: np.ndarray, estimate: np.ndarray, support: np.ndarray, settings: TrajectorySettings
+    own: np.ndarray, estimate: np.ndarray, support: np.ndarray, possible: int, settings: TrajectorySettings
 ) -> np.ndarray:
-    """A pixel whose trajectory is short (edges, occlusions, the shot's ends: `support` other frames
-    of the 2 x radius possible) has little to average and keeps most of its own flicker. Its estimate
-    is blended, by how short the trajectory is (confidence = support / (2 x radius)), with its own value
-    corrected by its neighbours' corrections (estimate - own)
+    """A pixel whose trajectory is cut short (edges, occlusions: `support` other frames of the `possible`
+    ones, the shot's frames within the radius) has little to average and keeps most of its own flicker.
+    Its estimate is blended, by how short the trajectory is (confidence = support / possible), with its
+    own value corrected by its neighbours' corrections (estimate - own)
     (a Gaussian of `fill_sigma` px weighted by their support): image-model flicker is spatially smooth
     (a local drift, a region popping), so the neighbours' correction is the better guess for it. Its
     own per-frame noise, which nothing averaged, is taken down by an edge-preserving (bilateral) filter
     of the frame: the range kernel (EDGE_NOISE_SIGMAS x the frame's noise) keeps depth steps and creases,
-    which are far larger than the noise."""
-    confidence = np.minimum(1.0, support.astype(np.float32) / (2 * settings.radius))[..., None]
+    which are far larger than the noise.
+
+    Confidence is relative to what the shot can give at this frame, not to a full two-sided support:
+    at a shot's ends and in short shots every trajectory is short, and measured against 2 x radius
+    every pixel there went through the bilateral and lost fine detail (texture, the creases of normals)
+    although its trajectory held over all the frames there are. A one-frame shot comes back as it is."""
+    if possible <= 0:
+        return estimate
+    confidence = np.minimum(1.0, support.astype(np.float32) / possible)[..., None]
     correction = estimate - own
     weighted = cv2.GaussianBlur(correction * confidence, (0, 0), settings.fill_sigma)
     total = cv2.GaussianBlur(confidence, (0, 0), settings.fill_sigma)
@@ -322,11 +329,12 @@ def filter_frame(
     paths = trajectories(pairs, frames, k, settings.radius)
     samples = paths.sample(values, k)
     support = paths.alive.sum(0) - 1
+    possible = min(settings.radius, k) + min(settings.radius, frames - 1 - k)  # the shot's frames in reach
     out = np.empty_like(samples[paths.own])
     for channels, unit in groups:
         own = samples[paths.own][..., channels]
         estimate = robust_trajectory_fit(samples[..., channels], paths.alive, paths.own, settings)
-        estimate = fill_short_trajectories(own, estimate, support, settings)
+        estimate = fill_short_trajectories(own, estimate, support, possible, settings)
         if unit:
             estimate /= np.maximum(np.linalg.norm(estimate, axis=-1, keepdims=True), 1e-12)
         out[..., channels] = estimate
