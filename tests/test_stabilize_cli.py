@@ -237,8 +237,9 @@ def test_stabilising_a_renders_passes_writes_what_the_render_stabilised(tmp_path
     """A render's unstabilised passes through bufferany-stabilize equal the same render with
     --stabilize on (same flows on square pixels: a 2:1 plate; same alignment windows: 30 frames, two).
     Depth is stored as float: measured bit-identical. Normals are stored as half, so the command reads
-    them rounded and the stabiliser's robust weights move a little: measured 99th percentile 0.13
-    degrees, at most 1.1 degrees at a few pixels (with float-stored normals: within one half step)."""
+    them rounded and the stabiliser's robust weights move a little: measured 99th percentile 0.12-0.13
+    degrees, at most 1.1-1.4 degrees at a few pixels of one frame (with float-stored normals: within one
+    half step)."""
     shot = range(1, 31)
     plate = write_plate(tmp_path / "plate", shot, pixel_aspect=2.0)
     predictors = PredictorCache()
