@@ -8,6 +8,7 @@ really changes), so one bad pair cannot drag the shot.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from bufferany_core.flow.pairs import FramePairs
@@ -25,17 +26,25 @@ MAD_TO_SIGMA = 1.4826
 _RELATIVE_SIGMA_FLOOR = 1e-4
 
 
-def robust_weights(residuals: torch.Tensor, iteration: int, *, data: torch.Tensor) -> torch.Tensor:
-    """IRLS weights: Huber for the first `HUBER_ITERATIONS` iterations, then Tukey's biweight, which
-    gives gross outliers (a moving object's pixels, all off to one side) no weight at all, where Huber
-    would still let them pull. sigma = 1.4826 * the median absolute residual, floored at 1e-4 times
-    the standard deviation of `data` (the values being fitted)."""
-    magnitude = residuals.abs()
-    floor = _RELATIVE_SIGMA_FLOOR * float(data.std()) + 1e-300
-    sigma = (MAD_TO_SIGMA * magnitude.median()).clamp_min(floor)
+def sigma_floor(data: np.ndarray) -> float:
+    """The smallest residual scale of a fit to `data` (1-D float64): 1e-4 times its standard deviation."""
+    return _RELATIVE_SIGMA_FLOOR * float(np.std(data, ddof=1)) + 1e-300
+
+
+def robust_scale(magnitude: np.ndarray, floor: float) -> float:
+    """1.4826 * the (lower) median of absolute residuals (1-D), at least `floor`."""
+    middle = (magnitude.size - 1) // 2
+    return max(MAD_TO_SIGMA * float(np.partition(magnitude, middle)[middle]), floor)
+
+
+def robust_weights(magnitude: np.ndarray, iteration: int, sigma: float | np.ndarray) -> np.ndarray:
+    """IRLS weights of absolute residuals at scale `sigma` (`robust_scale`; one per residual or one for
+    all): Huber for the first `HUBER_ITERATIONS` iterations, then Tukey's biweight, which gives gross
+    outliers (a moving object's pixels, all off to one side) no weight at all, where Huber would still
+    let them pull."""
     if iteration < HUBER_ITERATIONS:
-        return (HUBER_K * sigma / magnitude.clamp_min(1e-300)).clamp(max=1.0)
-    return (1.0 - (magnitude / (TUKEY_K * sigma)).square()).clamp_min(0.0).square()
+        return np.minimum(HUBER_K * sigma / np.maximum(magnitude, 1e-300), 1.0)
+    return np.square(np.maximum(1.0 - np.square(magnitude / (TUKEY_K * sigma)), 0.0))
 
 
 def correspondence_samples(
@@ -63,15 +72,18 @@ def robust_affine_fit(
 ) -> tuple[float, float]:
     """(a, b) fitting a * source + b to target (1-D float64 tensors) robustly (IRLS, `robust_weights`).
     Too few or flat samples give (1, mean offset)."""
-    if source.numel() < 2 or float(source.std()) <= 1e-12 * max(1.0, float(source.abs().mean())):
-        return 1.0, float((target - source).mean()) if source.numel() else 0.0
-    weights = torch.ones_like(source)
-    design = torch.stack([source, torch.ones_like(source)], dim=1)  # (n, 2)
-    solution = torch.tensor([1.0, 0.0], dtype=torch.float64)
+    source, target = np.asarray(source, np.float64), np.asarray(target, np.float64)
+    if source.size < 2 or float(source.std(ddof=1)) <= 1e-12 * max(1.0, float(np.abs(source).mean())):
+        return 1.0, float((target - source).mean()) if source.size else 0.0
+    weights = np.ones_like(source)
+    design = np.stack([source, np.ones_like(source)], axis=1)  # (n, 2)
+    floor = sigma_floor(target)
+    solution = np.array([1.0, 0.0])
     for iteration in range(iterations):
         weighted = design * weights[:, None]
-        solution = torch.linalg.solve(weighted.T @ design, weighted.T @ target)
-        weights = robust_weights(design @ solution - target, iteration, data=target)
+        solution = np.linalg.solve(weighted.T @ design, weighted.T @ target)
+        magnitude = np.abs(design @ solution - target)
+        weights = robust_weights(magnitude, iteration, robust_scale(magnitude, floor))
     return float(solution[0]), float(solution[1])
 
 
@@ -112,35 +124,44 @@ def solve_affines_from_samples(
     pair k, u the values on frame k and v the corresponding values on frame k+1 (1-D float64)."""
     runs = _linked_runs(frames, [k for k, _, _ in samples])
     # Equality constraints, two per run: sum of a over the run = its length, sum of b = 0.
-    constraints = torch.zeros(2 * len(runs), 2 * frames, dtype=torch.float64)
-    targets = torch.zeros(2 * len(runs), dtype=torch.float64)
+    constraints = np.zeros((2 * len(runs), 2 * frames))
+    targets = np.zeros(2 * len(runs))
     for r, (first, last) in enumerate(runs):
         constraints[2 * r, 2 * first : 2 * last + 2 : 2] = 1.0
         constraints[2 * r + 1, 2 * first + 1 : 2 * last + 2 : 2] = 1.0
         targets[2 * r] = last - first + 1
-
-    weights = [torch.ones_like(u) for _, u, _ in samples]
-    solution = torch.tensor([1.0, 0.0] * frames, dtype=torch.float64)
-    for iteration in range(iterations):
-        system = torch.zeros(2 * frames, 2 * frames, dtype=torch.float64)
-        for (k, u, v), w in zip(samples, weights, strict=True):
-            rows = torch.stack([u, torch.ones_like(u), -v, -torch.ones_like(v)], dim=1)  # (n, 4)
-            block = (rows * (w / w.sum().clamp_min(1e-300))[:, None]).T @ rows  # (4, 4)
-            system[2 * k : 2 * k + 4, 2 * k : 2 * k + 4] += block
-        # Minimise theta^T M theta subject to C theta = c: the KKT system [[2M, C^T], [C, 0]].
-        kkt = torch.cat(
-            [
-                torch.cat([2 * system, constraints.T], dim=1),
-                torch.cat([constraints, torch.zeros(len(targets), len(targets), dtype=torch.float64)], dim=1),
-            ]
-        )
-        rhs = torch.cat([torch.zeros(2 * frames, dtype=torch.float64), targets])
-        solution = torch.linalg.lstsq(kkt, rhs[:, None], driver="gelsd").solution[: 2 * frames, 0]
-        weights = []
-        for k, u, v in samples:
-            a0, b0, a1, b1 = solution[2 * k : 2 * k + 4]
-            weights.append(robust_weights(a0 * u + b0 - a1 * v - b1, iteration, data=v))
-    scale, shift = solution[0::2].clone(), solution[1::2].clone()
+    solution = np.array([1.0, 0.0] * frames)
+    if samples:
+        # All pairs' samples in one array (`pair` says whose): each IRLS step's sums are one bincount each.
+        linked = np.array([k for k, _, _ in samples])
+        sizes = [len(u) for _, u, _ in samples]
+        pair = np.repeat(np.arange(len(samples)), sizes)
+        bounds = np.cumsum([0, *sizes])
+        u = np.concatenate([np.asarray(u, np.float64) for _, u, _ in samples])
+        v = np.concatenate([np.asarray(v, np.float64) for _, _, v in samples])
+        floors = [sigma_floor(v[a:b]) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+        products = {"uu": u * u, "u": u, "uv": u * v, "1": np.ones_like(u), "v": v, "vv": v * v}
+        # rows (u, 1, -v, -1): the 4 x 4 block of pair k is sum_i w_i r_i r_i^T, symbols for its entries
+        block = [["uu", "u", "-uv", "-u"], ["u", "1", "-v", "-1"], ["-uv", "-v", "vv", "v"], ["-u", "-1", "v", "1"]]
+        kkt = np.zeros((2 * frames + len(targets), 2 * frames + len(targets)))
+        kkt[2 * frames :, : 2 * frames], kkt[: 2 * frames, 2 * frames :] = constraints, constraints.T
+        rhs = np.concatenate([np.zeros(2 * frames), targets])
+        weights = np.ones_like(u)
+        for iteration in range(iterations):
+            share = weights / np.maximum(np.bincount(pair, weights=weights), 1e-300)[pair]
+            sums = {key: np.bincount(pair, weights=share * value, minlength=len(samples)) for key, value in products.items()}
+            system = np.zeros((2 * frames, 2 * frames))
+            for i, j in ((i, j) for i in range(4) for j in range(4)):
+                entry = block[i][j]
+                system[2 * linked + i, 2 * linked + j] += -sums[entry[1:]] if entry[0] == "-" else sums[entry]
+            # Minimise theta^T M theta subject to C theta = c: the KKT system [[2M, C^T], [C, 0]].
+            kkt[: 2 * frames, : 2 * frames] = 2 * system
+            solution = np.linalg.lstsq(kkt, rhs, rcond=None)[0][: 2 * frames]
+            at = 2 * linked[pair]
+            magnitude = np.abs(solution[at] * u + solution[at + 1] - solution[at + 2] * v - solution[at + 3])
+            sigma = np.array([robust_scale(magnitude[a:b], f) for a, b, f in zip(bounds[:-1], bounds[1:], floors, strict=True)])
+            weights = robust_weights(magnitude, iteration, sigma[pair])
+    scale, shift = torch.from_numpy(solution[0::2].copy()), torch.from_numpy(solution[1::2].copy())
     # A non-positive scale would flip near and far: only a degenerate frame (flat depth) gets there.
     bad = ~(scale > 0) | ~torch.isfinite(scale) | ~torch.isfinite(shift)
     scale[bad], shift[bad] = 1.0, 0.0

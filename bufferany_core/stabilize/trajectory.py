@@ -365,7 +365,7 @@ class AlignSettings:
     kept); samples: correspondences per pair for the scale/shift fit."""
 
     trend_frames: float | None = 10.0
-    samples: int = 4000
+    samples: int = 1000
     iterations: int = 6
     min_correspondences: int = 64
 
