@@ -325,6 +325,27 @@ def fine_tune(config_file: str, model: dict, data: Path, out: Path, cache: Path,
     return train(config, data=data, out=out, say=lambda _: None), config
 
 
+def training_curve(out: Path) -> dict[str, list[tuple[int, float]]]:
+    """The logged losses, mask coverage and warp errors of the run in `out`."""
+    scalars = read_scalars(out / "logs")
+    keys = ("loss/total", "loss/reg", "loss/stable", "masks/coverage", "temporal/warp_error_video",
+            "temporal/warp_error_prior")  # fmt: skip
+    return {k: scalars.get(k, []) for k in keys}
+
+
+def heldout_curve(out: Path, prior: dict[str, float], video_predict, eval_set, metrics=None,
+                  keys: tuple[str, ...] = ("te",)) -> dict[str, list[tuple[int, float]]]:
+    """`heldout_<key>` over the steps: the held-out figures of the checkpoints the run in `out` kept,
+    after the prior's at step 0 (the blocks start as the identity)."""
+    points = {key: [(0, prior[key])] for key in keys}
+    for folder in sorted((out / "checkpoints").glob("step_*")):
+        step = int(folder.name.split("_")[1])
+        figures = evaluate(video_predict(folder / "temporal.safetensors"), eval_set, metrics)
+        for key in keys:
+            points[key].append((step, figures[key]))
+    return {f"heldout_{key}": values for key, values in points.items()}
+
+
 def read_scalars(logs: Path) -> dict[str, list[tuple[int, float]]]:
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -496,12 +517,13 @@ def run_normals(args, s: Settings, shots: dict[str, list[Path]], log, *, host: s
                 t0 = time.perf_counter()
                 out = tmp / f"{len(curves)}-{seed}"
                 weights, config = fine_tune("normal.toml", model, data, out, tmp / "flow-cache", s, seed=seed,
-                                            overrides=overrides, curve=False)
+                                            overrides=overrides, curve=label == NORMAL_MAIN)
                 runs[label][seed] = evaluate(video_predict(weights), eval_set, normal_shot_metrics)
-                scalars = read_scalars(out / "logs")
-                curves[f"{label} / seed {seed}"] = {k: scalars.get(k, []) for k in (
-                    "loss/total", "loss/reg", "loss/stable", "masks/coverage",
-                    "temporal/warp_error_video", "temporal/warp_error_prior")}  # fmt: skip
+                curve = training_curve(out)
+                if label == NORMAL_MAIN:
+                    curve.update(heldout_curve(out, figures[NORMAL_PRIOR], video_predict, eval_set,
+                                               normal_shot_metrics, keys=("te", "mean_angle")))
+                curves[f"{label} / seed {seed}"] = curve
                 if label == NORMAL_MAIN:
                     recipe = {**asdict(config.loss), **asdict(config.optim), "decode_chunk": config.run.decode_chunk}
                 log(f"  {label}, seed {seed}: " + ", ".join(f"{m} {v:.4f}" for m, v in runs[label][seed].items())
@@ -593,6 +615,15 @@ def normal_report(n: dict) -> list[str]:
     for label, v in [(NORMAL_MAIN, n)] + list(n["variants"].items()):
         lines.append(f"| {label} | {cell(v['te_ratio'])} | {cell(v['opw_ratio'])} | {cell(v['mean_angle_ratio'])} "
                      f"| {len(v['te_ratio']['seeds'])} |")
+    main = [c for name, c in n["curves"].items() if name.startswith(NORMAL_MAIN) and c.get("heldout_te")]
+    if main:  # ratios to the prior at each evaluated step, mean over the seeds
+        points = [
+            f"step {step}: TE {np.mean([c['heldout_te'][i][1] for c in main]) / base['te']:.2f}x, mean angle "
+            f"{np.mean([c['heldout_mean_angle'][i][1] for c in main]) / base['mean_angle']:.2f}x"
+            for i, (step, _) in enumerate(main[0]["heldout_te"])
+            if i
+        ]
+        lines += ["", f"{NORMAL_MAIN} on the held-out scenes over the steps (mean over seeds): {'; '.join(points)}."]
     return lines
 
 
@@ -685,15 +716,9 @@ def main() -> None:
                     data, out, cache, s, seed=seed, overrides=overrides, curve=label == MAIN,
                 )  # fmt: skip
                 runs[label][seed] = evaluate(video_predict(weights), eval_set)
-                scalars = read_scalars(out / "logs")
-                curve = {k: scalars.get(k, []) for k in ("loss/total", "loss/reg", "loss/stable", "masks/coverage",
-                                                          "temporal/warp_error_video", "temporal/warp_error_prior")}
-                if label == MAIN:  # held-out TE over the steps, from the kept checkpoints
-                    points = [(0, figures["image prior (per frame)"]["te"])]
-                    for folder in sorted((out / "checkpoints").glob("step_*")):
-                        step = int(folder.name.split("_")[1])
-                        points.append((step, evaluate(video_predict(folder / "temporal.safetensors"), eval_set)["te"]))
-                    curve["heldout_te"] = points
+                curve = training_curve(out)
+                if label == MAIN:
+                    curve.update(heldout_curve(out, figures["image prior (per frame)"], video_predict, eval_set))
                 curves[f"{label} / seed {seed}"] = curve
                 if label == MAIN:  # what the shipped config trained with
                     recipe = {**asdict(config.loss), **asdict(config.optim), "train_head": config.model.train_head}

@@ -91,8 +91,11 @@ def test_quick_normal_miniature_runs_end_to_end_and_keeps_the_depth_figures(tmp_
     for name in ("image prior (per frame)", "prior + training-free stabiliser"):
         baseline = normals["baselines"][name]
         assert 0 < baseline["mean_angle"] < 180 and baseline["te"] > 0 and baseline["opw"] > 0
-    assert normals["curves"]["Buffer Anytime (normal.toml) / seed 0"]["loss/stable"]
+    curve = normals["curves"]["Buffer Anytime (normal.toml) / seed 0"]
+    assert curve["loss/stable"] and curve["heldout_te"][0] == [0, normals["baselines"]["image prior (per frame)"]["te"]]
+    assert len(curve["heldout_te"]) >= 2 and len(curve["heldout_mean_angle"]) == len(curve["heldout_te"])
     report = out.with_suffix(".md").read_text()
     assert "## Normals" in report and "| Buffer Anytime (normal.toml) |" in report and "QUICK" in report
+    assert "over the steps" in report
     tables = json.loads((tmp_path / "figures.json").read_text())["tables"]  # benchmarks/report.py's format
     assert tables[0]["baseline"] == "image prior (per frame)" and "Buffer Anytime (normal.toml)" in tables[0]["rows"]
