@@ -69,10 +69,10 @@ def _grid(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
     return xs, ys
 
 
-def sample(image: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+def sample(image: np.ndarray, x: np.ndarray, y: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """Bilinear samples of `image` (H, W) or (H, W, C<=4) float32 at positions x, y (H, W) float32;
-    0 outside (callers mask by `inside`)."""
-    return cv2.remap(image, x, y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    0 outside (callers mask by `inside`); written into `out` when given."""
+    return cv2.remap(image, x, y, cv2.INTER_LINEAR, dst=out, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
 
 
 def inside(x: np.ndarray, y: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -136,12 +136,13 @@ class Trajectories:
         channels = values[k].shape[2] if values[k].ndim == 3 else 1
         # channels first: every later step runs over whole planes (a trailing axis of 3 normal
         # components made numpy's broadcasts and reductions several times slower)
-        out = np.empty((len(self.offsets), channels, height, width), np.float32)
+        out = np.empty((len(self.offsets), height, width, channels), np.float32)
         for i, (o, x, y) in enumerate(zip(self.offsets, self.x, self.y, strict=True)):
-            picked = values[k] if o == 0 else sample(values[k + int(o)], x, y)
-            for c, plane in enumerate(cv2.split(picked)):
-                out[i, c] = plane
-        return out
+            if o == 0:
+                out[i] = values[k].reshape(height, width, channels)
+            else:
+                sample(values[k + int(o)], x, y, out=out[i].reshape(values[k].shape))
+        return np.ascontiguousarray(out.transpose(0, 3, 1, 2))
 
 
 def trajectories(pairs: Mapping[int, PairCorrespondence], frames: int, k: int, radius: int) -> Trajectories:
