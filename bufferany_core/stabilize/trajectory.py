@@ -275,9 +275,7 @@ def robust_trajectory_fit(samples: np.ndarray, valid: np.ndarray, own: int, sett
         value, slope = _local_linear(weights, coarse, t, ridge)
         residual = _residual(coarse, value[None] + t[:, None, None, None] * slope[None])
         weights = base * _tukey(residual, _robust_sigma(residual, base > 0, floor), settings.outlier_k)
-    rows, cols = weights.shape[1:]  # each coarse weight stands for its 2 x 2 block
-    blocks = np.broadcast_to(weights[:, :, None, :, None], (n, rows, 2, cols, 2)).reshape(n, 2 * rows, 2 * cols)
-    weights = valid * blocks[:, :height, :width]
+    weights = valid * weights.repeat(2, axis=1).repeat(2, axis=2)[:, :height, :width]
     weights[own] = np.maximum(weights[own], 1e-3)
     return _local_linear(weights, samples, t, ridge)[0]
 
