@@ -160,16 +160,16 @@ def stack_on(frames: Sequence[FedFrame], device: torch.device) -> torch.Tensor:
     return out.to(device)
 
 
-def to_host_float64(values: torch.Tensor) -> np.ndarray:
-    """A prediction as float64 on the host (what alignment and cross-fading work in). From CUDA: widened
-    there a frame at a time (exact; the device is far faster at it than one host thread, and holds one
-    frame's float64 only) and copied into pinned memory."""
-    values = values.detach()
+def to_host(values: torch.Tensor) -> np.ndarray:
+    """A prediction as float32 on the host (what the predictors compute in; fp16 widens exactly). The
+    render widens it to float64 a frame at a time where it aligns and cross-fades, never a whole
+    window at once: a window of float64 normals at 3840x2160 would be 6 GB. From CUDA: one copy
+    into pinned memory."""
+    values = values.detach().to(torch.float32)
     if values.device.type != "cuda":
-        return values.to("cpu", torch.float64).numpy()
-    host = torch.empty(values.shape, dtype=torch.float64, pin_memory=True)
-    for slot, frame in zip(host, values, strict=True):
-        slot.copy_(frame.to(torch.float64))
+        return values.numpy()
+    host = torch.empty(values.shape, dtype=torch.float32, pin_memory=True)
+    host.copy_(values)
     return host.numpy()
 
 

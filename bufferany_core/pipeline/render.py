@@ -60,7 +60,7 @@ from bufferany_core.models.precision import choose_precision
 from bufferany_core.models.weights import require_weights, sha256_of
 from bufferany_core.pipeline import farm, official_schedule, outputs, square_pixels
 from bufferany_core.pipeline.align import reference_range, renormalise
-from bufferany_core.pipeline.feed import FedFrame, PlateFeed, WriteBehind, stack_on, to_host_float64
+from bufferany_core.pipeline.feed import FedFrame, PlateFeed, WriteBehind, stack_on, to_host
 from bufferany_core.pipeline.predictor_cache import PredictorCache
 from bufferany_core.pipeline.stabilizing import (
     ShotStabilizer,
@@ -342,7 +342,8 @@ class _FrameCache:
 
 
 def _predict(predictor: PassPredictor, frames: list[FedFrame], what: str) -> np.ndarray:
-    """The pass on the plate's grid; the model sees the plate with square pixels (`square_pixels`)."""
+    """The pass on the plate's grid, float32 (`_widened` takes a frame of it to float64); the model
+    sees the plate with square pixels (`square_pixels`)."""
     first = frames[0].frame
     try:
         with torch.inference_mode():
@@ -357,10 +358,22 @@ def _predict(predictor: PassPredictor, frames: list[FedFrame], what: str) -> np.
             doing=f"predicting {predictor.info.pass_name} for {what} ({len(frames)} frames of {w}x{h})",
             device=predictor.device,
         ) from exc
-    result = to_host_float64(out)
+    result = to_host(out)
     if not np.isfinite(result).all():
         raise NonFiniteError(f"the {predictor.info.pass_name} model produced NaN/Inf for {what}")
     return result
+
+
+def _widened(values: np.ndarray) -> np.ndarray:
+    """A float64 copy (exact) of one frame's prediction, or of its alignment samples: what alignment and
+    cross-fading compute in, one frame at a time."""
+    return values.astype(np.float64)
+
+
+def _samples(image: np.ndarray) -> np.ndarray:
+    """The pixels a least-squares fit or the reference range sees (every ALIGN_STRIDE-th in each axis),
+    float64: taken before any arithmetic on a frame, so nothing is computed for the pixels left out."""
+    return _widened(image[..., ::ALIGN_STRIDE, ::ALIGN_STRIDE])
 
 
 def _plate_rgba(frame) -> np.ndarray:
@@ -375,7 +388,7 @@ def _plate_rgba(frame) -> np.ndarray:
     return pixels
 
 
-_Previous = tuple[Window, np.ndarray, tuple[float, float]] | None  # window, raw depth, its keys-only fit
+_Previous = tuple[Window, np.ndarray, tuple[float, float]] | None  # window, raw depth (float32), its keys-only fit
 
 
 @dataclass
@@ -385,8 +398,8 @@ class _Reference:
 
     scale: float
     shift: float
-    values: dict[int, np.ndarray]
-    first: np.ndarray | None  # the first window's raw prediction until the loop takes it
+    values: dict[int, np.ndarray]  # position -> mapped values at the fit's samples (`_samples`)
+    first: np.ndarray | None  # the first window's raw prediction (float32) until the loop takes it
 
     def take_first_window(self) -> np.ndarray:
         assert self.first is not None
@@ -541,22 +554,30 @@ class _ShotRenderer:
             key_plates = self.cache.get([self.shot[k] for k in keys])
             raw = _predict(self.predictors["depth"], key_plates + plates, what)[:, 0]  # (K+T, H, W)
             raw_keys, raw_depth = raw[: len(keys)], raw[len(keys) :]
-        source = [r for k, r in zip(keys, raw_keys, strict=True) if k in reference.values]
+        # the fits see every ALIGN_STRIDE-th pixel: sampled first, so the targets are computed there only
+        source = [_samples(r) for k, r in zip(keys, raw_keys, strict=True) if k in reference.values]
         target = [reference.values[k] for k in keys if k in reference.values]
         if window.index > 0:
-            keys_fit = fit_scale_shift(source, target, stride=ALIGN_STRIDE)  # key 0 is always known
+            keys_fit = fit_scale_shift(source, target)  # key 0 is always known
         if previous is not None and previous[0].index == window.index - 1:
             prev_window, prev_raw, (s0, t0) = previous
             for k, r in zip(keys, raw_keys, strict=True):
                 if k not in reference.values and prev_window.start <= k < prev_window.stop:
-                    source.append(r)
-                    target.append(s0 * prev_raw[k - prev_window.start] + t0)
+                    source.append(_samples(r))
+                    target.append(s0 * _samples(prev_raw[k - prev_window.start]) + t0)
             for p in range(window.start, prev_window.stop):
-                source.append(raw_depth[p - window.start])
-                target.append(s0 * prev_raw[p - prev_window.start] + t0)
-        scale, shift = fit_scale_shift(source, target, stride=ALIGN_STRIDE) if source else keys_fit
-        # inverse depth below the shot's zero (what a raw 0 maps to) is clamped, as the official inference clamps at 0
-        self._accumulate(window, "depth", np.maximum(scale * raw_depth + shift, reference.shift))
+                source.append(_samples(raw_depth[p - window.start]))
+                target.append(s0 * _samples(prev_raw[p - prev_window.start]) + t0)
+        scale, shift = fit_scale_shift(source, target) if source else keys_fit
+
+        def aligned(depth: np.ndarray) -> np.ndarray:
+            # inverse depth below the shot's zero (what a raw 0 maps to) is clamped, as the official inference
+            # clamps at 0; in place on the frame's own float64 copy
+            depth *= scale
+            depth += shift
+            return np.maximum(depth, reference.shift, out=depth)
+
+        self._accumulate(window, "depth", raw_depth, aligned)
         return window, raw_depth, keys_fit
 
     def _reference(self, windows: list[Window]) -> _Reference:
@@ -565,9 +586,9 @@ class _ShotRenderer:
         first = self.schedule.windows[0]
         frames = [self.shot[p] for p in first.positions]
         raw = _predict(self.predictors["depth"], self.cache.get(frames), f"reference frames {frames[0]}-{frames[-1]}")[:, 0]
-        offset, scale = reference_range(list(raw), stride=ALIGN_STRIDE)
+        offset, scale = reference_range([_samples(r) for r in raw])
         needed = {k for w in windows for k in key_positions(w) if k < first.stop}
-        values = {k: (raw[k] - offset) * scale for k in sorted(needed | {0})}
+        values = {k: (_samples(raw[k]) - offset) * scale for k in sorted(needed | {0})}
         return _Reference(scale=scale, shift=-offset * scale, values=values, first=raw if windows[0].index == 0 else None)
 
     def _official_depth(self) -> Iterator[tuple[int, np.ndarray]]:
@@ -578,7 +599,7 @@ class _ShotRenderer:
 
         def predict(positions: Sequence[int]) -> np.ndarray:
             frames = [self.shot[p] for p in positions]
-            raw = _predict(predictor, self.cache.get(frames), f"frames {frames[0]}-{frames[-1]}")[:, 0]
+            raw = _widened(_predict(predictor, self.cache.get(frames), f"frames {frames[0]}-{frames[-1]}")[:, 0])
             if not mapping:
                 mapping.append(reference_range(list(raw), stride=ALIGN_STRIDE))
             return raw
@@ -594,14 +615,25 @@ class _ShotRenderer:
                 return depth
         raise RuntimeError(f"the official schedule ended before shot position {position}")
 
-    def _accumulate(self, window: Window, pass_name: str, values: np.ndarray) -> None:
+    def _accumulate(
+        self, window: Window, pass_name: str, values: np.ndarray, transform: Callable[[np.ndarray], np.ndarray] | None = None
+    ) -> None:
+        """Add the window's weighted `values` (float32, one per window frame; `transform` maps a frame's
+        float64 copy in place) to the cross-fade of the frames still wanted, a frame at a time."""
         for p in window.positions:
             if p not in self.wanted:
                 continue
             weight = self.schedules[pass_name].blend_weights(p)[window.index]
+            term = _widened(values[p - window.start])
+            if transform is not None:
+                term = transform(term)
+            if weight != 1.0:  # a frame one window covers alone is that window's values, exactly
+                term *= weight
             entry = self.sums.setdefault(p, {})
-            term = weight * values[p - window.start]
-            entry[pass_name] = term if pass_name not in entry else entry[pass_name] + term
+            if pass_name in entry:
+                entry[pass_name] += term
+            else:
+                entry[pass_name] = term
 
     def _write_ready(self) -> None:
         """Finish the pending positions, in shot order, whose every pass has run its last window over them."""

@@ -175,9 +175,9 @@ def prepare_frame(
             depth = inverse_to_distance(depth)
         channels[conventions.DEPTH_CHANNEL] = depth.astype(np.float32)
     if normals is not None:
-        unit = renormalise(normals, axis=0)
+        unit = renormalise(normals, axis=0, dtype=np.float32)
         for name, component in zip(conventions.NORMAL_CHANNELS, unit, strict=True):
-            channels[name] = component.astype(np.float32)
+            channels[name] = component
         if conventions.DEFAULT_NORMAL_PRECISION == conventions.NormalPrecision.HALF:
             half += list(conventions.NORMAL_CHANNELS)
     if plate is not None:
