@@ -80,6 +80,9 @@ NORMAL_VARIANTS = {  # normal.toml ships depth.toml's balance and optimiser; the
     },
     "w_reg 1 (lr 1e-3 cosine, clip 1)": {"loss.w_reg": 1.0},
     "w_reg 0.1 (lr 1e-3 cosine, clip 1)": {"loss.w_reg": 0.1},
+    "w_reg 0.15": {"loss.w_reg": 0.15},
+    "300 steps": {"optim.iterations": 300},  # the cosine schedule stretched to 300
+    "16-frame clips": {"data.frames": 16},  # the whole held-out shot, as the evaluation's window sees it
 }
 
 
@@ -100,7 +103,7 @@ class Settings:
     clip_frames: int = 8  # frames per training clip
     lr: float | None = None  # None: depth.toml's optim.lr, as bufferany-train uses it
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
-    ablation_seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    ablation_seeds: list[int] = field(default_factory=lambda: [0, 1, 2])  # also --normals' variants
     ablations: list[str] = field(default_factory=lambda: list(ABLATIONS))
     curve_points: int = 5  # checkpoints per main run evaluated for the TE-over-steps curve
     workers: int = 1
@@ -506,14 +509,14 @@ def run_normals(args, s: Settings, shots: dict[str, list[Path]], log, *, host: s
     curves: dict[str, dict] = {}
     recipe: dict = {}
     model = {"model.name": "buffer-anytime-normal", "model.weights": str(prior), "data.size": list(s.normal_crop)}
-    variants = [(NORMAL_MAIN, {})] + [(name, NORMAL_VARIANTS[name]) for name in s.normal_variants]
+    variants = [(NORMAL_MAIN, {}, s.seeds)] + [(name, NORMAL_VARIANTS[name], s.ablation_seeds) for name in s.normal_variants]
     t_train = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bench-train-normals-") as tmp:
         tmp = Path(tmp)
         data = link_plates(shots["train"], tmp / "clips")
-        for label, overrides in variants:
+        for label, overrides, seeds in variants:
             runs[label] = {}
-            for seed in s.seeds:
+            for seed in seeds:
                 t0 = time.perf_counter()
                 out = tmp / f"{len(curves)}-{seed}"
                 weights, config = fine_tune("normal.toml", model, data, out, tmp / "flow-cache", s, seed=seed,
@@ -551,7 +554,7 @@ def run_normals(args, s: Settings, shots: dict[str, list[Path]], log, *, host: s
             "te": "mean |(n_{t+1} - n_t) - (g_{t+1} - g_t)|, Euclidean, against the rendered normals",
         },
         **ratios(runs[NORMAL_MAIN], base),
-        "variants": {label: ratios(runs[label], base) for label, _ in variants[1:]},
+        "variants": {label: ratios(runs[label], base) for label, _, _ in variants[1:]},
         "stabiliser_ratio": {f"{m}_ratio": stab[m] / base[m] for m in metrics},
         "vs_stabiliser": ratios(runs[NORMAL_MAIN], stab),
         "baselines": figures,
@@ -573,7 +576,8 @@ def run_normals(args, s: Settings, shots: dict[str, list[Path]], log, *, host: s
             table(
                 title="Training miniature, normals: held-out rendered scenes",
                 setup=f"{s.train_shots} unlabeled training scenes, {s.eval_shots} held-out; normal prior "
-                f"{s.normal_prior_steps} supervised steps; {s.steps} fine-tuning steps; means over seeds {s.seeds}",
+                f"{s.normal_prior_steps} supervised steps; {s.steps} fine-tuning steps; means over seeds {s.seeds} "
+                f"(variants {s.ablation_seeds})",
                 baseline=NORMAL_PRIOR,
                 metrics={"mean_angle": "mean angle", "te": "TE", "opw": "OPW"},
                 rows=rows,
@@ -601,7 +605,7 @@ def normal_report(n: dict) -> list[str]:
         f"normal.toml's recipe (w_reg {r['w_reg']}, lr {r['lr']:g} {r['schedule']}, gradient clip {r['grad_clip']}; "
         f"latent L_reg, L_stable on normals decoded {r['decode_chunk']} frames at a time with deferred "
         f"back-propagation, cycle mask), {s['clip_frames']}-frame clips at {s['normal_crop'][0]}x{s['normal_crop'][1]}; "
-        f"seeds {s['seeds']}{'; QUICK smoke run' if s['quick'] else ''}.",
+        f"seeds {s['seeds']} (variants {s['ablation_seeds']}){'; QUICK smoke run' if s['quick'] else ''}.",
         "",
         f"Per-frame prior on held-out scenes: mean angle {base['mean_angle']:.2f} deg, TE {base['te']:.4f}, "
         f"OPW {base['opw']:.4f}. OPW on normals: flow-warped Euclidean distance between unit normals "
