@@ -59,7 +59,7 @@ from bufferany_core.models.catalog import ModelEntry, get_model_entry
 from bufferany_core.models.precision import choose_precision
 from bufferany_core.models.weights import require_weights, sha256_of
 from bufferany_core.pipeline import farm, official_schedule, outputs, square_pixels
-from bufferany_core.pipeline.align import reference_range, renormalise
+from bufferany_core.pipeline.align import reference_range
 from bufferany_core.pipeline.feed import FedFrame, PlateFeed, WriteBehind, stack_on, to_host
 from bufferany_core.pipeline.predictor_cache import PredictorCache
 from bufferany_core.pipeline.stabilizing import (
@@ -570,10 +570,10 @@ class _ShotRenderer:
                 target.append(s0 * _samples(prev_raw[p - prev_window.start]) + t0)
         scale, shift = fit_scale_shift(source, target) if source else keys_fit
 
-        def aligned(depth: np.ndarray) -> np.ndarray:
-            # inverse depth below the shot's zero (what a raw 0 maps to) is clamped, as the official inference
-            # clamps at 0; in place on the frame's own float64 copy
-            depth *= scale
+        def aligned(raw_frame: np.ndarray) -> np.ndarray:
+            # widened as it is scaled (one pass, the same numbers); inverse depth below the shot's zero (what a
+            # raw 0 maps to) is clamped, as the official inference clamps at 0
+            depth = np.multiply(raw_frame, scale, dtype=np.float64)
             depth += shift
             return np.maximum(depth, reference.shift, out=depth)
 
@@ -618,15 +618,14 @@ class _ShotRenderer:
     def _accumulate(
         self, window: Window, pass_name: str, values: np.ndarray, transform: Callable[[np.ndarray], np.ndarray] | None = None
     ) -> None:
-        """Add the window's weighted `values` (float32, one per window frame; `transform` maps a frame's
-        float64 copy in place) to the cross-fade of the frames still wanted, a frame at a time."""
+        """Add the window's weighted `values` (float32, one per window frame) to the cross-fade of the frames
+        still wanted, a frame at a time, in float64: `transform` makes a frame's new float64 array from it
+        (default: a copy)."""
         for p in window.positions:
             if p not in self.wanted:
                 continue
             weight = self.schedules[pass_name].blend_weights(p)[window.index]
-            term = _widened(values[p - window.start])
-            if transform is not None:
-                term = transform(term)
+            term = (transform or _widened)(values[p - window.start])
             if weight != 1.0:  # a frame one window covers alone is that window's values, exactly
                 term *= weight
             entry = self.sums.setdefault(p, {})
@@ -652,12 +651,10 @@ class _ShotRenderer:
                 for finished in self.stabilizer.push(p, plate, depth, normals):
                     self._write(*finished)
             else:
-                self._write(p, plate, depth, normals, cross_faded=True)
+                self._write(p, plate, depth, normals)
 
-    def _write(
-        self, p: int, plate, depth: np.ndarray | None, normals: np.ndarray | None, *, cross_faded: bool = False
-    ) -> None:
-        """Hand a finished frame to the writer; `cross_faded` normals are renormalised there, off the loop."""
+    def _write(self, p: int, plate, depth: np.ndarray | None, normals: np.ndarray | None) -> None:
+        """Hand a finished frame to the writer (cross-faded normals are renormalised there, off the loop)."""
         if p not in self.to_write:
             return
         number = self.shot[p]
@@ -668,7 +665,7 @@ class _ShotRenderer:
             return prepare_frame(
                 provenance=replace(self.provenance, input_colorspace=colorspace),
                 depth=depth,
-                normals=renormalise(normals, axis=0) if cross_faded and normals is not None else normals,
+                normals=normals,
                 plate=_plate_rgba(plate) if self.job.include_plate else None,
             )
 
