@@ -139,3 +139,15 @@ def test_fine_detail_is_kept_at_the_shot_ends_as_in_the_middle(frames):
     # and the flicker went: the depth's offset from the texture changes far less from frame to frame
     offsets = np.array([float((o[..., 0] - depth).mean()) for o in out_depth])
     assert np.abs(np.diff(offsets)).mean() < 0.25 * np.abs(np.diff(drift[:, 0])).mean()
+
+
+def test_a_one_frame_shot_comes_back_as_it_is():
+    stabilizer = ShotStabilizer(1, ["depth", "normal"], CountingFlow(), torch.device("cpu"))
+    rng = np.random.default_rng(5)
+    depth = rng.random((12, 16))
+    normals = rng.normal(0, 0.05, (3, 12, 16)) + np.array([0, 0, 1.0])[:, None, None]
+    normals /= np.linalg.norm(normals, axis=0)
+    ((position, _, out_depth, out_normals),) = stabilizer.push(0, SimpleNamespace(rgb=rng.random((12, 16, 3))), depth, normals)
+    assert position == 0
+    np.testing.assert_allclose(out_depth, depth, rtol=1e-6)
+    np.testing.assert_allclose(out_normals, normals, atol=1e-6)

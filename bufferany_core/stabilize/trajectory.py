@@ -296,9 +296,7 @@ def fill_short_trajectories(
     Confidence is relative to what the shot can give at this frame, not to a full two-sided support:
     at a shot's ends and in short shots every trajectory is short, and measured against 2 x radius
     every pixel there went through the bilateral and lost fine detail (texture, the creases of normals)
-    although its trajectory held over all the frames there are. A one-frame shot comes back as it is."""
-    if possible <= 0:
-        return estimate
+    although its trajectory held over all the frames there are (`possible` >= 1)."""
     confidence = np.minimum(1.0, support.astype(np.float32) / possible)[..., None]
     correction = estimate - own
     weighted = cv2.GaussianBlur(correction * confidence, (0, 0), settings.fill_sigma)
@@ -334,7 +332,9 @@ def filter_frame(
     """Frame k of a shot of `frames` frames (`values[j]` (H, W, C<=4) float32 by position, the frames
     within `settings.radius` of k present) filtered along its trajectories; `groups`: the channels
     fitted together (a pass) and whether they are unit vectors (renormalised). One trace, one sample
-    per neighbour frame for all passes."""
+    per neighbour frame for all passes. A one-frame shot has nothing to filter: it comes back as it is."""
+    if frames == 1:
+        return values[k].copy()
     paths = trajectories(pairs, frames, k, settings.radius)
     samples = paths.sample(values, k)
     support = paths.alive.sum(0) - 1
