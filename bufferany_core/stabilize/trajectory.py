@@ -132,6 +132,8 @@ class Trajectories:
     def sample(self, values: Mapping[int, np.ndarray], k: int) -> np.ndarray:
         """Samples (n, C, H, W), channels first, of a clip (`values[j]` (H, W, C<=4) float32, by position)
         along the trajectories: one bilinear sample per neighbour frame."""
+        if values[k].dtype != np.float32:  # remap writes into the buffer only when the types agree
+            raise ValueError(f"trajectory samples need float32 frames, got {values[k].dtype}")
         height, width = values[k].shape[:2]
         channels = values[k].shape[2] if values[k].ndim == 3 else 1
         # channels first: every later step runs over whole planes (a trailing axis of 3 normal
@@ -342,8 +344,9 @@ def filter_frame(
     out = np.empty_like(values[k])
     for channels, unit in groups:
         own = np.ascontiguousarray(values[k][..., channels])
-        estimate = robust_trajectory_fit(samples[:, channels], paths.alive, paths.own, settings)
-        estimate = fill_short_trajectories(own, np.ascontiguousarray(estimate.transpose(1, 2, 0)), support, possible, settings)
+        fitted = robust_trajectory_fit(samples[:, channels], paths.alive, paths.own, settings)
+        estimate = np.ascontiguousarray(fitted.transpose(1, 2, 0))  # back to (H, W, C) for OpenCV
+        estimate = fill_short_trajectories(own, estimate, support, possible, settings)
         if unit:
             estimate /= np.maximum(np.linalg.norm(estimate, axis=-1, keepdims=True), 1e-12)
         out[..., channels] = estimate
