@@ -31,6 +31,7 @@ from bufferany_core.stabilize.trajectory import (
     far_from_edges,
     filter_frame,
 )
+from bufferany_core.stabilize.working_size import enlarge, shrink, working_shape
 
 
 @dataclass(frozen=True)
@@ -81,11 +82,15 @@ def decide(job: RenderJob, entries: dict[str, ModelEntry]) -> dict[str, Stabiliz
 # window still to align needs them.
 STABILIZE_WINDOW = 24  # frames per alignment window (40 lost contrast: the chained per-frame scale wanders further)
 STABILIZE_OVERLAP = 8  # frames shared by consecutive alignment windows (cross-faded)
+# Short side, px, the stabiliser works at (the models' default processing size): a larger plate's flows,
+# alignment and trajectory filter run on shrunk copies and only the filter's correction is enlarged, so
+# the cost per frame is bounded whatever the plate (`stabilize.working_size`).
+STABILIZE_WORKING_SIZE = 518
 
 
 # Bump when the stabiliser's numbers change for the same settings: renders record it, so frames
 # stabilised by an earlier algorithm are rendered again rather than counted as finished.
-STABILIZER_ALGORITHM = 3  # 3: short-trajectory confidence relative to the shot (2: sliding filter; 1: windowed)
+STABILIZER_ALGORITHM = 4  # 4: bounded working size (3: short-trajectory confidence relative to the shot; 2: sliding filter; 1: windowed)
 
 
 def stabilizer_settings() -> dict:
@@ -93,6 +98,7 @@ def stabilizer_settings() -> dict:
     return {
         "algorithm": STABILIZER_ALGORITHM,
         "windows": [STABILIZE_WINDOW, STABILIZE_OVERLAP],
+        "working_size": STABILIZE_WORKING_SIZE,
         "trajectory": asdict(TrajectorySettings()),
     }
 
@@ -122,18 +128,23 @@ def stabilizer_positions(length: int, wanted: list[int], *, radius: int | None =
 @dataclass
 class _Frame:
     plate: Any  # the plate frame (kept for writing: its info, its RGBA)
-    rgb: np.ndarray  # (H, W, 3) sRGB [0, 1], what the flow sees
-    depth: np.ndarray | None  # (H, W)
-    normals: np.ndarray | None  # (3, H, W)
+    rgb: np.ndarray  # (h, w, 3) sRGB [0, 1] at the working size, what the flow sees
+    depth: np.ndarray | None  # (h, w)
+    normals: np.ndarray | None  # (3, h, w), unit
+    full: tuple[np.ndarray | None, np.ndarray | None] | None = None  # (depth, unit normals) at the plate's size, when shrunk
     aligned: np.ndarray | None = None  # depth after the alignment windows (weighted sum while they run)
-    values: np.ndarray | None = None  # (H, W, C) float32: the stabilised passes' inputs to the filter
+    aligned_full: np.ndarray | None = None  # the same per-frame scale and shift on the plate-size depth
+    values: np.ndarray | None = None  # (h, w, C) float32: the stabilised passes' inputs to the filter
 
 
 class ShotStabilizer:
     """Frames go in in shot order (`push`), stabilised frames come out once the frames within the
     filter's radius are aligned. Memory: about 2 x radius + one window of frames and their pairs' flows,
     whatever the shot's length; cost per frame: one flow pair, its share of the alignment windows
-    (cheap: a few thousand correspondences per pair) and one trajectory filter."""
+    (cheap: a few thousand correspondences per pair) and one trajectory filter, all at the working size:
+    a plate whose short side exceeds `working_size` is shrunk to it, the depth's per-frame scale and
+    shift are applied at the plate's size (they are exact there), and the filter's correction is
+    enlarged and added to the plate-size passes. Plates at or below it are stabilised as they are."""
 
     def __init__(
         self,
@@ -146,7 +157,10 @@ class ShotStabilizer:
         trajectory: TrajectorySettings | None = None,
         pixel_aspect: float = 1.0,
         cycle_tolerance: float = DEFAULT_CYCLE_TOLERANCE,
+        working_size: int = STABILIZE_WORKING_SIZE,
     ):
+        working_shape(1, 1, working_size)  # refuses a size below one pixel before any frame comes
+        self.working_size = working_size
         self.length = length
         self.schedule = stabilizer_schedule(length)
         self.pixel_aspect = pixel_aspect  # the plate's: the flow sees it desqueezed to square pixels
@@ -175,7 +189,7 @@ class ShotStabilizer:
         if position <= self.latest:
             raise ValueError(f"frames must come in shot order: position {position} after {self.latest}")
         unit = None if normals is None else renormalise(normals, axis=0)
-        self.frames[position] = _Frame(plate, np.asarray(plate.rgb, np.float32), depth, unit)
+        self.frames[position] = self._working_frame(plate, depth, unit)
         self.pushed.add(position)
         self.latest = position
         if self._aligns():
@@ -194,6 +208,18 @@ class ShotStabilizer:
             for p in [p for p in cache if p not in self.frames]:
                 del cache[p]
         return done
+
+    def _working_frame(self, plate: Any, depth: np.ndarray | None, unit: np.ndarray | None) -> _Frame:
+        """The frame as the stabiliser sees it: shrunk to the working size when the plate is larger."""
+        rgb = np.asarray(plate.rgb, np.float32)
+        shape = working_shape(*rgb.shape[:2], self.working_size)
+        if shape is None:
+            return _Frame(plate, rgb, depth, unit)
+        small_depth = None if depth is None else shrink(np.asarray(depth, np.float32), shape)
+        small_normals = None
+        if unit is not None:
+            small_normals = renormalise(shrink(unit.transpose(1, 2, 0).astype(np.float32), shape), axis=2).transpose(2, 0, 1)
+        return _Frame(plate, shrink(rgb, shape), small_depth, small_normals, full=(depth, unit))
 
     def _aligns(self) -> bool:
         return "depth" in self.passes and next(iter(self.frames.values())).depth is not None
@@ -280,8 +306,12 @@ class ShotStabilizer:
             scale, shift = align_depth_window(depth, [self._pair(p) for p in positions[:-1]], self.align)
         for p, d, a, b in zip(positions, depth, scale, shift, strict=True):
             frame = self.frames[p]
-            term = self.schedule.blend_weights(p)[window.index] * (d.astype(np.float64) * a + b)
+            weight = self.schedule.blend_weights(p)[window.index]
+            term = weight * (d.astype(np.float64) * a + b)
             frame.aligned = term if frame.aligned is None else frame.aligned + term
+            if frame.full is not None:  # a per-frame scale and shift holds at any size: applied exactly
+                full = weight * (frame.full[0].astype(np.float32).astype(np.float64) * a + b)  # type: ignore[union-attr]
+                frame.aligned_full = full if frame.aligned_full is None else frame.aligned_full + full
         self.aligned_windows.add(window.index)
 
     def _groups(self) -> list[tuple[slice, bool]]:
@@ -310,14 +340,31 @@ class ShotStabilizer:
         self.finished.add(position)
         frame = self.frames[position]
         groups = self._groups()
-        depth, normals = frame.depth, frame.normals
+        depth, normals = frame.full if frame.full is not None else (frame.depth, frame.normals)
         if groups:
             window = self._support(position)
             values = {j: self._values(j) for j in window}
             pairs = {j: self._pair(j) for j in window[:-1]}
             out = filter_frame(values, pairs, self.length, position, groups, self.trajectory)
+            if frame.full is not None:
+                depth, normals = self._enlarged(frame, out - values[position])
+                frame.full = frame.aligned_full = None  # its neighbours need only its working-size values
+                return position, frame.plate, depth, normals
             if self._aligns():
                 depth = out[..., 0].astype(np.float64)
             if "normal" in self.passes and frame.normals is not None:
                 normals = out[..., groups[-1][0]].transpose(2, 0, 1).astype(np.float64)
         return position, frame.plate, depth, normals
+
+    def _enlarged(self, frame: _Frame, correction: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """A shrunk frame's plate-size passes: the aligned depth and the unit normals plus the filter's
+        correction (working-size output minus its input) enlarged; normals renormalised."""
+        depth, normals = frame.full  # type: ignore[misc]
+        shape = frame.plate.rgb.shape[:2]
+        correction = enlarge(correction, shape).reshape(*shape, -1)
+        if self._aligns():
+            depth = frame.aligned_full + correction[..., 0]
+        if "normal" in self.passes and normals is not None:
+            moved = normals + correction[..., self._groups()[-1][0]].transpose(2, 0, 1)
+            normals = renormalise(moved, axis=0, dtype=np.float64)
+        return depth, normals
