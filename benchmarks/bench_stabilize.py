@@ -22,14 +22,23 @@
    object, normals, and the stabiliser's time per frame over Video Depth Anything Small's (random
    weights, same resolution, same device) measured in the same run.
 
+4. The bounded working size (`--working-size`, or alone `--working-size-only`): harder flicker on
+   procedural shots at 640x360 stabilised at a small working size (160) and at the plate's own size,
+   both as flicker with pixel noise at the plate's resolution and as flicker made at the working size
+   and enlarged (what a render's passes carry: the model predicts at its processing size and its output
+   is resized to the plate); and the stabiliser's time per frame on 1920x1080 plates at the plate's
+   size and at the default working size (518), against the depth model at its processing size.
+
     .venv/bin/python benchmarks/bench_stabilize.py [--frames 40] [--real-frames 48] [--real-width 320]
     .venv/bin/python benchmarks/bench_stabilize.py --hard-only --hard-seeds 3 --flow dis --device cpu
+    .venv/bin/python benchmarks/bench_stabilize.py --working-size-only --flow dis --device cpu --threads 1
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+from functools import partial
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -44,8 +53,10 @@ from bufferany_core.flow import load_flow_estimator
 from bufferany_core.frames import FrameSequence, read_frames
 from bufferany_core.models.depth.predictor import load_depth_predictor
 from bufferany_core.models.weights import RandomWeights
-from bufferany_core.pipeline.stabilizing import ShotStabilizer
+from bufferany_core.pipeline.align import renormalise
+from bufferany_core.pipeline.stabilizing import STABILIZE_WORKING_SIZE, ShotStabilizer
 from bufferany_core.stabilize import StabilizeSettings, StreamingStabilizer, stabilize_clip
+from bufferany_core.stabilize.working_size import shrink, working_shape
 from bufferany_core.testing.procedural_shot import (
     Card,
     add_depth_flicker,
@@ -224,10 +235,12 @@ def run_synthetic(
     ]
 
 
-def shot_stabilise(plate: np.ndarray, depth: np.ndarray, normals: np.ndarray, estimator, device):
+def shot_stabilise(
+    plate: np.ndarray, depth: np.ndarray, normals: np.ndarray, estimator, device, working_size: int = STABILIZE_WORKING_SIZE
+):
     """The render's stabiliser (pipeline.stabilizing.ShotStabilizer: fixed windows, cross-faded), frame
     by frame as the render pushes them. Returns depth (T, 1, H, W), normals (T, 3, H, W) and seconds."""
-    stabilizer = ShotStabilizer(len(depth), ["depth", "normal"], estimator, device)
+    stabilizer = ShotStabilizer(len(depth), ["depth", "normal"], estimator, device, working_size=working_size)
     out: dict[int, tuple] = {}
     start = time.perf_counter()
     for k in range(len(depth)):
@@ -246,11 +259,16 @@ def masked_abs_rel(inverse: np.ndarray, truth: np.ndarray, mask: np.ndarray) -> 
     return float((np.abs(aligned - gt) / gt)[mask].mean())
 
 
-def depth_model_seconds_per_frame(height: int, width: int, device, frames: int = 16) -> float:
-    """Video Depth Anything Small (random weights) per frame at the shot's resolution (short side as the
-    processing size), one window of `frames` frames after a warm-up call."""
+def depth_model_seconds_per_frame(
+    height: int, width: int, device, frames: int = 16, processing_size: int | None = None
+) -> float:
+    """Video Depth Anything Small (random weights) per frame on plates of the shot's resolution, at
+    `processing_size` (default: the plate's short side), one window of `frames` frames after a warm-up call."""
     predictor = load_depth_predictor(
-        "video-depth-anything-small", weights=RandomWeights(0), device=device, processing_size=min(height, width)
+        "video-depth-anything-small",
+        weights=RandomWeights(0),
+        device=device,
+        processing_size=processing_size or min(height, width),
     )
     clip = torch.rand(frames, 3, height, width, device=device)
     with torch.inference_mode():
@@ -363,10 +381,9 @@ def run_hard(shots: list[tuple[str, int, tuple]], estimator, device) -> list[dic
         flicker = add_hard_depth_flicker(inverse, seed=seed)
         noisy_normals = add_normal_flicker(normals, seed=seed + 50)
         stable, stable_normals, seconds = shot_stabilise(plate, flicker, noisy_normals, estimator, device)
-        (te0, ar0), (te1, ar1) = depth_scores(flicker, inverse), depth_scores(stable, inverse)
-        m0, m1 = masked_abs_rel(flicker, inverse, mask), masked_abs_rel(stable, inverse, mask)
-        nte0, nte1 = normal_temporal_error(noisy_normals, normals), normal_temporal_error(stable_normals, normals)
-        na0, na1 = normal_angle(noisy_normals, normals), normal_angle(stable_normals, normals)
+        before = hard_scores(flicker, noisy_normals, inverse, normals, mask)
+        after = hard_scores(stable, stable_normals, inverse, normals, mask)
+        (te0, ar0, m0, nte0, na0), (te1, ar1, m1, nte1, na1) = before.values(), after.values()
         cost = seconds / len(plate) / model_spf
         ratios.append((te1 / te0, ar1 / ar0, m1 / m0, cost))
         print(
@@ -376,10 +393,7 @@ def run_hard(shots: list[tuple[str, int, tuple]], estimator, device) -> list[dic
             f"= {cost:.2f}x the depth model",
             flush=True,
         )
-        rows[name] = {
-            "flickered input": {"te": te0, "abs_rel": ar0, "moving_abs_rel": m0, "normal_te": nte0, "normal_angle": na0, "cost": None},
-            "stabilised": {"te": te1, "abs_rel": ar1, "moving_abs_rel": m1, "normal_te": nte1, "normal_angle": na1, "cost": cost},
-        }
+        rows[name] = {"flickered input": {**before, "cost": None}, "stabilised": {**after, "cost": cost}}
     worst = np.max(np.array(ratios), axis=0)
     print(
         f"  worst over shots: TE {worst[0]:.2f}x (goal <= 0.15), AbsRel {worst[1]:.2f}x (goal <= 0.5), moving object AbsRel "
@@ -391,14 +405,115 @@ def run_hard(shots: list[tuple[str, int, tuple]], estimator, device) -> list[dic
             setup=f"{frames} frames {width}x{height}, flow {estimator.name}, render's shot stabiliser; "
             f"cost = stabiliser time per frame / video-depth-anything-small (random weights) time per frame",
             baseline="flickered input",
-            metrics={
-                "te": "TE", "abs_rel": "AbsRel", "moving_abs_rel": "AbsRel in moving object",
-                "normal_te": "normals TE", "normal_angle": "normal angle, deg", "cost": "cost vs depth model",
-            },
+            metrics={**HARD_METRICS, "cost": "cost vs depth model"},
             rows=shot_rows,
         )
         for name, shot_rows in rows.items()
     ]
+
+
+HARD_METRICS = {
+    "te": "TE", "abs_rel": "AbsRel", "moving_abs_rel": "AbsRel in moving object",
+    "normal_te": "normals TE", "normal_angle": "normal angle, deg",
+}
+
+
+def hard_scores(depth: np.ndarray, normals: np.ndarray, inverse: np.ndarray, true_normals: np.ndarray, mask: np.ndarray) -> dict:
+    """A depth clip's TE, AbsRel, AbsRel inside the moving object and its normals' TE and mean angle
+    error against the truth (the keys of HARD_METRICS, in order)."""
+    te, ar = depth_scores(depth, inverse)
+    return {
+        "te": te,
+        "abs_rel": ar,
+        "moving_abs_rel": masked_abs_rel(depth, inverse, mask),
+        "normal_te": normal_temporal_error(normals, true_normals),
+        "normal_angle": normal_angle(normals, true_normals),
+    }
+
+
+def flicker_made_at(size: int, clip: np.ndarray, flicker, *, unit: bool = False) -> np.ndarray:
+    """`flicker(small)` (a clip (T, C, H, W) -> its flickered copy) made on the clip shrunk to `size` px
+    on the short side, its change enlarged back and added to the full clip (renormalised when `unit`):
+    the flicker of a render's passes, predicted at the model's processing size and resized to the plate."""
+    frames, _, height, width = clip.shape
+    shape = working_shape(height, width, size)
+    small = np.stack([shrink(np.ascontiguousarray(f.transpose(1, 2, 0)), shape).reshape(*shape, -1) for f in clip])
+    small = small.transpose(0, 3, 1, 2)
+    change = flicker(np.ascontiguousarray(small, dtype=np.float32)) - small
+    # bilinear, as the models' outputs are resized to the plate
+    enlarged = [cv2.resize(c.transpose(1, 2, 0), (width, height), interpolation=cv2.INTER_LINEAR) for c in change]
+    out = clip + np.stack([e.reshape(height, width, -1) for e in enlarged]).transpose(0, 3, 1, 2)
+    return (renormalise(out, axis=1) if unit else out).astype(np.float32)
+
+
+def run_working_size_quality(seeds: int, frames: int, height: int, width: int, small: int, estimator, device) -> list[dict]:
+    """Harder flicker on procedural shots at height x width, stabilised at the plate's size and at a
+    working size of `small`: the departure the bounded working size costs, for flicker with pixel noise
+    at the plate's resolution and for flicker made at the working size (as a render's passes)."""
+    full = min(height, width)  # the working size at which the plate goes through as it is
+    print(f"\nWorking size, quality: {frames} frames {width}x{height}, flow {estimator.name}; stabilised at {full} (the plate's size) and at {small}")
+    tables, departures = [], []
+    for seed in range(seeds):
+        plate, inverse, normals, mask = procedural_hard_shot(seed, frames, height, width)
+        kinds = {
+            "flicker at the plate's resolution": (
+                add_hard_depth_flicker(inverse, seed=seed), add_normal_flicker(normals, seed=seed + 50)
+            ),
+            f"flicker made at {small} px, enlarged": (
+                flicker_made_at(small, inverse, partial(add_hard_depth_flicker, seed=seed)),
+                flicker_made_at(small, normals, partial(add_normal_flicker, seed=seed + 50), unit=True),
+            ),
+        }
+        for kind, (flicker, noisy_normals) in kinds.items():
+            rows = {"flickered input": {**hard_scores(flicker, noisy_normals, inverse, normals, mask), "ms_per_frame": None}}
+            for label, size in ((f"stabilised at {full} (plate size)", full), (f"stabilised at {small}", small)):
+                stable, stable_normals, seconds = shot_stabilise(plate, flicker, noisy_normals, estimator, device, working_size=size)
+                rows[label] = {**hard_scores(stable, stable_normals, inverse, normals, mask), "ms_per_frame": seconds / frames * 1000}
+            base, at_full, at_small = rows.values()
+            departures.append([at_small[k] / at_full[k] for k in HARD_METRICS])
+            print(
+                f"  procedural seed {seed}, {kind}: "
+                + "  ".join(
+                    f"{HARD_METRICS[k]} {at_full[k] / base[k]:.2f}x -> {at_small[k] / base[k]:.2f}x" for k in HARD_METRICS
+                )
+                + f"  ({at_full['ms_per_frame']:.0f} -> {at_small['ms_per_frame']:.0f} ms/frame)",
+                flush=True,
+            )
+            tables.append(
+                table(
+                    title=f"Stabiliser working size {small} vs the plate's size: procedural shot, seed {seed}, {kind}",
+                    setup=f"{frames} frames {width}x{height}, flow {estimator.name}, harder flicker, render's shot stabiliser",
+                    baseline="flickered input",
+                    metrics={**HARD_METRICS, "ms_per_frame": "ms/frame (wall)"},
+                    rows=rows,
+                )
+            )
+    worst = np.max(np.array(departures), axis=0)
+    print("  worst departure (working size / plate size): " + "  ".join(f"{HARD_METRICS[k]} {w:.2f}x" for k, w in zip(HARD_METRICS, worst, strict=True)))
+    return tables
+
+
+def run_working_size_cost(frames: int, estimator, device, height: int = 1080, width: int = 1920) -> dict:
+    """The stabiliser's time per frame on a height x width procedural shot of `frames` frames (harder
+    flicker) at the plate's size and at the default working size, and the depth model's at its default
+    processing size on the same plates (the ratio the render's cost is made of)."""
+    plate, inverse, normals, _ = procedural_hard_shot(0, frames, height, width)
+    flicker, noisy_normals = add_hard_depth_flicker(inverse, seed=0), add_normal_flicker(normals, seed=50)
+    model = depth_model_seconds_per_frame(height, width, device, frames=frames, processing_size=STABILIZE_WORKING_SIZE)
+    rows = {"depth model at 518 (video-depth-anything-small)": {"ms_per_frame": model * 1000}}
+    print(f"\nWorking size, cost: {frames} frames {width}x{height}, flow {estimator.name}; depth model at 518 {model * 1000:.0f} ms/frame")
+    for label, size in ((f"stabiliser at the plate's size ({min(height, width)})", min(height, width)), (f"stabiliser at {STABILIZE_WORKING_SIZE}", STABILIZE_WORKING_SIZE)):
+        *_, seconds = shot_stabilise(plate, flicker, noisy_normals, estimator, device, working_size=size)
+        rows[label] = {"ms_per_frame": seconds / frames * 1000}
+        print(f"  {label}: {seconds / frames * 1000:.0f} ms/frame = {seconds / frames / model:.2f}x the depth model", flush=True)
+    return table(
+        title=f"Stabiliser cost at {width}x{height}: plate size vs working size {STABILIZE_WORKING_SIZE}",
+        setup=f"{frames} frames (a shorter support than a long shot's: both stabiliser rows alike), flow {estimator.name}, "
+        f"harder flicker on a procedural shot; the model at its default processing size on the same plates",
+        baseline="depth model at 518 (video-depth-anything-small)",
+        metrics={"ms_per_frame": "ms/frame (wall)"},
+        rows=rows,
+    )
 
 
 def pseudo_depth(rgb: np.ndarray) -> np.ndarray:
@@ -470,6 +585,12 @@ def main() -> None:
         help="torch CPU threads for the model and the stabiliser alike (default: torch's; 1 keeps busy-CPU "
         "thread hand-offs out of the timings)",
     )
+    parser.add_argument("--working-size", action="store_true", help="also measure the bounded working size (section 4)")
+    parser.add_argument("--working-size-only", action="store_true", help="only the working size's measurements")
+    parser.add_argument("--ws-seeds", type=int, default=2, help="procedural shots of the working size's quality section")
+    parser.add_argument("--ws-plate", default="640x360", help="their plate size, WIDTHxHEIGHT")
+    parser.add_argument("--ws-small", type=int, default=160, help="the working size compared with the plate's")
+    parser.add_argument("--ws-cost-frames", type=int, default=8, help="frames of the 1920x1080 cost shot")
     add_json_option(parser)
     args = parser.parse_args()
     if args.threads is not None:
@@ -484,6 +605,13 @@ def main() -> None:
         "per shot in disparity, compared as depth); ratios vs the flickered input; ms/frame on this machine"
     )
     tables, written = [], []
+    if args.working_size or args.working_size_only:
+        ws_width, ws_height = (int(v) for v in args.ws_plate.lower().split("x"))
+        tables += run_working_size_quality(args.ws_seeds, args.hard_frames, ws_height, ws_width, args.ws_small, estimator, device)
+        tables.append(run_working_size_cost(args.ws_cost_frames, estimator, device))
+    if args.working_size_only:
+        write_json(args.json, machine=machine(args.device), tables=tables)
+        return
     if args.hard_seeds:
         hard = [
             (f"procedural shot, seed {seed}", seed, procedural_hard_shot(seed, args.hard_frames, 120, 160))

@@ -29,9 +29,24 @@ def shrink(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return cv2.resize(image, (shape[1], shape[0]), interpolation=cv2.INTER_AREA).reshape(*shape, *image.shape[2:])
 
 
+# Rounds of back-projection of an enlarged correction (each adds the enlarged part of the correction
+# its shrunk copy still misses): shrinking a bilinear enlargement blurs it, so one bilinear enlargement
+# of the correction undoes only part of flicker that is fine at the working size (a model's pixel
+# noise at its processing size). Harder flicker made at 160 px and enlarged to 640x360, stabilised at
+# 160: TE 0.138x / 0.118x / 0.107x of the input's with 0 / 1 / 3 rounds (0.099x at the plate's size),
+# normals TE 0.135x / 0.103x / 0.085x (0.085x); each round is two resizes, a few ms at 1080p.
+BACK_PROJECTIONS = 3
+
+
+def _bilinear(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    return cv2.resize(image, (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR).reshape(*shape, *image.shape[2:])
+
+
 def enlarge(correction: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """A working-size correction (h, w) or (h, w, C<=4) float32 brought up to `shape` (bilinear: the
-    stabiliser's corrections are smooth in space, flicker being a drift, a pop or a region's offset)."""
-    return cv2.resize(correction, (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR).reshape(
-        *shape, *correction.shape[2:]
-    )
+    """A working-size correction (h, w) or (h, w, C<=4) float32 brought up to `shape`: bilinear (the
+    corrections of flicker are smooth where they are large: a drift, a pop, a region's offset), then
+    BACK_PROJECTIONS rounds so that the result, shrunk again (`shrink`), is the working-size correction."""
+    full = _bilinear(correction, shape)
+    for _ in range(BACK_PROJECTIONS):
+        full += _bilinear(correction - shrink(full, correction.shape[:2]), shape)
+    return full
