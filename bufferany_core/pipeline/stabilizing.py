@@ -131,7 +131,7 @@ class _Frame:
     rgb: np.ndarray  # (h, w, 3) sRGB [0, 1] at the working size, what the flow sees
     depth: np.ndarray | None  # (h, w)
     normals: np.ndarray | None  # (3, h, w), unit
-    full: tuple[np.ndarray | None, np.ndarray | None] | None = None  # (depth, unit normals) at the plate's size, when shrunk
+    full: tuple[np.ndarray | None, np.ndarray | None] | None = None  # (depth, unit normals) float32 at the plate's size, when shrunk
     aligned: np.ndarray | None = None  # depth after the alignment windows (weighted sum while they run)
     aligned_full: np.ndarray | None = None  # the same per-frame scale and shift on the plate-size depth
     values: np.ndarray | None = None  # (h, w, C) float32: the stabilised passes' inputs to the filter
@@ -215,10 +215,14 @@ class ShotStabilizer:
         shape = working_shape(*rgb.shape[:2], self.working_size)
         if shape is None:
             return _Frame(plate, rgb, depth, unit)
-        small_depth = None if depth is None else shrink(np.asarray(depth, np.float32), shape)
+        # float32 at the plate's size (what the alignment reads and the writer stores): a frame waits here
+        # until the frames within the filter's radius are in, so these copies are most of the memory
+        depth = None if depth is None else np.asarray(depth, np.float32)
+        unit = None if unit is None else unit.astype(np.float32)
+        small_depth = None if depth is None else shrink(depth, shape)
         small_normals = None
         if unit is not None:
-            small_normals = renormalise(shrink(unit.transpose(1, 2, 0).astype(np.float32), shape), axis=2).transpose(2, 0, 1)
+            small_normals = renormalise(shrink(unit.transpose(1, 2, 0), shape), axis=2).transpose(2, 0, 1)
         return _Frame(plate, shrink(rgb, shape), small_depth, small_normals, full=(depth, unit))
 
     def _aligns(self) -> bool:
@@ -310,7 +314,7 @@ class ShotStabilizer:
             term = weight * (d.astype(np.float64) * a + b)
             frame.aligned = term if frame.aligned is None else frame.aligned + term
             if frame.full is not None:  # a per-frame scale and shift holds at any size: applied exactly
-                full = weight * (frame.full[0].astype(np.float32).astype(np.float64) * a + b)  # type: ignore[union-attr]
+                full = weight * (frame.full[0].astype(np.float64) * a + b)  # type: ignore[union-attr]
                 frame.aligned_full = full if frame.aligned_full is None else frame.aligned_full + full
         self.aligned_windows.add(window.index)
 
