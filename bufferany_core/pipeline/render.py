@@ -547,6 +547,7 @@ class _ShotRenderer:
         it knows and to the previous window (itself aligned by its key frames only) on the frames they share,
         so the fit depends on the shot and the settings alone, never on where a chunk starts."""
         keys = key_positions(window)
+        raw_keys: np.ndarray  # (K, H, W) float32
         if window.index == 0:
             raw_keys, raw_depth = np.empty((0,)), reference.take_first_window()
             keys_fit = (reference.scale, reference.shift)
