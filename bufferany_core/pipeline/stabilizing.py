@@ -90,7 +90,7 @@ STABILIZE_WORKING_SIZE = 518
 
 # Bump when the stabiliser's numbers change for the same settings: renders record it, so frames
 # stabilised by an earlier algorithm are rendered again rather than counted as finished.
-STABILIZER_ALGORITHM = 4  # 4: bounded working size (3: short-trajectory confidence relative to the shot; 2: sliding filter; 1: windowed)
+STABILIZER_ALGORITHM = 5  # 5: frame scales held near the plain fit (4: bounded working size; 3: short-trajectory confidence relative to the shot; 2: sliding filter; 1: windowed)
 
 
 def stabilizer_settings() -> dict:

@@ -26,6 +26,9 @@ MAD_TO_SIGMA = 1.4826
 _RELATIVE_SIGMA_FLOOR = 1e-4
 
 
+ANCHOR_RIDGE = 1.0  # times the pairs' mean squared residual scale: the pull of each (scale, shift) to the plain fit
+
+
 def sigma_floor(data: np.ndarray) -> float:
     """The smallest residual scale of a fit to `data` (1-D float64): 1e-4 times its standard deviation."""
     return _RELATIVE_SIGMA_FLOOR * float(np.std(data, ddof=1)) + 1e-300
@@ -147,6 +150,7 @@ def solve_affines_from_samples(
         kkt[2 * frames :, : 2 * frames], kkt[: 2 * frames, 2 * frames :] = constraints, constraints.T
         rhs = np.concatenate([np.zeros(2 * frames), targets])
         weights = np.ones_like(u)
+        anchor, ridge = None, 0.0
         for iteration in range(iterations):
             share = weights / np.maximum(np.bincount(pair, weights=weights), 1e-300)[pair]
             sums = {key: np.bincount(pair, weights=share * value, minlength=len(samples)) for key, value in products.items()}
@@ -154,13 +158,22 @@ def solve_affines_from_samples(
             for i, j in ((i, j) for i in range(4) for j in range(4)):
                 entry = block[i][j]
                 system[2 * linked + i, 2 * linked + j] += -sums[entry[1:]] if entry[0] == "-" else sums[entry]
-            # Minimise theta^T M theta subject to C theta = c: the KKT system [[2M, C^T], [C, 0]].
-            kkt[: 2 * frames, : 2 * frames] = 2 * system
+            # Minimise theta^T M theta (+ the ridge to the plain fit) subject to C theta = c: the KKT
+            # system [[2M, C^T], [C, 0]].
+            kkt[: 2 * frames, : 2 * frames] = 2 * system + 2 * ridge * np.eye(2 * frames)
+            if anchor is not None:
+                rhs[: 2 * frames] = 2 * ridge * anchor
             solution = np.linalg.lstsq(kkt, rhs, rcond=None)[0][: 2 * frames]
             at = 2 * linked[pair]
             magnitude = np.abs(solution[at] * u + solution[at + 1] - solution[at + 2] * v - solution[at + 3])
             sigma = np.array([robust_scale(magnitude[a:b], f) for a, b, f in zip(bounds[:-1], bounds[1:], floors, strict=True)])
             weights = robust_weights(magnitude, iteration, sigma[pair])
+            if anchor is None:
+                # The reweighted fits are held near the plain least-squares fit, as strongly as a pair's
+                # residual level: without it a frame's scale can fall to zero, its pairs keeping only the
+                # samples where that costs nothing (inverse depth near 0: sky, far walls), and the depth
+                # after it goes flat.
+                anchor, ridge = solution.copy(), ANCHOR_RIDGE * float(np.mean(np.square(sigma)))
     scale, shift = torch.from_numpy(solution[0::2].copy()), torch.from_numpy(solution[1::2].copy())
     # A non-positive scale would flip near and far: only a degenerate frame (flat depth) gets there.
     bad = ~(scale > 0) | ~torch.isfinite(scale) | ~torch.isfinite(shift)
