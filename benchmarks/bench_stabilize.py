@@ -236,20 +236,31 @@ def run_synthetic(
 
 
 def shot_stabilise(
-    plate: np.ndarray, depth: np.ndarray, normals: np.ndarray, estimator, device, working_size: int = STABILIZE_WORKING_SIZE
+    plate: np.ndarray,
+    depth: np.ndarray | None,
+    normals: np.ndarray | None,
+    estimator,
+    device,
+    working_size: int = STABILIZE_WORKING_SIZE,
 ):
-    """The render's stabiliser (pipeline.stabilizing.ShotStabilizer: fixed windows, cross-faded), frame
-    by frame as the render pushes them. Returns depth (T, 1, H, W), normals (T, 3, H, W) and seconds."""
-    stabilizer = ShotStabilizer(len(depth), ["depth", "normal"], estimator, device, working_size=working_size)
+    """The render's stabiliser (pipeline.stabilizing.ShotStabilizer), frame by frame as the render pushes
+    them, on the passes given (depth (T, 1, H, W), normals (T, 3, H, W), either may be None). Returns
+    the stabilised depth, normals (None where not given) and seconds."""
+    passes = [name for name, values in (("depth", depth), ("normal", normals)) if values is not None]
+    stabilizer = ShotStabilizer(len(plate), passes, estimator, device, working_size=working_size)
     out: dict[int, tuple] = {}
     start = time.perf_counter()
-    for k in range(len(depth)):
+    for k in range(len(plate)):
         frame = SimpleNamespace(rgb=plate[k].transpose(1, 2, 0))
-        for position, _, d, n in stabilizer.push(k, frame, depth[k, 0].astype(np.float64), normals[k].astype(np.float64)):
+        given_depth = None if depth is None else depth[k, 0].astype(np.float64)
+        given_normals = None if normals is None else normals[k].astype(np.float64)
+        for position, _, d, n in stabilizer.push(k, frame, given_depth, given_normals):
             out[position] = (d, n)
     seconds = time.perf_counter() - start
-    order = [out[k] for k in range(len(depth))]
-    return np.stack([d for d, _ in order])[:, None], np.stack([n for _, n in order]), seconds
+    order = [out[k] for k in range(len(plate))]
+    stable_depth = None if depth is None else np.stack([d for d, _ in order])[:, None]
+    stable_normals = None if normals is None else np.stack([n for _, n in order])
+    return stable_depth, stable_normals, seconds
 
 
 def masked_abs_rel(inverse: np.ndarray, truth: np.ndarray, mask: np.ndarray) -> float:

@@ -284,13 +284,14 @@ def predictor_fn(predictor):
 
 
 def stabilised_fn(prior_predict):
+    """The prior followed by the render's training-free stabiliser (`--stabilize on`)."""
+    from bench_stabilize import shot_stabilise
+
     from bufferany_core.flow import DISFlow
-    from bufferany_core.stabilize import stabilize_clip
 
     def run(frames: np.ndarray) -> np.ndarray:
-        depth = torch.from_numpy(prior_predict(frames)).float()[:, None]
-        stable, _ = stabilize_clip(torch.from_numpy(frames), DISFlow(), depth=depth)
-        return stable.depth[:, 0].numpy()
+        depth, _, _ = shot_stabilise(frames, prior_predict(frames)[:, None], None, DISFlow(), torch.device("cpu"))
+        return depth[:, 0].astype(np.float32)
 
     return run
 
@@ -364,6 +365,63 @@ def summary(values: list[float]) -> dict:
         "std": float(statistics.stdev(values)) if len(values) > 1 else 0.0,
         "seeds": [float(v) for v in values],
     }
+
+
+def stabiliser_fields(main_runs: dict, base: dict, stab: dict, ratio_metrics, vs_metrics) -> dict:
+    """The stabiliser baseline against the prior (`stabiliser_ratio`) and the shipped config's runs
+    (seed -> metrics) against the stabiliser (`vs_stabiliser`, mean and spread over seeds)."""
+    return {
+        "stabiliser_ratio": {f"{m}_ratio": stab[m] / base[m] for m in ratio_metrics},
+        "vs_stabiliser": {
+            f"{m}_ratio": summary([main_runs[seed][m] / stab[m] for seed in sorted(main_runs)]) for m in vs_metrics
+        },
+    }
+
+
+def refresh_stabiliser(args, log) -> None:
+    """--refresh-stabiliser: re-measure the prior and the prior + stabiliser rows of the committed run
+    (the stabiliser changed; the fine-tuned runs did not), with the settings that run recorded."""
+    from bufferany_core.models.depth import load_depth_predictor
+    from bufferany_core.models.normal import load_normal_predictor
+    from bufferany_core.pipeline.stabilizing import stabilizer_settings
+
+    result = read_results(args.out)
+    stabiliser = "prior + training-free stabiliser"
+    measured = {"stabilizer": stabilizer_settings(), "machine": machine("cpu"), "load_average": list(os.getloadavg())}
+
+    def settings(recorded: dict) -> Settings:
+        s = Settings(**{k: v for k, v in recorded.items() if k != "quick"})
+        s.crop, s.normal_crop = tuple(s.crop), tuple(s.normal_crop)
+        return s
+
+    if "te_ratio" in result:
+        s = settings(result["settings"])
+        shots = render_corpus(args.corpus, s, log)
+        eval_set = [(frames, depth, backward_flows(frames)) for frames, depth in map(load_shot, shots["eval"])]
+        prior, _, _ = cached_prior(args.corpus, shots["prior"], s, log)
+        prior_predict = predictor_fn(load_depth_predictor("depth-anything-v2-tiny", weights=prior, processing_size=s.processing))
+        base, stab = evaluate(prior_predict, eval_set), evaluate(stabilised_fn(prior_predict), eval_set)
+        log(f"  depth prior {base} (committed run: {result['baselines']['image prior (per frame)']}); stabiliser {stab}")
+        result["baselines"][stabiliser] = stab
+        result.update(stabiliser_fields(result["runs"][MAIN], base, stab, ("te", "opw", "abs_rel", "delta1"), ("te", "opw", "abs_rel")))
+        result["stabiliser_measured"] = measured
+    if "normals" in result:
+        n = result["normals"]
+        s = settings(n["settings"])
+        shots = render_corpus(args.corpus, s, log)
+        eval_set = [(f, normals, backward_flows(f)) for f, normals in map(load_shot_normals, shots["eval"])]
+        prior, _, _ = cached_normal_prior(args.corpus, shots["prior"], s, log)
+        size = max(s.width, s.height)
+        prior_predict = normal_predictor_fn(load_normal_predictor("marigold-e2e-ft-normals", weights=prior, processing_size=size))
+        base = evaluate(prior_predict, eval_set, normal_shot_metrics)
+        stab = evaluate(stabilised_normals_fn(prior_predict), eval_set, normal_shot_metrics)
+        log(f"  normal prior {base} (committed run: {n['baselines'][NORMAL_PRIOR]}); stabiliser {stab}")
+        n["baselines"][stabiliser] = stab
+        metrics = ("te", "opw", "mean_angle")
+        n.update(stabiliser_fields(n["runs"][NORMAL_MAIN], base, stab, metrics, metrics))
+        n["stabiliser_measured"] = measured
+    args.out.write_text(json.dumps(result, indent=1) + "\n")
+    log(write_report(result, args.out))
 
 
 # --- normals (--normals) ---------------------------------------------------------------------------
@@ -466,13 +524,15 @@ def normal_predictor_fn(predictor):
 
 
 def stabilised_normals_fn(prior_predict):
+    """The normal prior followed by the render's training-free stabiliser (normals only: no depth edges)."""
+    from bench_stabilize import shot_stabilise
+
     from bufferany_core.flow import DISFlow
-    from bufferany_core.stabilize import stabilize_clip
 
     def run(frames: np.ndarray) -> np.ndarray:
-        normals = torch.from_numpy(prior_predict(frames)).float().permute(0, 3, 1, 2)
-        _, stable = stabilize_clip(torch.from_numpy(frames), DISFlow(), normals=normals)
-        return stable.permute(0, 2, 3, 1).double().numpy()
+        normals = prior_predict(frames).transpose(0, 3, 1, 2)  # (T, 3, H, W)
+        _, stable, _ = shot_stabilise(frames, None, normals, DISFlow(), torch.device("cpu"))
+        return stable.transpose(0, 2, 3, 1)
 
     return run
 
@@ -556,8 +616,7 @@ def run_normals(args, s: Settings, shots: dict[str, list[Path]], log, *, host: s
         },
         **ratios(runs[NORMAL_MAIN], base),
         "variants": {label: ratios(runs[label], base) for label, _, _ in variants[1:]},
-        "stabiliser_ratio": {f"{m}_ratio": stab[m] / base[m] for m in metrics},
-        "vs_stabiliser": ratios(runs[NORMAL_MAIN], stab),
+        **stabiliser_fields(runs[NORMAL_MAIN], base, stab, metrics, metrics),
         "baselines": figures,
         "runs": {label: {str(seed): m for seed, m in per_seed.items()} for label, per_seed in runs.items()},
         "prior_loss": prior_losses[:: max(1, len(prior_losses) // 100)],
@@ -614,7 +673,7 @@ def normal_report(n: dict) -> list[str]:
         "",
         "| variant (ratio to the prior; mean ± std over seeds) | TE | OPW | mean angle | seeds |",
         "|---|---|---|---|---|",
-        f"| prior + training-free stabiliser | {st['te_ratio']:.2f}x | {st['opw_ratio']:.2f}x | "
+        f"| prior + {stabiliser_label(n)} | {st['te_ratio']:.2f}x | {st['opw_ratio']:.2f}x | "
         f"{st['mean_angle_ratio']:.2f}x | - |",
     ]
     for label, v in [(NORMAL_MAIN, n)] + list(n["variants"].items()):
@@ -646,6 +705,9 @@ def main() -> None:
                         help="extra bufferany-train config override for every run, e.g. model.train_head=false")
     parser.add_argument("--prior-steps", type=int, default=None, help="same as --set prior_steps=N")
     parser.add_argument("--steps", type=int, default=None, help="same as --set steps=N")
+    parser.add_argument("--refresh-stabiliser", action="store_true",
+                        help="re-measure only the prior + stabiliser rows of the committed run in --out (after a "
+                        "stabiliser change), with that run's settings; seconds, no training")
     add_json_option(parser)  # benchmarks/report.py's tables (the figures above, means over seeds)
     args = parser.parse_args()
     s = Settings.quick() if args.quick else Settings()
@@ -664,6 +726,9 @@ def main() -> None:
         s.extra[key] = json.loads(value)
     torch.set_num_threads(1 if s.workers else 2)
     log = lambda text: print(text, flush=True)  # noqa: E731
+    if args.refresh_stabiliser:
+        refresh_stabiliser(args, log)
+        return
     host = machine("cpu")
     load = os.getloadavg()
     log(f"Machine: {host}; load average at start {load[0]:.1f}")
@@ -765,9 +830,7 @@ def main() -> None:
     result.update({k: v for k, v in read_results(args.out).items() if k == "normals"})  # --normals' figures stay
     if "prior + training-free stabiliser" in figures:
         stab = figures["prior + training-free stabiliser"]
-        result["stabiliser_ratio"] = {f"{m}_ratio": stab[m] / base[m] for m in ("te", "opw", "abs_rel", "delta1")}
-        result["vs_stabiliser"] = {f"{k}_ratio": v for k, v in
-                                   ((m, ratios(runs[MAIN], stab)[f"{m}_ratio"]) for m in ("te", "opw", "abs_rel"))}
+        result.update(stabiliser_fields(runs[MAIN], base, stab, ("te", "opw", "abs_rel", "delta1"), ("te", "opw", "abs_rel")))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1) + "\n")
     report = write_report(result, args.out)
@@ -812,6 +875,15 @@ def cell(summary_: dict) -> str:
     return f"{summary_['mean']:.2f}x ± {summary_['std']:.2f}"
 
 
+def stabiliser_label(result: dict) -> str:
+    """The stabiliser row's name; says when it was re-measured apart from the run (--refresh-stabiliser)."""
+    measured = result.get("stabiliser_measured")
+    if measured is None:
+        return "training-free stabiliser"
+    algorithm = measured["stabilizer"]["algorithm"]
+    return f"training-free stabiliser (the render's, algorithm {algorithm}; re-measured by --refresh-stabiliser)"
+
+
 def write_report(result: dict, out: Path) -> str:
     """The Markdown report: the depth table (ratios to the per-frame prior, mean +- std over seeds) and
     curves when the JSON has depth figures, the normal section when it has `normals`."""
@@ -850,7 +922,7 @@ def depth_report(result: dict, out: Path) -> list[str]:
     ]
     if "stabiliser_ratio" in result:
         st = result["stabiliser_ratio"]
-        lines.append(f"| prior + training-free stabiliser | {st['te_ratio']:.2f}x | {st['opw_ratio']:.2f}x | "
+        lines.append(f"| prior + {stabiliser_label(result)} | {st['te_ratio']:.2f}x | {st['opw_ratio']:.2f}x | "
                      f"{st['abs_rel_ratio']:.2f}x | {st['delta1_ratio']:.2f}x | - |")
     rows = [(MAIN, result)] + list(result["ablations"].items())
     for label, r in rows:

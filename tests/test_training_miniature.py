@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 from bufferany_training.config import load_config
 
+from bufferany_core.pipeline.stabilizing import stabilizer_settings
+
 REPO = Path(__file__).resolve().parents[1]
 BLENDER_PYTHON = REPO / ".venv-blender" / "bin" / "python"
 ABLATIONS = {"no cycle mask", "no edge mask", "w_reg 0.1", "w_reg 3", "paper-exact L_stable (raw predictions)"}
@@ -60,6 +62,19 @@ def test_quick_miniature_runs_end_to_end_and_writes_the_schema(tmp_path):
     assert out.with_name("training_miniature_curves.png").is_file()
     tables = json.loads((tmp_path / "figures.json").read_text())["tables"]  # benchmarks/report.py's format
     assert tables[0]["baseline"] == "image prior (per frame)" and "w_reg 3" in tables[0]["rows"]
+
+    # After a stabiliser change only its rows are measured again, with the run's own settings and prior.
+    refresh = [sys.executable, str(REPO / "benchmarks" / "bench_training_miniature.py"), "--refresh-stabiliser",
+               "--corpus", str(tmp_path / "corpus"), "--out", str(out)]  # fmt: skip
+    result = subprocess.run(refresh, capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    refreshed = json.loads(out.read_text())
+    assert refreshed["stabiliser_measured"]["stabilizer"] == stabilizer_settings()
+    stabiliser = "prior + training-free stabiliser"  # same stabiliser, same prior: the same figures
+    assert refreshed["baselines"]["image prior (per frame)"] == figures["baselines"]["image prior (per frame)"]
+    assert refreshed["baselines"][stabiliser] == pytest.approx(figures["baselines"][stabiliser], rel=1e-5)
+    assert refreshed["runs"] == figures["runs"]
+    assert "re-measured by --refresh-stabiliser" in out.with_suffix(".md").read_text()
 
 
 @pytest.mark.slow
