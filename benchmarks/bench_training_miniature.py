@@ -392,6 +392,7 @@ def refresh_stabiliser(args, log) -> None:
     def settings(recorded: dict) -> Settings:
         s = Settings(**{k: v for k, v in recorded.items() if k != "quick"})
         s.crop, s.normal_crop = tuple(s.crop), tuple(s.normal_crop)
+        torch.set_num_threads(1 if s.workers else 2)  # as the run had them
         return s
 
     if "te_ratio" in result:

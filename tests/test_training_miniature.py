@@ -72,7 +72,8 @@ def test_quick_miniature_runs_end_to_end_and_writes_the_schema(tmp_path):
     assert refreshed["stabiliser_measured"]["stabilizer"] == stabilizer_settings()
     stabiliser = "prior + training-free stabiliser"  # same stabiliser, same prior: the same figures
     assert refreshed["baselines"]["image prior (per frame)"] == figures["baselines"]["image prior (per frame)"]
-    assert refreshed["baselines"][stabiliser] == pytest.approx(figures["baselines"][stabiliser], rel=1e-5)
+    # (DIS flows in another process may move a pixel or two across delta1's threshold)
+    assert refreshed["baselines"][stabiliser] == pytest.approx(figures["baselines"][stabiliser], rel=1e-3)
     assert refreshed["runs"] == figures["runs"]
     assert "re-measured by --refresh-stabiliser" in out.with_suffix(".md").read_text()
 

@@ -93,7 +93,8 @@ class Job:
     def finish(self, outcome: dict[str, Any]) -> None:
         """Loop side, as the terminal event `outcome` is published."""
         with self._lock:
-            self.state, self.outcome, self.ended_at = outcome["type"], outcome, time.time()
+            self.state, self.outcome = outcome["type"], outcome
+            self.ended_at = self.ended_at or time.time()
 
     @property
     def terminal(self) -> bool:
@@ -166,6 +167,7 @@ class Worker(threading.Thread):
             log.info("job %s started: %s", job.id, job.spec.input)
             outcome = self._execute(job)
             self.jobs_run += 1
+            job.ended_at = time.time()  # when the worker let it go; it turns terminal as the loop publishes
             log.info(
                 "job %s %s%s", job.id, outcome["type"], f": {outcome['error']}" if "error" in outcome else ""
             )
