@@ -367,6 +367,18 @@ def summary(values: list[float]) -> dict:
     }
 
 
+def run_record(host: str, load, s: Settings, args, timings: dict, prior_seconds: float | None) -> dict:
+    """What a run's figures are recorded with: machine, load, settings, timings, whether the prior was reused."""
+    return {
+        "machine": host,
+        "load_average_start": list(load),
+        "load_average_end": list(os.getloadavg()),
+        "settings": {**asdict(s), "quick": args.quick},
+        "timings_s": {k: round(v, 1) for k, v in timings.items()},
+        "prior_reused": prior_seconds is None,
+    }
+
+
 def stabiliser_fields(main_runs: dict, base: dict, stab: dict, ratio_metrics, vs_metrics) -> dict:
     """The stabiliser baseline against the prior (`stabiliser_ratio`) and the shipped config's runs
     (seed -> metrics) against the stabiliser (`vs_stabiliser`, mean and spread over seeds)."""
@@ -603,12 +615,7 @@ def run_normals(args, s: Settings, shots: dict[str, list[Path]], log, *, host: s
         return {f"{m}_ratio": summary([per_seed[k][m] / reference[m] for k in sorted(per_seed)]) for m in metrics}
 
     normals = {
-        "machine": host,
-        "load_average_start": list(load),
-        "load_average_end": list(os.getloadavg()),
-        "settings": {**asdict(s), "quick": args.quick},
-        "timings_s": {k: round(v, 1) for k, v in timings.items()},
-        "prior_reused": prior_seconds is None,
+        **run_record(host, load, s, args, timings, prior_seconds),
         "recipe": recipe,
         "metrics": {
             "mean_angle": "mean angle error (degrees) to the rendered normals, metrics.normal_accuracy",
@@ -808,13 +815,8 @@ def main() -> None:
 
     main_ratios = ratios(runs[MAIN], base)
     result = {
-        "machine": host,
-        "load_average_start": list(load),
-        "load_average_end": list(os.getloadavg()),
-        "settings": {**asdict(s), "quick": args.quick},
-        "timings_s": {k: round(v, 1) for k, v in timings.items()},
-        "prior_reused": prior_seconds is None,
-        "recipe": recipe,  # trained by an earlier run with the same settings
+        **run_record(host, load, s, args, timings, prior_seconds),  # prior_reused: trained by an earlier run with the same settings
+        "recipe": recipe,
         "te_ratio": main_ratios["te_ratio"],
         "opw_ratio": main_ratios["opw_ratio"],
         "absrel_ratio": main_ratios["abs_rel_ratio"],
