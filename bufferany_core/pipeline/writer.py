@@ -8,6 +8,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -158,21 +159,16 @@ class PreparedFrame:
     metadata: dict[str, object]
 
 
-def prepare_frame(
+def pass_channels(
     *,
-    provenance: Provenance,
-    depth: np.ndarray | None = None,  # (H, W) shot-relative inverse depth
-    normals: np.ndarray | None = None,  # (3, H, W) cross-faded normals, renormalised here
+    depth: np.ndarray | None = None,  # (H, W), in the convention it is to be stored in
+    normals: np.ndarray | None = None,  # (3, H, W), made unit here
     plate: np.ndarray | None = None,  # (H, W, 4) RGBA
-) -> PreparedFrame:
-    """The passes as output channels (depth convention applied, normals unit, types chosen) and the
-    header: the arithmetic of writing a frame, apart from the file, so frames can be prepared at once
-    and still be written in order."""
+) -> tuple[dict[str, np.ndarray], list[str]]:
+    """Output channels (float32) and the names of those stored as half."""
     channels: dict[str, np.ndarray] = {}
     half: list[str] = []
     if depth is not None:
-        if provenance.depth_convention == conventions.DepthConvention.DISTANCE.value:
-            depth = inverse_to_distance(depth)
         channels[conventions.DEPTH_CHANNEL] = depth.astype(np.float32)
     if normals is not None:
         unit = renormalise(normals, axis=0, dtype=np.float32)
@@ -184,12 +180,32 @@ def prepare_frame(
         for index, name in enumerate(conventions.PLATE_CHANNELS):
             channels[name] = plate[..., index]
         half += list(conventions.PLATE_CHANNELS)
-    metadata = provenance.header()
+    return channels, half
+
+
+def with_depth_range(metadata: dict[str, Any], channels: dict[str, np.ndarray]) -> dict[str, Any]:
+    """`metadata` plus this frame's depth range, where it has depth to describe."""
     if conventions.DEPTH_CHANNEL in channels:
         described = depth_range(channels[conventions.DEPTH_CHANNEL])
         if described is not None:
             metadata[HEADER.depth_range] = described
-    return PreparedFrame(channels=channels, half=half, metadata=metadata)
+    return metadata
+
+
+def prepare_frame(
+    *,
+    provenance: Provenance,
+    depth: np.ndarray | None = None,  # (H, W) shot-relative inverse depth
+    normals: np.ndarray | None = None,  # (3, H, W) cross-faded normals, renormalised here
+    plate: np.ndarray | None = None,  # (H, W, 4) RGBA
+) -> PreparedFrame:
+    """The passes as output channels (depth convention applied, normals unit, types chosen) and the
+    header: the arithmetic of writing a frame, apart from the file, so frames can be prepared at once
+    and still be written in order."""
+    if depth is not None and provenance.depth_convention == conventions.DepthConvention.DISTANCE.value:
+        depth = inverse_to_distance(depth)
+    channels, half = pass_channels(depth=depth, normals=normals, plate=plate)
+    return PreparedFrame(channels=channels, half=half, metadata=with_depth_range(provenance.header(), channels))
 
 
 def write_prepared(path: Path, frame: PreparedFrame, *, like: ImageInfo) -> None:

@@ -37,11 +37,10 @@ from bufferany_core.flow.backends import FLOW_NAMES, load_flow_estimator
 from bufferany_core.frames import FrameSequence, read_channels, read_frames, read_info, write_exr
 from bufferany_core.frames.framespec import format_frame_spec
 from bufferany_core.models.weights import parse_weights_arg
-from bufferany_core.pipeline.align import renormalise
 from bufferany_core.pipeline.outputs import check_not_input
 from bufferany_core.pipeline.square_pixels import plate_pixel_aspect
 from bufferany_core.pipeline.stabilizing import ShotStabilizer, stabilizer_settings
-from bufferany_core.pipeline.writer import depth_range, fingerprint, settings_json
+from bufferany_core.pipeline.writer import fingerprint, pass_channels, settings_json, with_depth_range
 
 PROG = "bufferany-stabilize"
 # Settings of the recursive filter this command ran before it ran the render's stabiliser: refused
@@ -194,20 +193,8 @@ def run(ns: argparse.Namespace) -> int:
 
 def _write(path: Path, like, depth: np.ndarray | None, normals: np.ndarray | None, header: dict) -> None:
     """Channels as a render writes them (float depth, unit half normals), with this frame's depth range."""
-    channels: dict[str, np.ndarray] = {}
-    half: list[str] = []
-    metadata = dict(header)
-    if depth is not None:
-        channels[conventions.DEPTH_CHANNEL] = depth.astype(np.float32)
-        described = depth_range(channels[conventions.DEPTH_CHANNEL])
-        if described is not None:
-            metadata[HEADER.depth_range] = described
-    if normals is not None:
-        for name, component in zip(conventions.NORMAL_CHANNELS, renormalise(normals, axis=0), strict=True):
-            channels[name] = component.astype(np.float32)
-        if conventions.DEFAULT_NORMAL_PRECISION == conventions.NormalPrecision.HALF:
-            half += list(conventions.NORMAL_CHANNELS)
-    write_exr(path, channels, like=like, metadata=metadata, half=half)
+    channels, half = pass_channels(depth=depth, normals=normals)
+    write_exr(path, channels, like=like, metadata=with_depth_range(dict(header), channels), half=half)
 
 
 def _header(ns: argparse.Namespace, inputs: Inputs) -> dict[str, object]:
