@@ -151,3 +151,24 @@ def test_a_one_frame_shot_comes_back_as_it_is():
     assert position == 0
     np.testing.assert_allclose(out_depth, depth, rtol=1e-6)
     np.testing.assert_allclose(out_normals, normals, atol=1e-6)
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_the_robust_fit_is_the_same_whatever_its_strips(monkeypatch, channels):
+    """The fit runs on strips of rows to stay in the CPU's cache; a render's numbers must not depend on
+    that (odd heights: the last strip is a part of the coarse weights' 2 x 2 blocks)."""
+    from bufferany_core.stabilize import trajectory
+
+    rng = np.random.default_rng(5)
+    n, height, width = 9, 23, 17
+    samples = (1.0 + rng.normal(0, 0.05, (n, channels, height, width))).astype(np.float32)
+    samples[3, :, 5:11, 2:9] += 0.8  # a pop
+    valid = rng.random((n, height, width)) > 0.15
+    settings = TrajectorySettings(radius=4)
+    results = []
+    for rows in (2, 6, 10_000):
+        monkeypatch.setattr(trajectory, "STRIP_ROWS", rows)
+        results.append(trajectory.robust_trajectory_fit(samples, valid, 4, settings))
+    assert np.abs(results[-1][:, 5:11, 2:9] - 1.0).mean() < 0.1  # the pop is gone
+    for result in results[:-1]:
+        np.testing.assert_array_equal(result, results[-1])

@@ -26,7 +26,7 @@ module looks at each frame's trajectory explicitly instead:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -137,14 +137,14 @@ class Trajectories:
         height, width = values[k].shape[:2]
         channels = values[k].shape[2] if values[k].ndim == 3 else 1
         # channels first: every later step runs over whole planes (a trailing axis of 3 normal
-        # components made numpy's broadcasts and reductions several times slower)
-        out = np.empty((len(self.offsets), height, width, channels), np.float32)
+        # components made numpy's broadcasts and reductions several times slower); each neighbour is
+        # sampled into one frame's buffer and turned there, not the whole stack at the end
+        out = np.empty((len(self.offsets), channels, height, width), np.float32)
+        frame = np.empty(values[k].shape, np.float32)
         for i, (o, x, y) in enumerate(zip(self.offsets, self.x, self.y, strict=True)):
-            if o == 0:
-                out[i] = values[k].reshape(height, width, channels)
-            else:
-                sample(values[k + int(o)], x, y, out=out[i].reshape(values[k].shape))
-        return np.ascontiguousarray(out.transpose(0, 3, 1, 2))
+            source = values[k] if o == 0 else sample(values[k + int(o)], x, y, out=frame)
+            out[i] = source.reshape(height, width, channels).transpose(2, 0, 1)
+        return out
 
 
 def trajectories(pairs: Mapping[int, PairCorrespondence], frames: int, k: int, radius: int) -> Trajectories:
@@ -192,7 +192,12 @@ class TrajectorySettings:
 
 
 def _tukey(residual: np.ndarray, sigma: float, k: float) -> np.ndarray:
-    return np.square(np.clip(1.0 - np.square(residual * (1.0 / (k * sigma))), 0.0, None))
+    """Tukey's biweights of `residual`, computed in its place (the residual is not needed after)."""
+    residual *= 1.0 / (k * sigma)
+    np.square(residual, out=residual)
+    np.subtract(1.0, residual, out=residual)
+    np.clip(residual, 0.0, None, out=residual)
+    return np.square(residual, out=residual)
 
 
 # Robust scales come from at most this many residuals (an even stride): the median of a subsample is
@@ -208,49 +213,91 @@ def _robust_sigma(residual: np.ndarray, valid: np.ndarray, floor: float) -> floa
     return max(float(MAD_TO_SIGMA * np.partition(picked, picked.size // 2)[picked.size // 2]), floor, 1e-12)
 
 
-def _residual(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """|a - b| over the channel axis 1 of (n, C, h, w) (a vector norm for normals, the absolute
-    difference for depth): (n, h, w)."""
+# The robust fit below runs on strips of STRIP_ROWS rows, sample by sample (one (C, rows, w) plane of
+# one neighbour frame at a time): whole-stack temporaries of a 518 px frame's 33 samples are hundreds
+# of MB each, and streaming them and the per-sample planes through memory, not the arithmetic, was
+# most of the filter's time; a strip's sums stay in the CPU's cache. Every pixel's arithmetic is the
+# same whatever the strips (the results are bit-identical), only the global robust scales need the
+# whole frame.
+STRIP_ROWS = 64  # even: a strip of full rows is a whole number of the coarse weights' 2 x 2 blocks
+
+
+def _strips(height: int, rows: int) -> list[slice]:
+    return [slice(start, min(height, start + rows)) for start in range(0, height, rows)]
+
+
+def _distance(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
+    """|a - b| over the channel axis of (C, h, w) planes into `out` (h, w): a vector norm for normals,
+    the absolute difference for depth."""
     difference = a - b
-    if difference.shape[1] == 1:
-        return np.abs(difference[:, 0])
-    np.square(difference, out=difference)
-    return np.sqrt(difference.sum(1))
+    if difference.shape[0] == 1:
+        np.abs(difference[0], out=out)
+    else:
+        np.square(difference, out=difference)
+        np.sqrt(difference.sum(0), out=out)
 
 
-def _neighbour_median(samples: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    """For each sample (n, C, h, w) of contiguous ascending offsets, the median (channel-wise) of the 4
-    samples 1 and 2 frames before and after it on the same trajectory; a missing or invalid neighbour
-    counts as the sample itself (no evidence against it)."""
+def _pop_residual(samples: np.ndarray, valid: np.ndarray, residual: np.ndarray) -> None:
+    """For each sample (n, C, h, w) of contiguous ascending offsets, its distance (into `residual`
+    (n, h, w)) to the median (channel-wise) of the 4 samples 1 and 2 frames before and after it on the
+    same trajectory; a missing or invalid neighbour counts as the sample itself (no evidence against it)."""
     n = samples.shape[0]
-    padded = np.concatenate([samples[:2], samples, samples[-2:]])  # ends: never used, their `ok` is False
-    ok = np.zeros((n + 4, 1, *valid.shape[1:]), bool)
-    ok[2:-2, 0] = valid
-    a, b, c, d = (np.where(ok[2 + s : 2 + s + n], padded[2 + s : 2 + s + n], samples) for s in (-2, -1, 1, 2))
-    # sorting network for 4 values: the median is the mean of the middle two
-    low, high = np.minimum(a, b), np.maximum(a, b)
-    np.maximum(low, np.minimum(c, d), out=low)
-    np.minimum(high, np.maximum(c, d), out=high)
-    low += high
-    low *= 0.5
-    return low
+    for i in range(n):
+        a, b, c, d = (
+            np.where(valid[j], samples[j], samples[i]) if 0 <= j < n else samples[i] for j in (i - 2, i - 1, i + 1, i + 2)
+        )
+        # sorting network for 4 values: the median is the mean of the middle two
+        low, high = np.minimum(a, b), np.maximum(a, b)
+        np.maximum(low, np.minimum(c, d), out=low)
+        np.minimum(high, np.maximum(c, d), out=high)
+        low += high
+        low *= 0.5
+        _distance(samples[i], low, residual[i])
 
 
-def _local_linear(weights: np.ndarray, samples: np.ndarray, t: np.ndarray, ridge: float) -> tuple[np.ndarray, np.ndarray]:
-    """Weighted least-squares line through each pixel's samples (n, C, h, w) at times t (n,), weights
-    (n, h, w), a ridge on the slope: (value at t = 0, slope), each (C, h, w)."""
-    tw = weights * t[:, None, None]
-    s0, s1, s2 = weights.sum(0), tw.sum(0), (tw * t[:, None, None]).sum(0) + ridge
-    # the weighted sums over time accumulated plane by plane: a third of the time of a broadcast
-    # product over all samples, and a tenth of a batched matmul over pixels
-    y0, y1, term = (np.zeros(samples.shape[1:], np.float32) for _ in range(3))
+def _line_residual(
+    weights: np.ndarray, samples: np.ndarray, t: np.ndarray, ridge: float, residual: np.ndarray
+) -> None:
+    """Each sample's (n, C, h, w) distance (into `residual` (n, h, w)) to the line fitted with `weights`
+    (n, h, w) (`_local_linear`)."""
+    value, slope = _local_linear(weights, samples, t, ridge)
     for i in range(samples.shape[0]):
-        np.multiply(samples[i], weights[i], out=term)
+        _distance(samples[i], value + t[i] * slope, residual[i])
+
+
+def _local_linear(
+    weights: Iterable[np.ndarray], samples: np.ndarray, t: np.ndarray, ridge: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Weighted least-squares line through each pixel's samples (n, C, h, w) at times t (n,), weights
+    (n planes (h, w), in order), a ridge on the slope: (value at t = 0, slope), each (C, h, w)."""
+    s0, s1, s2, tw = (np.zeros(samples.shape[2:], np.float32) for _ in range(4))
+    y0, y1, term = (np.zeros(samples.shape[1:], np.float32) for _ in range(3))
+    for i, weight in enumerate(weights):
+        s0 += weight
+        np.multiply(weight, t[i], out=tw)
+        s1 += tw
+        tw *= t[i]
+        s2 += tw
+        np.multiply(samples[i], weight, out=term)
         y0 += term
         term *= t[i]
         y1 += term
+    s2 += ridge
     det = s0 * s2 - s1 * s1
     return (s2 * y0 - s1 * y1) / det, (s0 * y1 - s1 * y0) / det
+
+
+def _enlarged_weights(coarse: np.ndarray, valid: np.ndarray, own: int) -> Iterator[np.ndarray]:
+    """The full-size weight planes: each coarse plane (h', w') standing for its 2 x 2 block, kept where
+    the sample is valid (n, H, W); frame k's own always counts a little."""
+    height, width = valid.shape[1:]
+    block = np.empty((coarse.shape[1], 2, coarse.shape[2], 2), np.float32)
+    for i, plane in enumerate(coarse):
+        block[...] = plane[:, None, :, None]
+        weight = valid[i] * block.reshape(2 * coarse.shape[1], 2 * coarse.shape[2])[:height, :width]
+        if i == own:
+            np.maximum(weight, 1e-3, out=weight)
+        yield weight
 
 
 def robust_trajectory_fit(samples: np.ndarray, valid: np.ndarray, own: int, settings: TrajectorySettings) -> np.ndarray:
@@ -260,26 +307,32 @@ def robust_trajectory_fit(samples: np.ndarray, valid: np.ndarray, own: int, sett
     The outlier weights come from every other pixel of every other row and stand for their 2 x 2
     block (pops are regions, wrong flow and missed motion come in patches): a quarter of the cost; the
     line itself is fitted per pixel, over the pixel's own valid samples."""
-    n, _, height, width = samples.shape
+    n = samples.shape[0]
     t = (np.arange(n) - own).astype(np.float32)
     full = np.arange(-settings.radius, settings.radius + 1, dtype=np.float64)
     ridge = settings.slope_ridge * float((full**2).sum())
     coarse, coarse_ok = np.ascontiguousarray(samples[:, :, ::2, ::2]), np.ascontiguousarray(valid[:, ::2, ::2])
     floor = 1e-6 * float(np.abs(samples[own]).mean())
+    coarse_strips = _strips(coarse.shape[2], STRIP_ROWS // 2)
     # Pop test: each sample against the median of its near neighbours on the trajectory.
-    pop_residual = _residual(coarse, _neighbour_median(coarse, coarse_ok))
+    pop_residual = np.empty(coarse_ok.shape, np.float32)
+    for rows in coarse_strips:
+        _pop_residual(coarse[:, :, rows], coarse_ok[:, rows], pop_residual[:, rows])
     pop_sigma = _robust_sigma(pop_residual, coarse_ok & (pop_residual > 0), floor)
-    base = coarse_ok * _tukey(pop_residual, pop_sigma, settings.outlier_k)
+    base = np.multiply(_tukey(pop_residual, pop_sigma, settings.outlier_k), coarse_ok, out=pop_residual)
     weights = base
     for _ in range(settings.iterations - 1):
         # Frame k's own sample always counts a little, so a pixel whose whole trajectory is cut keeps its value.
         weights[own] = np.maximum(weights[own], 1e-3)
-        value, slope = _local_linear(weights, coarse, t, ridge)
-        residual = _residual(coarse, value[None] + t[:, None, None, None] * slope[None])
-        weights = base * _tukey(residual, _robust_sigma(residual, base > 0, floor), settings.outlier_k)
-    weights = valid * weights.repeat(2, axis=1).repeat(2, axis=2)[:, :height, :width]
-    weights[own] = np.maximum(weights[own], 1e-3)
-    return _local_linear(weights, samples, t, ridge)[0]
+        residual = np.empty(coarse_ok.shape, np.float32)
+        for rows in coarse_strips:
+            _line_residual(weights[:, rows], coarse[:, :, rows], t, ridge, residual[:, rows])
+        weights = np.multiply(_tukey(residual, _robust_sigma(residual, base > 0, floor), settings.outlier_k), base, out=residual)
+    out = np.empty(samples.shape[1:], np.float32)
+    for rows in _strips(samples.shape[2], STRIP_ROWS):
+        block = slice(rows.start // 2, (rows.stop + 1) // 2)
+        out[:, rows] = _local_linear(_enlarged_weights(weights[:, block], valid[:, rows], own), samples[:, :, rows], t, ridge)[0]
+    return out
 
 
 def fill_short_trajectories(
