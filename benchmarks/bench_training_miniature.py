@@ -21,6 +21,8 @@ unlabeled rendered clips, measured against exact depth on held-out scenes.
     .venv/bin/python benchmarks/bench_training_miniature.py            # the full miniature
     .venv/bin/python benchmarks/bench_training_miniature.py --quick    # a few-minute smoke run
     .venv/bin/python benchmarks/bench_training_miniature.py --normals  # the same for normals
+    .venv/bin/python benchmarks/bench_training_miniature.py --normals --add-normal-variants \
+        --set 'normal_variants=["camera turn undone"]'  # new variants beside the committed normal run
 
 --normals runs the normal miniature on the same corpus: a tiny Marigold-E2E-FT-style prior (the
 "tiny" UNet and VAE tables, trained end to end with the rendered camera-space normals of the PRIOR
@@ -83,7 +85,11 @@ NORMAL_VARIANTS = {  # normal.toml ships depth.toml's balance and optimiser; the
     "w_reg 0.15": {"loss.w_reg": 0.15},
     "300 steps": {"optim.iterations": 300},  # the cosine schedule stretched to 300
     "16-frame clips": {"data.frames": 16},  # the whole held-out shot, as the evaluation's window sees it
+    # L_stable with the camera's turn between the frames undone (fitted to the model's own normals)
+    "camera turn undone": {"loss.stable_rotation": True},
+    "camera turn undone, 300 steps": {"loss.stable_rotation": True, "optim.iterations": 300},
 }
+FIXED_LENGTH = ("300 steps", "camera turn undone, 300 steps")  # not smoke runs: --quick leaves them out
 
 
 @dataclass
@@ -116,11 +122,10 @@ class Settings:
 
     @classmethod
     def quick(cls) -> Settings:
-        # The "300 steps" variant is a fixed length, not a smoke run.
         return cls(
             prior_shots=2, train_shots=1, eval_shots=1, frames=6, samples=2, prior_steps=20, steps=3,
             clip_frames=4, seeds=[0, 1], ablation_seeds=[0], curve_points=2, workers=0, normal_prior_steps=10,
-            normal_crop=(32, 56), normal_variants=[name for name in NORMAL_VARIANTS if name != "300 steps"],
+            normal_crop=(32, 56), normal_variants=[name for name in NORMAL_VARIANTS if name not in FIXED_LENGTH],
         )  # fmt: skip
 
 
@@ -570,7 +575,9 @@ def run_normals(args, s: Settings, shots: dict[str, list[Path]], log, *, host: s
     prior_predict = normal_predictor_fn(load_normal_predictor("marigold-e2e-ft-normals", weights=prior, processing_size=size))
     t0 = time.perf_counter()
     figures = {NORMAL_PRIOR: evaluate(prior_predict, eval_set, normal_shot_metrics)}
-    figures["prior + training-free stabiliser"] = evaluate(stabilised_normals_fn(prior_predict), eval_set, normal_shot_metrics)
+    committed = committed_normals(args, s, figures[NORMAL_PRIOR]) if args.add_normal_variants else None
+    if committed is None:
+        figures["prior + training-free stabiliser"] = evaluate(stabilised_normals_fn(prior_predict), eval_set, normal_shot_metrics)
     timings["normal_baselines"] = time.perf_counter() - t0
     log("  " + "; ".join(f"{k}: " + ", ".join(f"{m} {v:.4f}" for m, v in f.items()) for k, f in figures.items()))
 
@@ -583,7 +590,9 @@ def run_normals(args, s: Settings, shots: dict[str, list[Path]], log, *, host: s
     curves: dict[str, dict] = {}
     recipe: dict = {}
     model = {"model.name": "buffer-anytime-normal", "model.weights": str(prior), "data.size": list(s.normal_crop)}
-    variants = [(NORMAL_MAIN, {}, s.seeds)] + [(name, NORMAL_VARIANTS[name], s.ablation_seeds) for name in s.normal_variants]
+    variants = [(name, NORMAL_VARIANTS[name], s.ablation_seeds) for name in s.normal_variants]
+    if committed is None:
+        variants.insert(0, (NORMAL_MAIN, {}, s.seeds))
     t_train = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bench-train-normals-") as tmp:
         tmp = Path(tmp)
@@ -608,12 +617,17 @@ def run_normals(args, s: Settings, shots: dict[str, list[Path]], log, *, host: s
     timings["normal_fine_tuning"] = time.perf_counter() - t_train
     timings["total"] = time.perf_counter() - started
 
-    base, stab = figures[NORMAL_PRIOR], figures["prior + training-free stabiliser"]
     metrics = ("te", "opw", "mean_angle")
 
     def ratios(per_seed: dict[int, dict[str, float]], reference: dict[str, float]) -> dict[str, dict]:
         return {f"{m}_ratio": summary([per_seed[k][m] / reference[m] for k in sorted(per_seed)]) for m in metrics}
 
+    if committed is not None:
+        normals = merge_variants(committed, {label: ratios(runs[label], figures[NORMAL_PRIOR]) for label in runs},
+                                 runs, curves, run_record(host, load, s, args, timings, prior_seconds))
+        finish_normals(args, normals, log, timings)
+        return
+    base, stab = figures[NORMAL_PRIOR], figures["prior + training-free stabiliser"]
     normals = {
         **run_record(host, load, s, args, timings, prior_seconds),
         "recipe": recipe,
@@ -630,22 +644,56 @@ def run_normals(args, s: Settings, shots: dict[str, list[Path]], log, *, host: s
         "prior_loss": prior_losses[:: max(1, len(prior_losses) // 100)],
         "curves": curves,
     }
+    finish_normals(args, normals, log, timings)
+
+
+def committed_normals(args, s: Settings, prior: dict[str, float]) -> dict:
+    """--add-normal-variants: the committed normal record in --out that this run's variants join; its
+    settings (but the variant list) and its prior's held-out figures must be this run's."""
+    committed = read_results(args.out).get("normals")
+    if committed is None:
+        raise SystemExit(f"--add-normal-variants: {args.out} has no normal run to add to")
+    mine = {**asdict(s), "quick": args.quick}
+    differ = [k for k in mine if k != "normal_variants" and json.loads(json.dumps(mine[k])) != committed["settings"].get(k)]
+    if differ:
+        raise SystemExit(f"--add-normal-variants: settings {differ} differ from the committed run's in {args.out}")
+    theirs = committed["baselines"][NORMAL_PRIOR]
+    if any(not np.isclose(prior[m], theirs[m], rtol=1e-6) for m in prior):
+        raise SystemExit(f"--add-normal-variants: the prior scores {prior} here, {theirs} in the committed run")
+    return committed
+
+
+def merge_variants(committed: dict, ratios: dict, runs: dict, curves: dict, record: dict) -> dict:
+    """The committed normal record with this run's variants added (or replacing those of the same
+    name), and what they were measured with under `added_runs`."""
+    merged = dict(committed)
+    merged["variants"] = {**committed["variants"], **ratios}
+    merged["runs"] = {**committed["runs"], **{label: {str(k): m for k, m in v.items()} for label, v in runs.items()}}
+    merged["curves"] = {**committed["curves"], **curves}
+    merged["settings"] = {**committed["settings"], "normal_variants": list(merged["variants"])}
+    merged["added_runs"] = committed.get("added_runs", []) + [{"variants": list(runs), **record}]
+    return merged
+
+
+def finish_normals(args, normals: dict, log, timings: dict) -> None:
+    """Writes the normal record under `normals` into --out (the depth figures kept), the report and --json."""
     result = {**read_results(args.out), "normals": normals}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1) + "\n")
     report = write_report(result, args.out)
-    rows = dict(figures)
-    for label, per_seed in runs.items():
+    s, metrics = normals["settings"], ("te", "opw", "mean_angle")
+    rows = dict(normals["baselines"])
+    for label, per_seed in normals["runs"].items():
         rows[label] = {m: float(np.mean([v[m] for v in per_seed.values()])) for m in metrics}
     write_json(
         args.json,
-        machine=host,
+        machine=normals["machine"],
         tables=[
             table(
                 title="Training miniature, normals: held-out rendered scenes",
-                setup=f"{s.train_shots} unlabeled training scenes, {s.eval_shots} held-out; normal prior "
-                f"{s.normal_prior_steps} supervised steps; {s.steps} fine-tuning steps; means over seeds {s.seeds} "
-                f"(variants {s.ablation_seeds})",
+                setup=f"{s['train_shots']} unlabeled training scenes, {s['eval_shots']} held-out; normal prior "
+                f"{s['normal_prior_steps']} supervised steps; {s['steps']} fine-tuning steps; means over seeds {s['seeds']} "
+                f"(variants {s['ablation_seeds']})",
                 baseline=NORMAL_PRIOR,
                 metrics={"mean_angle": "mean angle", "te": "TE", "opw": "OPW"},
                 rows=rows,
@@ -696,6 +744,10 @@ def normal_report(n: dict) -> list[str]:
             if i
         ]
         lines += ["", f"{NORMAL_MAIN} on the held-out scenes over the steps (mean over seeds): {'; '.join(points)}."]
+    for added in n.get("added_runs", []):
+        lines += ["", f"Added later with --add-normal-variants (same settings and prior; the rows above kept): "
+                  f"{', '.join(added['variants'])}; load average {added['load_average_start'][0]:.1f} at start, "
+                  f"{added['load_average_end'][0]:.1f} at the end; {added['timings_s']['total']:.0f} s."]
     return lines
 
 
@@ -716,8 +768,13 @@ def main() -> None:
     parser.add_argument("--refresh-stabiliser", action="store_true",
                         help="re-measure only the prior + stabiliser rows of the committed run in --out (after a "
                         "stabiliser change), with that run's settings; seconds, no training")
+    parser.add_argument("--add-normal-variants", action="store_true",
+                        help="with --normals: train only the variants in normal_variants and add them to the committed "
+                        "normal run in --out (same settings and prior required); its other rows are kept, not re-run")
     add_json_option(parser)  # benchmarks/report.py's tables (the figures above, means over seeds)
     args = parser.parse_args()
+    if args.add_normal_variants and not args.normals:
+        parser.error("--add-normal-variants adds to a normal run: use it with --normals")
     s = Settings.quick() if args.quick else Settings()
     if args.prior_steps is not None:
         s.prior_steps = args.prior_steps

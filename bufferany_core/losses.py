@@ -56,6 +56,8 @@ def stable_loss(
     flows_bw: torch.Tensor,
     valid_fw: torch.Tensor,
     valid_bw: torch.Tensor,
+    *,
+    rotations: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """L_stable: L1 between each prediction and its flow-warped neighbour, both directions, averaged
     over valid pixels.
@@ -64,6 +66,11 @@ def stable_loss(
     |P_{k+1} - warp(P_k, bw_k)| on frame k+1's pixels where `valid_bw` holds; the per-pixel L1 is
     averaged over channels. Pixels whose warp leaves the frame never count. Returns 0 (connected to
     the graph) when no pixel is valid.
+
+    `rotations` (B, T-1, 3, 3), for camera-space normals (C = 3): the camera's turn R_k from frame k
+    to k+1, undone before comparing (R_k P_k with warp(P_{k+1}), R_k^T P_{k+1} with warp(P_k)), so
+    that the change a turning camera really makes is not counted as flicker. Taken as given (no
+    gradient flows into it).
     """
     _check_video(prediction, "prediction")
     batch, frames, channels, height, width = prediction.shape
@@ -80,12 +87,21 @@ def stable_loss(
             )
     if frames < 2:
         raise ValueError("stable_loss needs at least 2 frames")
+    if rotations is not None and (channels != 3 or tuple(rotations.shape) != (*pair_shape, 3, 3)):
+        raise ValueError(
+            f"rotations must be {(*pair_shape, 3, 3)} for 3-channel predictions, got {tuple(rotations.shape)} "
+            f"for {channels} channels"
+        )
     current = prediction[:, :-1].flatten(0, 1)  # (B*(T-1), C, H, W)
     following = prediction[:, 1:].flatten(0, 1)
     warped_next, inside_fw = backward_warp(following, flows_fw.flatten(0, 1).to(prediction.dtype))
     warped_prev, inside_bw = backward_warp(current, flows_bw.flatten(0, 1).to(prediction.dtype))
     mask_fw = (valid_fw.flatten(0, 1).bool() & inside_fw).to(prediction.dtype)  # (B*(T-1), 1, H, W)
     mask_bw = (valid_bw.flatten(0, 1).bool() & inside_bw).to(prediction.dtype)
+    if rotations is not None:
+        turn = rotations.flatten(0, 1).detach().to(prediction.dtype)
+        current = torch.einsum("nij,njhw->nihw", turn, current)
+        following = torch.einsum("nji,njhw->nihw", turn, following)  # R^T: frame k+1 turned back to k
     error = (current - warped_next).abs().mean(1, keepdim=True) * mask_fw
     error = error.sum() + ((following - warped_prev).abs().mean(1, keepdim=True) * mask_bw).sum()
     count = mask_fw.sum() + mask_bw.sum()

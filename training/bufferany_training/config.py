@@ -63,6 +63,11 @@ class LossSection:
     # depth: "clip" takes L_stable on the clip normalised by median and mean absolute deviation (ours:
     # it cannot be lowered by shrinking the prediction); "raw" on the raw predictions (the paper's).
     stable_space: str = "clip"
+    # normals: undo the camera's turn between frames before L_stable compares them (the turn fitted
+    # to the video model's own detached normals along the flow, bufferany_training.camera_turn):
+    # camera-space normals of a static surface really change by the turn, which plain L_stable
+    # counts as flicker.
+    stable_rotation: bool = False
 
 
 @dataclass(frozen=True)
@@ -131,6 +136,11 @@ class TrainConfig:
             (self.flow.cycle_tolerance >= 0, "flow.cycle_tolerance", "must be >= 0"),
             (self.loss.w_reg >= 0 and self.loss.w_stable >= 0, "loss", "weights must be >= 0"),
             (self.loss.stable_space in ("clip", "raw"), "loss.stable_space", "must be 'clip' or 'raw'"),
+            (
+                not (self.loss.stable_rotation and self.task == "depth"),
+                "loss.stable_rotation",
+                "applies to normals only (depth does not turn with the camera)",
+            ),
             (self.optim.lr > 0, "optim.lr", "must be > 0"),
             (self.optim.batch_size >= 1, "optim.batch_size", "must be >= 1"),
             (self.optim.iterations >= 1, "optim.iterations", "must be >= 1"),

@@ -22,6 +22,7 @@ from bufferany_core.errors import BadArgumentsError
 from bufferany_core.losses import normal_latent_loss, stable_loss
 from bufferany_core.models.normal import BufferAnytimeNormals, load_normal_predictor
 from bufferany_core.models.weights import parse_weights_arg
+from bufferany_training.camera_turn import pair_rotations
 from bufferany_training.config import TrainConfig
 from bufferany_training.stable import coverage, stable_validity, warp_error
 from bufferany_training.task import TemporalWeightsTask
@@ -134,10 +135,16 @@ class NormalTask(TemporalWeightsTask[BufferAnytimeNormals]):
             with amp():
                 return self.model.decode(piece).float()
 
+        def frame_loss(normals: torch.Tensor) -> torch.Tensor:
+            # The turn comes from the model's own output, detached: the prior's would carry the
+            # prior's flicker into the target, and the own output's gets cleaner as training removes it.
+            turns = pair_rotations(normals.detach(), batch["flows_fw"], valid_fw) if cfg.loss.stable_rotation else None
+            return stable_loss(normals, *pairs, rotations=turns)
+
         stable = deferred_decode_backward(
             latents,
             decode,
-            lambda normals: stable_loss(normals, *pairs),
+            frame_loss,
             chunk=chunk,
             frame_weight=cfg.loss.w_stable,
             latent_loss=cfg.loss.w_reg * reg,
