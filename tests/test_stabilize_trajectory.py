@@ -168,7 +168,7 @@ def test_the_robust_fit_is_the_same_whatever_its_strips(monkeypatch, channels):
     results = []
     for rows in (2, 6, 10_000):
         monkeypatch.setattr(trajectory, "STRIP_ROWS", rows)
-        results.append(trajectory.robust_trajectory_fit(samples, valid, 4, settings))
+        results.append(trajectory.robust_trajectory_fit(samples, samples[:, :, ::2, ::2], valid, 4, settings))
     assert np.abs(results[-1][:, 5:11, 2:9] - 1.0).mean() < 0.1  # the pop is gone
     for result in results[:-1]:
         np.testing.assert_array_equal(result, results[-1])

@@ -129,22 +129,26 @@ class Trajectories:
     def own(self) -> int:
         return int(np.flatnonzero(self.offsets == 0)[0])
 
-    def sample(self, values: Mapping[int, np.ndarray], k: int) -> np.ndarray:
+    def sample(self, values: Mapping[int, np.ndarray], k: int) -> tuple[np.ndarray, np.ndarray]:
         """Samples (n, C, H, W), channels first, of a clip (`values[j]` (H, W, C<=4) float32, by position)
-        along the trajectories: one bilinear sample per neighbour frame."""
+        along the trajectories, one bilinear sample per neighbour frame, and their every other pixel of
+        every other row (n, C, ceil(H / 2), ceil(W / 2)), what the robust fit's outlier tests read."""
         if values[k].dtype != np.float32:  # remap writes into the buffer only when the types agree
             raise ValueError(f"trajectory samples need float32 frames, got {values[k].dtype}")
         height, width = values[k].shape[:2]
         channels = values[k].shape[2] if values[k].ndim == 3 else 1
         # channels first: every later step runs over whole planes (a trailing axis of 3 normal
         # components made numpy's broadcasts and reductions several times slower); each neighbour is
-        # sampled into one frame's buffer and turned there, not the whole stack at the end
+        # sampled into one frame's buffer and turned (and thinned) there, while it is in the cache
         out = np.empty((len(self.offsets), channels, height, width), np.float32)
+        coarse = np.empty((len(self.offsets), channels, (height + 1) // 2, (width + 1) // 2), np.float32)
         frame = np.empty(values[k].shape, np.float32)
         for i, (o, x, y) in enumerate(zip(self.offsets, self.x, self.y, strict=True)):
             source = values[k] if o == 0 else sample(values[k + int(o)], x, y, out=frame)
-            out[i] = source.reshape(height, width, channels).transpose(2, 0, 1)
-        return out
+            turned = source.reshape(height, width, channels).transpose(2, 0, 1)
+            out[i] = turned
+            coarse[i] = turned[:, ::2, ::2]
+        return out, coarse
 
 
 def trajectories(pairs: Mapping[int, PairCorrespondence], frames: int, k: int, radius: int) -> Trajectories:
@@ -300,9 +304,12 @@ def _enlarged_weights(coarse: np.ndarray, valid: np.ndarray, own: int) -> Iterat
         yield weight
 
 
-def robust_trajectory_fit(samples: np.ndarray, valid: np.ndarray, own: int, settings: TrajectorySettings) -> np.ndarray:
+def robust_trajectory_fit(
+    samples: np.ndarray, coarse: np.ndarray, valid: np.ndarray, own: int, settings: TrajectorySettings
+) -> np.ndarray:
     """Frame k's value (C, H, W) from its trajectory samples (n, C, H, W) float32 of contiguous ascending
-    offsets (frame k's own at `own`), valid (n, H, W): a robust line fit, see the module's steps 3-4.
+    offsets (frame k's own at `own`), valid (n, H, W): a robust line fit, see the module's steps 3-4;
+    `coarse`: the samples' every other pixel of every other row (`Trajectories.sample`).
 
     The outlier weights come from every other pixel of every other row and stand for their 2 x 2
     block (pops are regions, wrong flow and missed motion come in patches): a quarter of the cost; the
@@ -311,7 +318,7 @@ def robust_trajectory_fit(samples: np.ndarray, valid: np.ndarray, own: int, sett
     t = (np.arange(n) - own).astype(np.float32)
     full = np.arange(-settings.radius, settings.radius + 1, dtype=np.float64)
     ridge = settings.slope_ridge * float((full**2).sum())
-    coarse, coarse_ok = np.ascontiguousarray(samples[:, :, ::2, ::2]), np.ascontiguousarray(valid[:, ::2, ::2])
+    coarse_ok = np.ascontiguousarray(valid[:, ::2, ::2])
     floor = 1e-6 * float(np.abs(samples[own]).mean())
     coarse_strips = _strips(coarse.shape[2], STRIP_ROWS // 2)
     # Pop test: each sample against the median of its near neighbours on the trajectory.
@@ -391,13 +398,13 @@ def filter_frame(
     if frames == 1:
         return values[k].copy()
     paths = trajectories(pairs, frames, k, settings.radius)
-    samples = paths.sample(values, k)
+    samples, coarse = paths.sample(values, k)
     support = paths.alive.sum(0) - 1
     possible = min(settings.radius, k) + min(settings.radius, frames - 1 - k)  # the shot's frames in reach
     out = np.empty_like(values[k])
     for channels, unit in groups:
         own = np.ascontiguousarray(values[k][..., channels])
-        fitted = robust_trajectory_fit(samples[:, channels], paths.alive, paths.own, settings)
+        fitted = robust_trajectory_fit(samples[:, channels], coarse[:, channels], paths.alive, paths.own, settings)
         estimate = np.ascontiguousarray(fitted.transpose(1, 2, 0))  # back to (H, W, C) for OpenCV
         estimate = fill_short_trajectories(own, estimate, support, possible, settings)
         if unit:
