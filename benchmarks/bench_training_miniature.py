@@ -85,9 +85,11 @@ NORMAL_VARIANTS = {  # normal.toml ships depth.toml's balance and optimiser; the
     "w_reg 0.15": {"loss.w_reg": 0.15},
     "300 steps": {"optim.iterations": 300},  # the cosine schedule stretched to 300
     "16-frame clips": {"data.frames": 16},  # the whole held-out shot, as the evaluation's window sees it
-    # L_stable with the camera's turn between the frames undone (fitted to the model's own normals)
-    "camera turn undone": {"loss.stable_rotation": True},
-    "camera turn undone, 300 steps": {"loss.stable_rotation": True, "optim.iterations": 300},
+    # L_stable with the camera's turn between the frames undone, fitted to the model's own normals
+    # or to the frozen prior's
+    "camera turn undone": {"loss.stable_rotation": "video"},
+    "camera turn undone, 300 steps": {"loss.stable_rotation": "video", "optim.iterations": 300},
+    "camera turn undone (the prior's turn)": {"loss.stable_rotation": "prior"},
 }
 FIXED_LENGTH = ("300 steps", "camera turn undone, 300 steps")  # not smoke runs: --quick leaves them out
 

@@ -106,7 +106,7 @@ def test_a_pure_camera_turn_costs_nothing_with_the_turn_undone_and_plain_l_stabl
         stable_loss(video[:, :, :1], fw, bw, valid_fw, valid_bw, rotations=identity)
 
 
-def _tiny_normal_config(clips: Path, *, rotation: bool, out_steps: int = 2):
+def _tiny_normal_config(clips: Path, *, rotation: str, out_steps: int = 2):
     return load_config(
         Path("normal.toml"),
         [],
@@ -131,7 +131,7 @@ def _tiny_normal_config(clips: Path, *, rotation: bool, out_steps: int = 2):
 def test_the_switch_reaches_the_normal_trainer(tmp_path):
     clips = write_moving_clip(tmp_path / "clips" / "a", frames=4, size=(32, 48)).parent
     stable = {}
-    for rotation in (False, True):
+    for rotation in ("off", "video", "prior"):
         config = _tiny_normal_config(clips, rotation=rotation)
         torch.manual_seed(0)  # the same fresh temporal blocks: the same first prediction
         task = NormalTask(config)
@@ -139,16 +139,20 @@ def test_the_switch_reaches_the_normal_trainer(tmp_path):
         task.train_mode()
         metrics = task.step(task.objective, batch, amp=contextlib.nullcontext, log=False)
         stable[rotation] = float(metrics["loss/stable"])
-    # The random model's normals change between frames; the fitted turn explains part of it.
-    assert stable[True] < stable[False]
+    # The random model's normals change between frames; the fitted turn explains part of it. Before
+    # any step the video model predicts what the prior does: both sources give the same turn.
+    assert stable["video"] < stable["off"]
+    assert stable["prior"] == pytest.approx(stable["video"], rel=1e-5)
     weights = train(
-        _tiny_normal_config(clips, rotation=True), data=clips, out=tmp_path / "run", say=lambda _: None
+        _tiny_normal_config(clips, rotation="video"), data=clips, out=tmp_path / "run", say=lambda _: None
     )
     assert weights.is_file()
-    assert "stable_rotation = true" in (tmp_path / "run" / "config.toml").read_text()
+    assert 'stable_rotation = "video"' in (tmp_path / "run" / "config.toml").read_text()
 
 
 def test_the_switch_is_for_normals_only():
     with pytest.raises(BadArgumentsError, match="loss.stable_rotation"):
-        load_config(Path("depth.toml"), ["loss.stable_rotation=true"])
-    assert not load_config(Path("normal.toml")).loss.stable_rotation
+        load_config(Path("depth.toml"), ['loss.stable_rotation="video"'])
+    with pytest.raises(BadArgumentsError, match="loss.stable_rotation"):
+        load_config(Path("normal.toml"), ["loss.stable_rotation=true"])
+    assert load_config(Path("normal.toml")).loss.stable_rotation == "off"

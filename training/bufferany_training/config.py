@@ -63,11 +63,11 @@ class LossSection:
     # depth: "clip" takes L_stable on the clip normalised by median and mean absolute deviation (ours:
     # it cannot be lowered by shrinking the prediction); "raw" on the raw predictions (the paper's).
     stable_space: str = "clip"
-    # normals: undo the camera's turn between frames before L_stable compares them (the turn fitted
-    # to the video model's own detached normals along the flow, bufferany_training.camera_turn):
-    # camera-space normals of a static surface really change by the turn, which plain L_stable
-    # counts as flicker.
-    stable_rotation: bool = False
+    # normals: "video" or "prior" undo the camera's turn between frames before L_stable compares
+    # them, the turn fitted along the flow (bufferany_training.camera_turn) to the video model's own
+    # detached normals or to the frozen image model's: camera-space normals of a static surface
+    # really change by the turn, which plain L_stable ("off") counts as flicker.
+    stable_rotation: str = "off"
 
 
 @dataclass(frozen=True)
@@ -137,7 +137,12 @@ class TrainConfig:
             (self.loss.w_reg >= 0 and self.loss.w_stable >= 0, "loss", "weights must be >= 0"),
             (self.loss.stable_space in ("clip", "raw"), "loss.stable_space", "must be 'clip' or 'raw'"),
             (
-                not (self.loss.stable_rotation and self.task == "depth"),
+                self.loss.stable_rotation in ("off", "video", "prior"),
+                "loss.stable_rotation",
+                "must be 'off', 'video' or 'prior'",
+            ),
+            (
+                self.loss.stable_rotation == "off" or self.task == "normal",
                 "loss.stable_rotation",
                 "applies to normals only (depth does not turn with the camera)",
             ),

@@ -135,10 +135,15 @@ class NormalTask(TemporalWeightsTask[BufferAnytimeNormals]):
             with amp():
                 return self.model.decode(piece).float()
 
+        prior_normals = None
+        if log or cfg.loss.stable_rotation == "prior":  # a full decode: only when needed
+            with torch.no_grad():
+                flat = torch.cat([decode(piece) for piece in target.flatten(0, 1).split(chunk)])
+            prior_normals = flat.unflatten(0, (b, t))
+
         def frame_loss(normals: torch.Tensor) -> torch.Tensor:
-            # The turn comes from the model's own output, detached: the prior's would carry the
-            # prior's flicker into the target, and the own output's gets cleaner as training removes it.
-            turns = pair_rotations(normals.detach(), batch["flows_fw"], valid_fw) if cfg.loss.stable_rotation else None
+            source = {"video": normals.detach(), "prior": prior_normals}.get(cfg.loss.stable_rotation)
+            turns = None if source is None else pair_rotations(source, batch["flows_fw"], valid_fw)
             return stable_loss(normals, *pairs, rotations=turns)
 
         stable = deferred_decode_backward(
@@ -156,8 +161,6 @@ class NormalTask(TemporalWeightsTask[BufferAnytimeNormals]):
             "masks/coverage": coverage(valid_fw, valid_bw),
             "temporal/warp_error_video": stable,
         }
-        if log:  # the prior's flicker costs a full decode: only on logging steps
-            with torch.no_grad():
-                prior_normals = torch.cat([decode(piece) for piece in target.flatten(0, 1).split(chunk)])
-            metrics["temporal/warp_error_prior"] = warp_error(prior_normals.unflatten(0, (b, t)), *pairs)
+        if log and prior_normals is not None:
+            metrics["temporal/warp_error_prior"] = warp_error(prior_normals, *pairs)
         return metrics
