@@ -134,7 +134,7 @@ class _Frame:
     full: tuple[np.ndarray | None, np.ndarray | None] | None = None  # (depth, unit normals) float32 at the plate's size, when shrunk
     aligned: np.ndarray | None = None  # depth after the alignment windows (weighted sum while they run)
     aligned_full: np.ndarray | None = None  # the same per-frame scale and shift on the plate-size depth
-    values: np.ndarray | None = None  # (h, w, C) float32: the stabilised passes' inputs to the filter
+    values: np.ndarray | None = None  # (C, h, w) float32: the stabilised passes' inputs to the filter
 
 
 class ShotStabilizer:
@@ -329,15 +329,15 @@ class ShotStabilizer:
         return groups
 
     def _values(self, j: int) -> np.ndarray:
-        """Frame j's filter input (H, W, C): aligned depth then normals, whichever are stabilised."""
+        """Frame j's filter input (C, H, W): aligned depth then normals, whichever are stabilised."""
         frame = self.frames[j]
         if frame.values is None:
             parts = []
             if self._aligns():
-                parts.append(frame.aligned[..., None])  # type: ignore[index]
+                parts.append(frame.aligned[None])  # type: ignore[index]
             if "normal" in self.passes and frame.normals is not None:
-                parts.append(frame.normals.transpose(1, 2, 0))
-            frame.values = np.ascontiguousarray(np.concatenate(parts, axis=-1), dtype=np.float32)
+                parts.append(frame.normals)
+            frame.values = np.ascontiguousarray(np.concatenate(parts, axis=0), dtype=np.float32)
         return frame.values
 
     def _finish(self, position: int) -> tuple[int, Any, np.ndarray | None, np.ndarray | None]:
@@ -355,17 +355,17 @@ class ShotStabilizer:
                 frame.full = frame.aligned_full = None  # its neighbours need only its working-size values
                 return position, frame.plate, depth, normals
             if self._aligns():
-                depth = out[..., 0].astype(np.float64)
+                depth = out[0].astype(np.float64)
             if "normal" in self.passes and frame.normals is not None:
-                normals = out[..., groups[-1][0]].transpose(2, 0, 1).astype(np.float64)
+                normals = out[groups[-1][0]].astype(np.float64)
         return position, frame.plate, depth, normals
 
     def _enlarged(self, frame: _Frame, correction: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
         """A shrunk frame's plate-size passes: the aligned depth and the unit normals plus the filter's
-        correction (working-size output minus its input) enlarged; normals renormalised."""
+        correction (working-size output minus its input, (C, h, w)) enlarged; normals renormalised."""
         depth, normals = frame.full  # type: ignore[misc]
         shape = frame.plate.rgb.shape[:2]
-        correction = enlarge(correction, shape).reshape(*shape, -1)
+        correction = enlarge(np.ascontiguousarray(correction.transpose(1, 2, 0)), shape).reshape(*shape, -1)
         if self._aligns():
             depth = frame.aligned_full + correction[..., 0]
         if "normal" in self.passes and normals is not None:

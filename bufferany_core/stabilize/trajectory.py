@@ -130,24 +130,24 @@ class Trajectories:
         return int(np.flatnonzero(self.offsets == 0)[0])
 
     def sample(self, values: Mapping[int, np.ndarray], k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Samples (n, C, H, W), channels first, of a clip (`values[j]` (H, W, C<=4) float32, by position)
-        along the trajectories, one bilinear sample per neighbour frame, and their every other pixel of
-        every other row (n, C, ceil(H / 2), ceil(W / 2)), what the robust fit's outlier tests read."""
+        """Samples (n, C, H, W) of a clip (`values[j]` (C, H, W) float32, channels first, by position) along
+        the trajectories, one bilinear sample per neighbour frame, and their every other pixel of every
+        other row (n, C, ceil(H / 2), ceil(W / 2)), what the robust fit's outlier tests read."""
         if values[k].dtype != np.float32:  # remap writes into the buffer only when the types agree
             raise ValueError(f"trajectory samples need float32 frames, got {values[k].dtype}")
-        height, width = values[k].shape[:2]
-        channels = values[k].shape[2] if values[k].ndim == 3 else 1
-        # channels first: every later step runs over whole planes (a trailing axis of 3 normal
-        # components made numpy's broadcasts and reductions several times slower); each neighbour is
-        # sampled into one frame's buffer and turned (and thinned) there, while it is in the cache
+        channels, height, width = values[k].shape
+        # channels first, every plane sampled straight into its place (remap of one channel at a time is
+        # faster than of all four and a transposing copy, and gives the same numbers): every later step
+        # runs over whole planes
         out = np.empty((len(self.offsets), channels, height, width), np.float32)
         coarse = np.empty((len(self.offsets), channels, (height + 1) // 2, (width + 1) // 2), np.float32)
-        frame = np.empty(values[k].shape, np.float32)
         for i, (o, x, y) in enumerate(zip(self.offsets, self.x, self.y, strict=True)):
-            source = values[k] if o == 0 else sample(values[k + int(o)], x, y, out=frame)
-            turned = source.reshape(height, width, channels).transpose(2, 0, 1)
-            out[i] = turned
-            coarse[i] = turned[:, ::2, ::2]
+            if o == 0:
+                out[i] = values[k]
+            else:
+                for c, plane in enumerate(values[k + int(o)]):
+                    sample(plane, x, y, out=out[i, c])
+            coarse[i] = out[i, :, ::2, ::2]
         return out, coarse
 
 
@@ -391,10 +391,11 @@ def filter_frame(
     groups: list[tuple[slice, bool]],
     settings: TrajectorySettings,
 ) -> np.ndarray:
-    """Frame k of a shot of `frames` frames (`values[j]` (H, W, C<=4) float32 by position, the frames
-    within `settings.radius` of k present) filtered along its trajectories; `groups`: the channels
-    fitted together (a pass) and whether they are unit vectors (renormalised). One trace, one sample
-    per neighbour frame for all passes. A one-frame shot has nothing to filter: it comes back as it is."""
+    """Frame k (C, H, W) of a shot of `frames` frames (`values[j]` (C<=4, H, W) float32, channels first,
+    by position, the frames within `settings.radius` of k present) filtered along its trajectories;
+    `groups`: the channels fitted together (a pass) and whether they are unit vectors (renormalised).
+    One trace, one sample per neighbour frame for all passes. A one-frame shot has nothing to filter:
+    it comes back as it is."""
     if frames == 1:
         return values[k].copy()
     paths = trajectories(pairs, frames, k, settings.radius)
@@ -403,13 +404,13 @@ def filter_frame(
     possible = min(settings.radius, k) + min(settings.radius, frames - 1 - k)  # the shot's frames in reach
     out = np.empty_like(values[k])
     for channels, unit in groups:
-        own = np.ascontiguousarray(values[k][..., channels])
         fitted = robust_trajectory_fit(samples[:, channels], coarse[:, channels], paths.alive, paths.own, settings)
-        estimate = np.ascontiguousarray(fitted.transpose(1, 2, 0))  # back to (H, W, C) for OpenCV
-        estimate = fill_short_trajectories(own, estimate, support, possible, settings)
+        # the fill's blurs and bilateral are OpenCV's: (H, W, C)
+        own = np.ascontiguousarray(values[k][channels].transpose(1, 2, 0))
+        estimate = fill_short_trajectories(own, np.ascontiguousarray(fitted.transpose(1, 2, 0)), support, possible, settings)
         if unit:
             estimate /= np.maximum(np.linalg.norm(estimate, axis=-1, keepdims=True), 1e-12)
-        out[..., channels] = estimate
+        out[channels] = estimate.transpose(2, 0, 1)
     return out
 
 
@@ -424,10 +425,13 @@ def filter_clips(
     widths = [values[0].shape[-1] for values, _ in clips]
     bounds = np.cumsum([0, *widths])
     groups = [(slice(int(a), int(b)), unit) for a, b, (_, unit) in zip(bounds[:-1], bounds[1:], clips, strict=True)]
-    stacked = {j: np.concatenate([values[j] for values, _ in clips], axis=-1) for j in range(frames)}
+    stacked = {
+        j: np.ascontiguousarray(np.concatenate([values[j] for values, _ in clips], axis=-1).transpose(2, 0, 1))
+        for j in range(frames)
+    }
     linked = dict(enumerate(pairs))
     results = [filter_frame(stacked, linked, frames, k, groups, settings) for k in range(frames)]
-    return [[r[..., g] for r in results] for g, _ in groups]
+    return [[r[g].transpose(1, 2, 0) for r in results] for g, _ in groups]
 
 
 # -- per-frame scale and shift of depth, in fixed windows ------------------------------------------------
