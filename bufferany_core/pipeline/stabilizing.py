@@ -137,6 +137,19 @@ class _Frame:
     values: np.ndarray | None = None  # (C, h, w) float32: the stabilised passes' inputs to the filter
 
 
+def _add_scaled(total: np.ndarray | None, depth: np.ndarray, scale: float, shift: float, weight: float) -> np.ndarray:
+    """total + weight * (depth * scale + shift), in float64 (a window's share of a frame's aligned
+    depth), with one plate-size temporary."""
+    term = depth.astype(np.float64)
+    term *= scale
+    term += shift
+    term *= weight
+    if total is None:
+        return term
+    total += term
+    return total
+
+
 class ShotStabilizer:
     """Frames go in in shot order (`push`), stabilised frames come out once the frames within the
     filter's radius are aligned. Memory: about 2 x radius + one window of frames and their pairs' flows,
@@ -188,8 +201,7 @@ class ShotStabilizer:
         filter gets them unit, so a render and `bufferany-stabilize` feed it alike."""
         if position <= self.latest:
             raise ValueError(f"frames must come in shot order: position {position} after {self.latest}")
-        unit = None if normals is None else renormalise(normals, axis=0)
-        self.frames[position] = self._working_frame(plate, depth, unit)
+        self.frames[position] = self._working_frame(plate, depth, normals)
         self.pushed.add(position)
         self.latest = position
         if self._aligns():
@@ -209,16 +221,17 @@ class ShotStabilizer:
                 del cache[p]
         return done
 
-    def _working_frame(self, plate: Any, depth: np.ndarray | None, unit: np.ndarray | None) -> _Frame:
-        """The frame as the stabiliser sees it: shrunk to the working size when the plate is larger."""
+    def _working_frame(self, plate: Any, depth: np.ndarray | None, normals: np.ndarray | None) -> _Frame:
+        """The frame as the stabiliser sees it (normals made unit): shrunk to the working size when the
+        plate is larger."""
         rgb = np.asarray(plate.rgb, np.float32)
         shape = working_shape(*rgb.shape[:2], self.working_size)
         if shape is None:
-            return _Frame(plate, rgb, depth, unit)
+            return _Frame(plate, rgb, depth, None if normals is None else renormalise(normals, axis=0))
         # float32 at the plate's size (what the alignment reads and the writer stores): a frame waits here
         # until the frames within the filter's radius are in, so these copies are most of the memory
         depth = None if depth is None else np.asarray(depth, np.float32)
-        unit = None if unit is None else unit.astype(np.float32)
+        unit = None if normals is None else renormalise(normals, axis=0, dtype=np.float32)
         small_depth = None if depth is None else shrink(depth, shape)
         small_normals = None
         if unit is not None:
@@ -311,11 +324,9 @@ class ShotStabilizer:
         for p, d, a, b in zip(positions, depth, scale, shift, strict=True):
             frame = self.frames[p]
             weight = self.schedule.blend_weights(p)[window.index]
-            term = weight * (d.astype(np.float64) * a + b)
-            frame.aligned = term if frame.aligned is None else frame.aligned + term
+            frame.aligned = _add_scaled(frame.aligned, d, a, b, weight)
             if frame.full is not None:  # a per-frame scale and shift holds at any size: applied exactly
-                full = weight * (frame.full[0].astype(np.float64) * a + b)  # type: ignore[union-attr]
-                frame.aligned_full = full if frame.aligned_full is None else frame.aligned_full + full
+                frame.aligned_full = _add_scaled(frame.aligned_full, frame.full[0], a, b, weight)  # type: ignore[arg-type]
         self.aligned_windows.add(window.index)
 
     def _groups(self) -> list[tuple[slice, bool]]:
