@@ -510,7 +510,7 @@ def run_working_size_cost(frames: int, estimator, device, height: int = 1080, wi
     processing size on the same plates (the ratio the render's cost is made of)."""
     plate, inverse, normals, _ = procedural_hard_shot(0, frames, height, width)
     flicker, noisy_normals = add_hard_depth_flicker(inverse, seed=0), add_normal_flicker(normals, seed=50)
-    model = depth_model_seconds_per_frame(height, width, device, frames=frames, processing_size=STABILIZE_WORKING_SIZE)
+    model = depth_model_seconds_per_frame(height, width, device, frames=min(frames, 16), processing_size=STABILIZE_WORKING_SIZE)
     rows = {"depth model at 518 (video-depth-anything-small)": {"ms_per_frame": model * 1000}}
     print(f"\nWorking size, cost: {frames} frames {width}x{height}, flow {estimator.name}; depth model at 518 {model * 1000:.0f} ms/frame")
     for label, size in ((f"stabiliser at the plate's size ({min(height, width)})", min(height, width)), (f"stabiliser at {STABILIZE_WORKING_SIZE}", STABILIZE_WORKING_SIZE)):
@@ -519,7 +519,8 @@ def run_working_size_cost(frames: int, estimator, device, height: int = 1080, wi
         print(f"  {label}: {seconds / frames * 1000:.0f} ms/frame = {seconds / frames / model:.2f}x the depth model", flush=True)
     return table(
         title=f"Stabiliser cost at {width}x{height}: plate size vs working size {STABILIZE_WORKING_SIZE}",
-        setup=f"{frames} frames (a shorter support than a long shot's: both stabiliser rows alike), flow {estimator.name}, "
+        setup=f"{frames} frames (a frame's support is the shot's frames within 16 of it: all 32 for the middle "
+        f"{max(0, frames - 32)}), flow {estimator.name}, "
         f"harder flicker on a procedural shot; the model at its default processing size on the same plates",
         baseline="depth model at 518 (video-depth-anything-small)",
         metrics={"ms_per_frame": "ms/frame (wall)"},
@@ -601,7 +602,10 @@ def main() -> None:
     parser.add_argument("--ws-seeds", type=int, default=2, help="procedural shots of the working size's quality section")
     parser.add_argument("--ws-plate", default="640x360", help="their plate size, WIDTHxHEIGHT")
     parser.add_argument("--ws-small", type=int, default=160, help="the working size compared with the plate's")
-    parser.add_argument("--ws-cost-frames", type=int, default=8, help="frames of the 1920x1080 cost shot")
+    parser.add_argument(
+        "--ws-cost-frames", type=int, default=48,
+        help="frames of the 1920x1080 cost shot (its middle frames have the filter's whole support: 33 frames or more)",
+    )
     add_json_option(parser)
     args = parser.parse_args()
     if args.threads is not None:

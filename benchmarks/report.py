@@ -84,6 +84,16 @@ BENCHMARKS = (
         ("--frames", "16", "--real-frames", "16", "--real-width", "160", "--real-clips", "1", "--no-blender"),
     ),
     Benchmark(
+        "stabilize_working_size",
+        "bench_stabilize.py",
+        "Stabiliser at production plate sizes: the bounded working size's departure and cost",
+        ("--working-size-only", "--threads", "1"),
+        (
+            *("--working-size-only", "--threads", "1", "--ws-seeds", "1", "--hard-frames", "12"),
+            *("--ws-plate", "320x180", "--ws-small", "90", "--ws-cost-frames", "4"),
+        ),
+    ),
+    Benchmark(
         "chunks",
         "bench_chunks.py",
         "Farm chunks vs one run; the stabiliser's cost in a render",
