@@ -16,7 +16,7 @@ from bufferany_training.config import load_config
 from bufferany_training.data import ClipDataset, collate_clips, discover_clips
 from bufferany_training.normal_task import NormalTask
 from bufferany_training.trainer import train
-from training_clips import one_torch_thread, write_moving_clip  # noqa: F401 (autouse fixture)
+from training_clips import one_torch_thread, tiny_normal_config, write_moving_clip  # noqa: F401 (autouse fixture)
 
 from bufferany_core.errors import BadArgumentsError
 from bufferany_core.flow import pair_validity
@@ -106,33 +106,14 @@ def test_a_pure_camera_turn_costs_nothing_with_the_turn_undone_and_plain_l_stabl
         stable_loss(video[:, :, :1], fw, bw, valid_fw, valid_bw, rotations=identity)
 
 
-def _tiny_normal_config(clips: Path, *, rotation: str, out_steps: int = 2):
-    return load_config(
-        Path("normal.toml"),
-        [],
-        {
-            "model.name": "buffer-anytime-normal-tiny",
-            "model.weights": "random:0",
-            "data.frames": 4,
-            "data.size": [32, 48],
-            "data.scale": [1.0, 1.0],
-            "data.flip": False,
-            "data.strides": [1],
-            "data.workers": 0,
-            "loss.stable_rotation": rotation,
-            "optim.iterations": out_steps,
-            "run.decode_chunk": 2,
-            "run.device": "cpu",
-            "run.progress": False,
-        },
-    )
+RUN = {"optim.iterations": 2, "run.device": "cpu", "run.progress": False}
 
 
 def test_the_switch_reaches_the_normal_trainer(tmp_path):
     clips = write_moving_clip(tmp_path / "clips" / "a", frames=4, size=(32, 48)).parent
     stable = {}
     for rotation in ("off", "video", "prior"):
-        config = _tiny_normal_config(clips, rotation=rotation)
+        config = tiny_normal_config(**RUN, **{"loss.stable_rotation": rotation})
         torch.manual_seed(0)  # the same fresh temporal blocks: the same first prediction
         task = NormalTask(config)
         batch = collate_clips([ClipDataset(discover_clips(clips), config.data, seed=0, with_flows=True)[0]])
@@ -144,7 +125,7 @@ def test_the_switch_reaches_the_normal_trainer(tmp_path):
     assert stable["video"] < stable["off"]
     assert stable["prior"] == pytest.approx(stable["video"], rel=1e-5)
     weights = train(
-        _tiny_normal_config(clips, rotation="video"), data=clips, out=tmp_path / "run", say=lambda _: None
+        tiny_normal_config(**RUN, **{"loss.stable_rotation": "video"}), data=clips, out=tmp_path / "run", say=lambda _: None
     )
     assert weights.is_file()
     assert 'stable_rotation = "video"' in (tmp_path / "run" / "config.toml").read_text()

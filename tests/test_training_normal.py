@@ -11,7 +11,7 @@ import pytest
 import torch
 from bufferany_training.config import load_config
 from bufferany_training.normal_task import NormalTask, deferred_decode_backward
-from training_clips import one_torch_thread, train_fixed_clip, write_moving_clip  # noqa: F401 (autouse fixture)
+from training_clips import one_torch_thread, tiny_normal_config, train_fixed_clip, write_moving_clip  # noqa: F401 (autouse fixture)
 
 from bufferany_core.losses import normal_latent_loss, stable_loss
 from bufferany_core.models.normal.build import random_image_model, video_model
@@ -68,21 +68,7 @@ def test_deferred_backprop_equals_full_backprop():
 @pytest.mark.slow
 def test_a_few_normal_steps_lower_the_loss(tmp_path):
     write_moving_clip(tmp_path / "clips" / "a", frames=4, size=(32, 48))
-    config = load_config(
-        Path("normal.toml"),
-        [],
-        {
-            "model.name": "buffer-anytime-normal-tiny",
-            "model.weights": "random:0",
-            "data.frames": 4,
-            "data.size": [32, 48],
-            "data.scale": [1.0, 1.0],
-            "data.flip": False,
-            "data.strides": [1],
-            "data.workers": 0,
-            "run.decode_chunk": 2,
-        },
-    )
+    config = tiny_normal_config()
     torch.manual_seed(0)
     totals, metrics = train_fixed_clip(NormalTask(config), tmp_path / "clips", config, lr=1e-3, steps=4)
     assert totals[0] == pytest.approx(float(metrics["temporal/warp_error_prior"]), rel=1e-5)

@@ -22,6 +22,25 @@ def one_torch_thread():
     torch.set_num_threads(before)
 
 
+def tiny_normal_config(**overrides):
+    """`normal.toml` on the tiny random-weight normal model and 4-frame 32x48 clips, plain (no
+    augmentation, no workers), with `overrides` (dotted keys) on top."""
+    from bufferany_training.config import load_config
+
+    settings = {
+        "model.name": "buffer-anytime-normal-tiny",
+        "model.weights": "random:0",
+        "data.frames": 4,
+        "data.size": [32, 48],
+        "data.scale": [1.0, 1.0],
+        "data.flip": False,
+        "data.strides": [1],
+        "data.workers": 0,
+        "run.decode_chunk": 2,
+    }
+    return load_config(Path("normal.toml"), [], {**settings, **overrides})
+
+
 def texture(height: int, width: int, *, seed: int) -> np.ndarray:
     """Smooth random colour texture (H, W, 3) in [0, 1], with detail at several scales for the flow."""
     rng = np.random.default_rng(seed)
