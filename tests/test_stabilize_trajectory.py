@@ -153,22 +153,68 @@ def test_a_one_frame_shot_comes_back_as_it_is():
     np.testing.assert_allclose(out_normals, normals, atol=1e-6)
 
 
-@pytest.mark.parametrize("channels", [1, 3])
-def test_the_robust_fit_is_the_same_whatever_its_strips(monkeypatch, channels):
-    """The fit runs on strips of rows to stay in the CPU's cache; a render's numbers must not depend on
-    that (odd heights: the last strip is a part of the coarse weights' 2 x 2 blocks)."""
-    from bufferany_core.stabilize import trajectory
+def _numpy_fit(samples, valid, own, settings):
+    """The robust trajectory fit stated in whole-array numpy (the stabiliser's algorithm 5, before it
+    was compiled): the oracle the compiled fit must reproduce to the last bit."""
+    from bufferany_core.stabilize.robust_fit import robust_sigma
+
+    def tukey(residual, sigma):
+        return np.square(np.clip(1.0 - np.square(residual * np.float32(1.0 / (settings.outlier_k * sigma))), 0.0, None))
+
+    def distance(a, b):
+        return np.abs(a - b)[:, 0] if a.shape[1] == 1 else np.sqrt(np.square(a - b).sum(1))
+
+    def line(weights, values):
+        s0, s1, s2 = (np.zeros(values.shape[2:], np.float32) for _ in range(3))
+        y0, y1 = np.zeros(values.shape[1:], np.float32), np.zeros(values.shape[1:], np.float32)
+        for i, weight in enumerate(weights):
+            s0 += weight
+            s1 += weight * t[i]
+            s2 += weight * t[i] * t[i]
+            y0 += values[i] * weight
+            y1 += values[i] * weight * t[i]
+        s2 += np.float32(settings.ridge)
+        det = s0 * s2 - s1 * s1
+        return (s2 * y0 - s1 * y1) / det, (s0 * y1 - s1 * y0) / det
+
+    n = len(samples)
+    t = (np.arange(n) - own).astype(np.float32)
+    coarse, ok = samples[:, :, ::2, ::2], valid[:, ::2, ::2]
+    floor = 1e-6 * float(np.abs(samples[own]).mean())
+    median = np.empty_like(coarse)
+    for i in range(n):
+        near = [np.where(ok[j], coarse[j], coarse[i]) if 0 <= j < n else coarse[i] for j in (i - 2, i - 1, i + 1, i + 2)]
+        low = np.maximum(np.minimum(near[0], near[1]), np.minimum(near[2], near[3]))
+        high = np.minimum(np.maximum(near[0], near[1]), np.maximum(near[2], near[3]))
+        median[i] = (low + high) * np.float32(0.5)
+    pop = distance(coarse, median)
+    base = tukey(pop, robust_sigma(pop, ok & (pop > 0), floor)) * ok
+    base[own] = np.maximum(base[own], np.float32(1e-3))
+    value, slope = line(base, coarse)
+    residual = distance(coarse, value[None] + t[:, None, None, None] * slope[None])
+    weights = tukey(residual, robust_sigma(residual, base > 0, floor)) * base
+    height, width = samples.shape[2:]
+    full = [np.repeat(np.repeat(w, 2, 0), 2, 1)[:height, :width] * v for w, v in zip(weights, valid, strict=True)]
+    full[own] = np.maximum(full[own], np.float32(1e-3))
+    return line(full, samples)[0]
+
+
+@pytest.mark.parametrize("channels", [slice(0, 1), slice(1, 4), slice(0, 3)])
+def test_the_compiled_fit_gives_the_numbers_of_its_numpy_statement(channels):
+    """The compiled fit does the numpy statement's float32 operations in the same order: the same
+    numbers to the last bit, for one pass's channels of a stack (odd sizes: part-filled 2 x 2 blocks),
+    a pop and cut trajectories in it."""
+    from bufferany_core.stabilize.robust_fit import robust_trajectory_fit
 
     rng = np.random.default_rng(5)
     n, height, width = 9, 23, 17
-    samples = (1.0 + rng.normal(0, 0.05, (n, channels, height, width))).astype(np.float32)
+    samples = (1.0 + rng.normal(0, 0.05, (n, 4, height, width))).astype(np.float32)
     samples[3, :, 5:11, 2:9] += 0.8  # a pop
     valid = rng.random((n, height, width)) > 0.15
     settings = TrajectorySettings(radius=4)
-    results = []
-    for rows in (2, 6, 10_000):
-        monkeypatch.setattr(trajectory, "STRIP_ROWS", rows)
-        results.append(trajectory.robust_trajectory_fit(samples, samples[:, :, ::2, ::2], valid, 4, settings))
-    assert np.abs(results[-1][:, 5:11, 2:9] - 1.0).mean() < 0.1  # the pop is gone
-    for result in results[:-1]:
-        np.testing.assert_array_equal(result, results[-1])
+    fitted = robust_trajectory_fit(
+        samples, np.ascontiguousarray(samples[:, :, ::2, ::2]), channels, valid, 4,
+        ridge=settings.ridge, outlier_k=settings.outlier_k, iterations=settings.iterations,
+    )
+    assert np.abs(fitted[:, 5:11, 2:9] - 1.0).mean() < 0.1  # the pop is gone
+    np.testing.assert_array_equal(fitted, _numpy_fit(np.ascontiguousarray(samples[:, channels]), valid, 4, settings))

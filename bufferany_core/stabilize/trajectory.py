@@ -19,23 +19,24 @@ module looks at each frame's trajectory explicitly instead:
 4. Outliers: each sample is compared with the median of the 4 samples 1-2 frames before and after it
    on the trajectory: a pop is an outlier against both neighbours, while a slow drift is not; and with
    the mean (a wrong flow, a moving object the cycle check missed). Tukey weights on both residuals
-   (scales from their median absolute values over the frame) drop them.
+   (scales from their median absolute values over the frame) drop them. Steps 3-4 are
+   `stabilize.robust_fit`, compiled per pixel with numba.
 5. A pixel whose trajectory is cut short of what the shot allows (the edge band, occlusions) takes, in
    proportion, its neighbours' correction instead of its own (`fill_short_trajectories`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
 
 import cv2
 import numpy as np
 
-# Tukey's biweight constant (95% efficiency on Gaussian residuals) and MAD -> sigma.
-TUKEY_K = 4.685
-MAD_TO_SIGMA = 1.4826
+from bufferany_core.stabilize.affine import MAD_TO_SIGMA, TUKEY_K
+from bufferany_core.stabilize.robust_fit import robust_trajectory_fit
+
 # An edge band (pixels at Manhattan distance < EDGE_DISTANCE from an edge) is not linked: like
 # `flow.masks.depth_edge_mask`.
 EDGE_DISTANCE = 3
@@ -194,152 +195,11 @@ class TrajectorySettings:
         if self.radius < 1 or self.iterations < 1 or self.fill_sigma <= 0 or self.outlier_k <= 0:
             raise ValueError(f"trajectory settings need radius, iterations >= 1 and positive fill_sigma, outlier_k: {self}")
 
-
-def _tukey(residual: np.ndarray, sigma: float, k: float) -> np.ndarray:
-    """Tukey's biweights of `residual`, computed in its place (the residual is not needed after)."""
-    residual *= 1.0 / (k * sigma)
-    np.square(residual, out=residual)
-    np.subtract(1.0, residual, out=residual)
-    np.clip(residual, 0.0, None, out=residual)
-    return np.square(residual, out=residual)
-
-
-# Robust scales come from at most this many residuals (an even stride): the median of a subsample is
-# as good a scale and the full sort was the filter's largest single cost.
-SIGMA_SAMPLES = 20_000
-
-
-def _robust_sigma(residual: np.ndarray, valid: np.ndarray, floor: float) -> float:
-    picked = residual[valid]
-    if picked.size == 0:
-        return max(floor, 1e-12)
-    picked = picked[:: max(1, picked.size // SIGMA_SAMPLES)]
-    return max(float(MAD_TO_SIGMA * np.partition(picked, picked.size // 2)[picked.size // 2]), floor, 1e-12)
-
-
-# The robust fit below runs on strips of STRIP_ROWS rows, sample by sample (one (C, rows, w) plane of
-# one neighbour frame at a time): whole-stack temporaries of a 518 px frame's 33 samples are hundreds
-# of MB each, and streaming them and the per-sample planes through memory, not the arithmetic, was
-# most of the filter's time; a strip's sums stay in the CPU's cache. Every pixel's arithmetic is the
-# same whatever the strips (the results are bit-identical), only the global robust scales need the
-# whole frame.
-STRIP_ROWS = 64  # even: a strip of full rows is a whole number of the coarse weights' 2 x 2 blocks
-
-
-def _strips(height: int, rows: int) -> list[slice]:
-    return [slice(start, min(height, start + rows)) for start in range(0, height, rows)]
-
-
-def _distance(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
-    """|a - b| over the channel axis of (C, h, w) planes into `out` (h, w): a vector norm for normals,
-    the absolute difference for depth."""
-    difference = a - b
-    if difference.shape[0] == 1:
-        np.abs(difference[0], out=out)
-    else:
-        np.square(difference, out=difference)
-        np.sqrt(difference.sum(0), out=out)
-
-
-def _pop_residual(samples: np.ndarray, valid: np.ndarray, residual: np.ndarray) -> None:
-    """For each sample (n, C, h, w) of contiguous ascending offsets, its distance (into `residual`
-    (n, h, w)) to the median (channel-wise) of the 4 samples 1 and 2 frames before and after it on the
-    same trajectory; a missing or invalid neighbour counts as the sample itself (no evidence against it)."""
-    n = samples.shape[0]
-    for i in range(n):
-        a, b, c, d = (
-            np.where(valid[j], samples[j], samples[i]) if 0 <= j < n else samples[i] for j in (i - 2, i - 1, i + 1, i + 2)
-        )
-        # sorting network for 4 values: the median is the mean of the middle two
-        low, high = np.minimum(a, b), np.maximum(a, b)
-        np.maximum(low, np.minimum(c, d), out=low)
-        np.minimum(high, np.maximum(c, d), out=high)
-        low += high
-        low *= 0.5
-        _distance(samples[i], low, residual[i])
-
-
-def _line_residual(
-    weights: np.ndarray, samples: np.ndarray, t: np.ndarray, ridge: float, residual: np.ndarray
-) -> None:
-    """Each sample's (n, C, h, w) distance (into `residual` (n, h, w)) to the line fitted with `weights`
-    (n, h, w) (`_local_linear`)."""
-    value, slope = _local_linear(weights, samples, t, ridge)
-    for i in range(samples.shape[0]):
-        _distance(samples[i], value + t[i] * slope, residual[i])
-
-
-def _local_linear(
-    weights: Iterable[np.ndarray], samples: np.ndarray, t: np.ndarray, ridge: float
-) -> tuple[np.ndarray, np.ndarray]:
-    """Weighted least-squares line through each pixel's samples (n, C, h, w) at times t (n,), weights
-    (n planes (h, w), in order), a ridge on the slope: (value at t = 0, slope), each (C, h, w)."""
-    s0, s1, s2, tw = (np.zeros(samples.shape[2:], np.float32) for _ in range(4))
-    y0, y1, term = (np.zeros(samples.shape[1:], np.float32) for _ in range(3))
-    for i, weight in enumerate(weights):
-        s0 += weight
-        np.multiply(weight, t[i], out=tw)
-        s1 += tw
-        tw *= t[i]
-        s2 += tw
-        np.multiply(samples[i], weight, out=term)
-        y0 += term
-        term *= t[i]
-        y1 += term
-    s2 += ridge
-    det = s0 * s2 - s1 * s1
-    return (s2 * y0 - s1 * y1) / det, (s0 * y1 - s1 * y0) / det
-
-
-def _enlarged_weights(coarse: np.ndarray, valid: np.ndarray, own: int) -> Iterator[np.ndarray]:
-    """The full-size weight planes: each coarse plane (h', w') standing for its 2 x 2 block, kept where
-    the sample is valid (n, H, W); frame k's own always counts a little."""
-    height, width = valid.shape[1:]
-    block = np.empty((coarse.shape[1], 2, coarse.shape[2], 2), np.float32)
-    for i, plane in enumerate(coarse):
-        block[...] = plane[:, None, :, None]
-        weight = valid[i] * block.reshape(2 * coarse.shape[1], 2 * coarse.shape[2])[:height, :width]
-        if i == own:
-            np.maximum(weight, 1e-3, out=weight)
-        yield weight
-
-
-def robust_trajectory_fit(
-    samples: np.ndarray, coarse: np.ndarray, valid: np.ndarray, own: int, settings: TrajectorySettings
-) -> np.ndarray:
-    """Frame k's value (C, H, W) from its trajectory samples (n, C, H, W) float32 of contiguous ascending
-    offsets (frame k's own at `own`), valid (n, H, W): a robust line fit, see the module's steps 3-4;
-    `coarse`: the samples' every other pixel of every other row (`Trajectories.sample`).
-
-    The outlier weights come from every other pixel of every other row and stand for their 2 x 2
-    block (pops are regions, wrong flow and missed motion come in patches): a quarter of the cost; the
-    line itself is fitted per pixel, over the pixel's own valid samples."""
-    n = samples.shape[0]
-    t = (np.arange(n) - own).astype(np.float32)
-    full = np.arange(-settings.radius, settings.radius + 1, dtype=np.float64)
-    ridge = settings.slope_ridge * float((full**2).sum())
-    coarse_ok = np.ascontiguousarray(valid[:, ::2, ::2])
-    floor = 1e-6 * float(np.abs(samples[own]).mean())
-    coarse_strips = _strips(coarse.shape[2], STRIP_ROWS // 2)
-    # Pop test: each sample against the median of its near neighbours on the trajectory.
-    pop_residual = np.empty(coarse_ok.shape, np.float32)
-    for rows in coarse_strips:
-        _pop_residual(coarse[:, :, rows], coarse_ok[:, rows], pop_residual[:, rows])
-    pop_sigma = _robust_sigma(pop_residual, coarse_ok & (pop_residual > 0), floor)
-    base = np.multiply(_tukey(pop_residual, pop_sigma, settings.outlier_k), coarse_ok, out=pop_residual)
-    weights = base
-    for _ in range(settings.iterations - 1):
-        # Frame k's own sample always counts a little, so a pixel whose whole trajectory is cut keeps its value.
-        weights[own] = np.maximum(weights[own], 1e-3)
-        residual = np.empty(coarse_ok.shape, np.float32)
-        for rows in coarse_strips:
-            _line_residual(weights[:, rows], coarse[:, :, rows], t, ridge, residual[:, rows])
-        weights = np.multiply(_tukey(residual, _robust_sigma(residual, base > 0, floor), settings.outlier_k), base, out=residual)
-    out = np.empty(samples.shape[1:], np.float32)
-    for rows in _strips(samples.shape[2], STRIP_ROWS):
-        block = slice(rows.start // 2, (rows.stop + 1) // 2)
-        out[:, rows] = _local_linear(_enlarged_weights(weights[:, block], valid[:, rows], own), samples[:, :, rows], t, ridge)[0]
-    return out
+    @property
+    def ridge(self) -> float:
+        """The slope's ridge in the fit's units: `slope_ridge` x a full two-sided support's sum of t^2."""
+        offsets = np.arange(-self.radius, self.radius + 1, dtype=np.float64)
+        return self.slope_ridge * float((offsets**2).sum())
 
 
 def fill_short_trajectories(
@@ -404,7 +264,10 @@ def filter_frame(
     possible = min(settings.radius, k) + min(settings.radius, frames - 1 - k)  # the shot's frames in reach
     out = np.empty_like(values[k])
     for channels, unit in groups:
-        fitted = robust_trajectory_fit(samples[:, channels], coarse[:, channels], paths.alive, paths.own, settings)
+        fitted = robust_trajectory_fit(
+            samples, coarse, channels, paths.alive, paths.own,
+            ridge=settings.ridge, outlier_k=settings.outlier_k, iterations=settings.iterations,
+        )
         # the fill's blurs and bilateral are OpenCV's: (H, W, C)
         own = np.ascontiguousarray(values[k][channels].transpose(1, 2, 0))
         estimate = fill_short_trajectories(own, np.ascontiguousarray(fitted.transpose(1, 2, 0)), support, possible, settings)
