@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from functools import cached_property
 
 import cv2
+import numba
 import numpy as np
 
 from bufferany_core.stabilize.affine import MAD_TO_SIGMA, TUKEY_K
@@ -74,10 +75,6 @@ def sample(image: np.ndarray, x: np.ndarray, y: np.ndarray, out: np.ndarray | No
     """Bilinear samples of `image` (H, W) or (H, W, C<=4) float32 at positions x, y (H, W) float32;
     0 outside (callers mask by `inside`); written into `out` when given."""
     return cv2.remap(image, x, y, cv2.INTER_LINEAR, dst=out, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-
-
-def inside(x: np.ndarray, y: np.ndarray, height: int, width: int) -> np.ndarray:
-    return (x >= 0) & (x <= width - 1) & (y >= 0) & (y <= height - 1)
 
 
 def edge_band(edges: np.ndarray) -> np.ndarray:
@@ -152,28 +149,50 @@ class Trajectories:
         return out, coarse
 
 
+@numba.njit(cache=True, nogil=True)
+def _advance(step, x, y, alive, to_x, to_y, to_alive):  # pragma: no cover - compiled
+    """One link along the trajectories: positions (x, y) (H, W) float32 moved by `step` (H, W, 3), the
+    link's flow and validity sampled there, into (to_x, to_y); a trajectory stays alive (`to_alive`)
+    while every bilinear neighbour of its link was valid and it is inside the frame. Returns whether any
+    is alive. One pass, the float32 operations of x + flow and of the comparisons in numpy."""
+    height, width = x.shape
+    right, bottom, whole = np.float32(width - 1), np.float32(height - 1), np.float32(0.999)
+    any_alive = False
+    for r in range(height):
+        for c in range(width):
+            nx, ny = x[r, c] + step[r, c, 0], y[r, c] + step[r, c, 1]
+            to_x[r, c], to_y[r, c] = nx, ny
+            ok = alive[r, c] and step[r, c, 2] > whole and nx >= 0 and nx <= right and ny >= 0 and ny <= bottom
+            to_alive[r, c] = ok
+            any_alive |= ok
+    return any_alive
+
+
 def trajectories(pairs: Mapping[int, PairCorrespondence], frames: int, k: int, radius: int) -> Trajectories:
     """Frame k's pixel trajectories through a shot of `frames` frames (`pairs[j]` links frames j and
     j+1, by position), up to `radius` frames each side within the shot, flows composed link by link."""
     height, width = next(iter(pairs.values())).fw.shape[:2] if pairs else (0, 0)
     xs, ys = _grid(height, width)
-    sides: dict[int, list[tuple[int, np.ndarray, np.ndarray, np.ndarray]]] = {}
+    alive = np.zeros((2 * radius + 1, height, width), bool)  # by offset + radius; the used run is sliced out
+    alive[radius] = True
+    positions: dict[int, tuple[np.ndarray, np.ndarray]] = {0: (xs, ys)}
+    reach = {}
     for direction in (-1, 1):
-        x, y, alive = xs, ys, np.ones((height, width), bool)
-        j, side = k, []
-        while abs(j - k) < radius and 0 <= j + direction < frames and alive.any():
+        j, any_alive = k, alive[radius].any()
+        while abs(j - k) < radius and 0 <= j + direction < frames and any_alive:
             link = pairs[j - 1] if direction < 0 else pairs[j]
+            x, y = positions[j - k]
             # the trajectory's position on frame j is (x, y): the link's flow and validity there
             step = sample(link.backward if direction < 0 else link.forward, x, y)
-            x, y = x + step[..., 0], y + step[..., 1]
+            to = (np.empty_like(x), np.empty_like(y))
+            any_alive = _advance(step, x, y, alive[radius + j - k], *to, alive[radius + j + direction - k])
             j += direction
-            alive = alive & (step[..., 2] > 0.999) & inside(x, y, height, width)  # every bilinear neighbour valid
-            side.append((j - k, x, y, alive))
-        sides[direction] = side
-    ordered = [*reversed(sides[-1]), (0, xs, ys, np.ones((height, width), bool)), *sides[1]]
+            positions[j - k] = to
+        reach[direction] = j - k
+    offsets = np.arange(reach[-1], reach[1] + 1)
     return Trajectories(
-        np.array([o for o, *_ in ordered]), [x for _, x, _, _ in ordered], [y for _, _, y, _ in ordered],
-        np.stack([a for *_, a in ordered]),
+        offsets, [positions[o][0] for o in offsets], [positions[o][1] for o in offsets],
+        alive[radius + reach[-1] : radius + reach[1] + 1],
     )
 
 
