@@ -43,6 +43,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import cv2
+import numba
 import numpy as np
 import torch
 from harness import add_json_option, machine, table, write_json
@@ -594,8 +595,8 @@ def main() -> None:
     parser.add_argument("--blender-samples", type=int, default=4, help="Cycles samples per pixel of the rendered shots")
     parser.add_argument(
         "--threads", type=int, default=None,
-        help="torch CPU threads for the model and the stabiliser alike (default: torch's; 1 keeps busy-CPU "
-        "thread hand-offs out of the timings)",
+        help="CPU threads for the model (torch) and the stabiliser (OpenCV, numba) alike (default: each "
+        "library's own; 1 keeps busy-CPU thread hand-offs out of the timings)",
     )
     parser.add_argument("--working-size", action="store_true", help="also measure the bounded working size (section 4)")
     parser.add_argument("--working-size-only", action="store_true", help="only the working size's measurements")
@@ -610,6 +611,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads is not None:
         torch.set_num_threads(args.threads)
+        cv2.setNumThreads(args.threads)
+        numba.set_num_threads(args.threads)
     results = args.json.parent if args.json else RESULTS  # x-t slices go beside the JSON
     device = torch.device(args.device)
     estimator = load_flow_estimator(args.flow, device=device)

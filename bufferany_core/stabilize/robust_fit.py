@@ -22,6 +22,9 @@ _OWN_FLOOR = np.float32(1e-3)
 
 # error_model="numpy": a zero determinant gives inf/nan as numpy did, not a ZeroDivisionError
 _compiled = numba.njit(cache=True, nogil=True, error_model="numpy")
+# Rows are independent, so the kernels run them on numba's threads (`numba.set_num_threads`; all cores by
+# default) and give the same numbers whatever the number of threads.
+_parallel = numba.njit(cache=True, nogil=True, error_model="numpy", parallel=True)
 
 
 @_compiled
@@ -44,15 +47,15 @@ def _distance_row(samples, i, c0, y, reference, out):  # pragma: no cover - comp
         out[x] = np.sqrt(out[x])
 
 
-@_compiled
+@_parallel
 def pop_residuals(samples, c0, channels, valid, out):  # pragma: no cover - compiled
     """For each sample (n, c0:c0 + channels of C, h, w) of contiguous ascending offsets, its distance
     (into `out` (n, h, w)) to the median (channel-wise) of the 4 samples 1 and 2 frames before and after
     it on the same trajectory; a missing or invalid neighbour counts as the sample itself (no evidence
     against it)."""
     n, _, height, width = samples.shape
-    median = np.empty((channels, width), np.float32)
-    for y in range(height):
+    for y in numba.prange(height):
+        median = np.empty((channels, width), np.float32)
         for i in range(n):
             # a neighbour beyond the ends is the sample itself
             ja, jb = i - 2 if i >= 2 else i, i - 1 if i >= 1 else i
@@ -108,19 +111,16 @@ def _solve_row(sums, first, second, ridge, value, slope):  # pragma: no cover - 
             m[x] = (s0[x] * y1[x] - s1[x] * y0[x]) / det[x]
 
 
-@_compiled
+@_parallel
 def line_residuals(weights, samples, c0, channels, t, ridge, out):  # pragma: no cover - compiled
     """Each sample's (n, c0:c0 + channels of C, h, w) distance (into `out` (n, h, w)) to its pixel's line
     fitted with `weights` (n, h, w) at times t (n,) float32, `ridge` (float32) on the slope."""
     n, _, height, width = samples.shape
-    sums = np.empty((3, width), np.float32)
-    first, second = np.empty((channels, width), np.float32), np.empty((channels, width), np.float32)
-    value, slope = np.empty((channels, width), np.float32), np.empty((channels, width), np.float32)
-    line = np.empty((channels, width), np.float32)
-    for y in range(height):
-        sums[:] = 0
-        first[:] = 0
-        second[:] = 0
+    for y in numba.prange(height):
+        sums = np.zeros((3, width), np.float32)
+        first, second = np.zeros((channels, width), np.float32), np.zeros((channels, width), np.float32)
+        value, slope = np.empty((channels, width), np.float32), np.empty((channels, width), np.float32)
+        line = np.empty((channels, width), np.float32)
         for i in range(n):
             _add_samples(sums, first, second, weights[i, y], t[i], samples, i, c0, y)
         _solve_row(sums, first, second, ridge, value, slope)
@@ -131,21 +131,18 @@ def line_residuals(weights, samples, c0, channels, t, ridge, out):  # pragma: no
             _distance_row(samples, i, c0, y, line, out[i, y])
 
 
-@_compiled
+@_parallel
 def fitted_values(coarse_weights, valid, samples, c0, t, ridge, own, out):  # pragma: no cover - compiled
     """Each pixel's line (value at t = 0, into `out` (C', H, W)) through its samples (n, c0:c0 + C' of C,
     H, W), each weighted by its block's coarse weight (n, ceil(H / 2), ceil(W / 2)) where it is valid
     (n, H, W); frame k's own sample (index `own`) always counts a little."""
     n, _, height, width = samples.shape
     channels = out.shape[0]
-    sums = np.empty((3, width), np.float32)
-    first, second = np.empty((channels, width), np.float32), np.empty((channels, width), np.float32)
-    value, slope = np.empty((channels, width), np.float32), np.empty((channels, width), np.float32)
-    weight = np.empty(width, np.float32)
-    for y in range(height):
-        sums[:] = 0
-        first[:] = 0
-        second[:] = 0
+    for y in numba.prange(height):
+        sums = np.zeros((3, width), np.float32)
+        first, second = np.zeros((channels, width), np.float32), np.zeros((channels, width), np.float32)
+        value, slope = np.empty((channels, width), np.float32), np.empty((channels, width), np.float32)
+        weight = np.empty(width, np.float32)
         for i in range(n):
             block, ok = coarse_weights[i, y // 2], valid[i, y]
             for x in range(width):
@@ -158,13 +155,13 @@ def fitted_values(coarse_weights, valid, samples, c0, t, ridge, own, out):  # pr
         out[:, y] = value
 
 
-@_compiled
+@_parallel
 def tukey_weights(residual, sigma, k, weight):  # pragma: no cover - compiled
     """Tukey's biweights of `residual` (scale `sigma`, constant `k`) times `weight` (the same shape, bool
     or float32), computed in the residual's place (it is not needed after)."""
     scale = np.float32(1.0 / (k * sigma))
     flat, by = residual.ravel(), weight.ravel()
-    for x in range(flat.shape[0]):
+    for x in numba.prange(flat.shape[0]):
         u = flat[x] * scale
         u = np.float32(1.0) - u * u
         u = np.maximum(u, np.float32(0.0))

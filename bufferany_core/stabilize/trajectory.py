@@ -149,23 +149,23 @@ class Trajectories:
         return out, coarse
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, parallel=True)  # rows on numba's threads: the same numbers whatever their number
 def _advance(step, x, y, alive, to_x, to_y, to_alive):  # pragma: no cover - compiled
     """One link along the trajectories: positions (x, y) (H, W) float32 moved by `step` (H, W, 3), the
     link's flow and validity sampled there, into (to_x, to_y); a trajectory stays alive (`to_alive`)
-    while every bilinear neighbour of its link was valid and it is inside the frame. Returns whether any
-    is alive. One pass, the float32 operations of x + flow and of the comparisons in numpy."""
+    while every bilinear neighbour of its link was valid and it is inside the frame. Returns how many
+    are alive. One pass, the float32 operations of x + flow and of the comparisons in numpy."""
     height, width = x.shape
     right, bottom, whole = np.float32(width - 1), np.float32(height - 1), np.float32(0.999)
-    any_alive = False
-    for r in range(height):
+    alive_count = 0
+    for r in numba.prange(height):
         for c in range(width):
             nx, ny = x[r, c] + step[r, c, 0], y[r, c] + step[r, c, 1]
             to_x[r, c], to_y[r, c] = nx, ny
             ok = alive[r, c] and step[r, c, 2] > whole and nx >= 0 and nx <= right and ny >= 0 and ny <= bottom
             to_alive[r, c] = ok
-            any_alive |= ok
-    return any_alive
+            alive_count += ok
+    return alive_count
 
 
 def trajectories(pairs: Mapping[int, PairCorrespondence], frames: int, k: int, radius: int) -> Trajectories:
@@ -179,7 +179,7 @@ def trajectories(pairs: Mapping[int, PairCorrespondence], frames: int, k: int, r
     reach = {}
     for direction in (-1, 1):
         j, any_alive = k, alive[radius].any()
-        while abs(j - k) < radius and 0 <= j + direction < frames and any_alive:
+        while abs(j - k) < radius and 0 <= j + direction < frames and any_alive > 0:
             link = pairs[j - 1] if direction < 0 else pairs[j]
             x, y = positions[j - k]
             # the trajectory's position on frame j is (x, y): the link's flow and validity there
