@@ -218,3 +218,27 @@ def test_the_compiled_fit_gives_the_numbers_of_its_numpy_statement(channels):
     )
     assert np.abs(fitted[:, 5:11, 2:9] - 1.0).mean() < 0.1  # the pop is gone
     np.testing.assert_array_equal(fitted, _numpy_fit(np.ascontiguousarray(samples[:, channels]), valid, 4, settings))
+
+
+def test_the_fit_and_the_trace_give_the_same_numbers_on_one_thread_or_several():
+    """Farm machines differ in cores: a frame's numbers must not depend on how many threads numba has
+    (each row is computed alone), or chunks rendered on different machines would not agree."""
+    import numba
+
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("needs 2 CPU cores for numba's threads")
+    rng = np.random.default_rng(9)
+    frames, shift = 9, 1.5
+    depth = [(1.0 + rng.normal(0, 0.05, (H, W, 1))).astype(np.float32) for _ in range(frames)]
+    normals = [n / np.linalg.norm(n, axis=-1, keepdims=True) for n in ((0, 0, 1) + rng.normal(0, 0.1, (frames, H, W, 3))).astype(np.float32)]
+    results = []
+    for threads in (1, 2):
+        numba.set_num_threads(threads)
+        try:
+            clips = [(depth, False), (normals, True)]
+            results.append(filter_clips(clips, still_pairs(frames, shift=shift), TrajectorySettings(radius=4)))
+        finally:
+            numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+    for one, several in zip(*results, strict=True):
+        for a, b in zip(one, several, strict=True):
+            np.testing.assert_array_equal(a, b)
