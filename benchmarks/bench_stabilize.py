@@ -57,6 +57,7 @@ from bufferany_core.models.weights import RandomWeights
 from bufferany_core.pipeline.align import renormalise
 from bufferany_core.pipeline.stabilizing import STABILIZE_WORKING_SIZE, ShotStabilizer
 from bufferany_core.stabilize import StabilizeSettings, StreamingStabilizer, stabilize_clip
+from bufferany_core.stabilize.trajectory import TrajectorySettings
 from bufferany_core.stabilize.working_size import shrink, working_shape
 from bufferany_core.testing.procedural_shot import (
     Card,
@@ -264,6 +265,12 @@ def shot_stabilise(
     return stable_depth, stable_normals, seconds
 
 
+def warm_up(plate: np.ndarray, depth: np.ndarray, normals: np.ndarray, estimator, device, working_size: int = STABILIZE_WORKING_SIZE) -> None:
+    """A few frames through the stabiliser before any timing: its one-time costs (numba's kernels
+    loaded from their cache, or compiled on a machine's first run, about 20 s) are not per frame."""
+    shot_stabilise(plate[:4], depth[:4], normals[:4], estimator, device, working_size=working_size)
+
+
 def masked_abs_rel(inverse: np.ndarray, truth: np.ndarray, mask: np.ndarray) -> float:
     """AbsRel inside `mask` (T, H, W), with the one scale and shift fitted to the whole shot."""
     gt = 1.0 / truth[:, 0].astype(np.float64)
@@ -389,6 +396,7 @@ def run_hard(shots: list[tuple[str, int, tuple]], estimator, device) -> list[dic
     print(f"\nHarder flicker: {frames} frames {width}x{height}, flow {estimator.name}; depth model "
           f"(video-depth-anything-small, random weights, {device}) {model_spf * 1000:.0f} ms/frame")
     rows, ratios = {}, []
+    warm_up(*shots[0][2][:3], estimator, device)
     for name, seed, (plate, inverse, normals, mask) in shots:
         flicker = add_hard_depth_flicker(inverse, seed=seed)
         noisy_normals = add_normal_flicker(normals, seed=seed + 50)
@@ -509,19 +517,21 @@ def run_working_size_cost(frames: int, estimator, device, height: int = 1080, wi
     """The stabiliser's time per frame on a height x width procedural shot of `frames` frames (harder
     flicker) at the plate's size and at the default working size, and the depth model's at its default
     processing size on the same plates (the ratio the render's cost is made of)."""
+    reach = TrajectorySettings().reach
     plate, inverse, normals, _ = procedural_hard_shot(0, frames, height, width)
     flicker, noisy_normals = add_hard_depth_flicker(inverse, seed=0), add_normal_flicker(normals, seed=50)
     model = depth_model_seconds_per_frame(height, width, device, frames=min(frames, 16), processing_size=STABILIZE_WORKING_SIZE)
     rows = {"depth model at 518 (video-depth-anything-small)": {"ms_per_frame": model * 1000}}
     print(f"\nWorking size, cost: {frames} frames {width}x{height}, flow {estimator.name}; depth model at 518 {model * 1000:.0f} ms/frame")
+    warm_up(plate, flicker, noisy_normals, estimator, device)
     for label, size in ((f"stabiliser at the plate's size ({min(height, width)})", min(height, width)), (f"stabiliser at {STABILIZE_WORKING_SIZE}", STABILIZE_WORKING_SIZE)):
         *_, seconds = shot_stabilise(plate, flicker, noisy_normals, estimator, device, working_size=size)
         rows[label] = {"ms_per_frame": seconds / frames * 1000}
         print(f"  {label}: {seconds / frames * 1000:.0f} ms/frame = {seconds / frames / model:.2f}x the depth model", flush=True)
     return table(
         title=f"Stabiliser cost at {width}x{height}: plate size vs working size {STABILIZE_WORKING_SIZE}",
-        setup=f"{frames} frames (a frame's support is the shot's frames within 16 of it: all 32 for the middle "
-        f"{max(0, frames - 32)}), flow {estimator.name}, "
+        setup=f"{frames} frames (a frame's support is the shot's frames within {reach} of it: all {2 * reach} for the "
+        f"middle {max(0, frames - 2 * reach)}), flow {estimator.name}, "
         f"harder flicker on a procedural shot; the model at its default processing size on the same plates",
         baseline="depth model at 518 (video-depth-anything-small)",
         metrics={"ms_per_frame": "ms/frame (wall)"},
@@ -604,8 +614,8 @@ def main() -> None:
     parser.add_argument("--ws-plate", default="640x360", help="their plate size, WIDTHxHEIGHT")
     parser.add_argument("--ws-small", type=int, default=160, help="the working size compared with the plate's")
     parser.add_argument(
-        "--ws-cost-frames", type=int, default=48,
-        help="frames of the 1920x1080 cost shot (its middle frames have the filter's whole support: 33 frames or more)",
+        "--ws-cost-frames", type=int, default=56,
+        help="frames of the 1920x1080 cost shot (its middle frames have the filter's whole support: 2 x 20 + 1 frames or more)",
     )
     add_json_option(parser)
     args = parser.parse_args()

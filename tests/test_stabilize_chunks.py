@@ -33,7 +33,7 @@ def read(pattern: str, frames) -> np.ndarray:
 def test_stabiliser_windows_depend_on_the_shot_only():
     schedule = stabilizer_schedule(48)
     assert [(w.start, w.stop) for w in schedule.windows] == [(0, 24), (12, 36), (24, 48)]
-    # a chunk computes the frames within the filter's radius (16) of its own and the alignment windows
+    # a chunk computes the frames within the filter's radius (20) of its own and the alignment windows
     # covering those, never more
     assert stabilizer_positions(48, list(range(16, 32))) == list(range(0, 48))
     assert stabilizer_positions(48, [0, 1]) == list(range(0, 36))

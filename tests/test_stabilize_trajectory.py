@@ -173,7 +173,7 @@ def _numpy_fit(samples, valid, own, settings):
             s2 += weight * t[i] * t[i]
             y0 += values[i] * weight
             y1 += values[i] * weight * t[i]
-        s2 += np.float32(settings.ridge)
+        s2 += np.float32(settings.ridge(settings.radius))
         det = s0 * s2 - s1 * s1
         return (s2 * y0 - s1 * y1) / det, (s0 * y1 - s1 * y0) / det
 
@@ -214,7 +214,7 @@ def test_the_compiled_fit_gives_the_numbers_of_its_numpy_statement(channels):
     settings = TrajectorySettings(radius=4)
     fitted = robust_trajectory_fit(
         samples, np.ascontiguousarray(samples[:, :, ::2, ::2]), channels, valid, 4,
-        ridge=settings.ridge, outlier_k=settings.outlier_k, iterations=settings.iterations,
+        ridge=settings.ridge(settings.radius), outlier_k=settings.outlier_k, iterations=settings.iterations,
     )
     assert np.abs(fitted[:, 5:11, 2:9] - 1.0).mean() < 0.1  # the pop is gone
     np.testing.assert_array_equal(fitted, _numpy_fit(np.ascontiguousarray(samples[:, channels]), valid, 4, settings))

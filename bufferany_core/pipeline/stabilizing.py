@@ -77,7 +77,7 @@ def decide(job: RenderJob, entries: dict[str, ModelEntry]) -> dict[str, Stabiliz
 # 1. depth's per-frame scale and shift, solved in windows at fixed shot-relative boundaries
 #    (`stabilize.trajectory.align_depth_window`), the aligned depth cross-faded over overlaps;
 # 2. the trajectory filter (`stabilize.trajectory.filter_frame`) on each frame once, over the shot's
-#    frames within `TrajectorySettings.radius` of it (a sliding support, not limited by the windows).
+#    frames within `TrajectorySettings.reach` of it (a sliding support, not limited by the windows).
 # Each adjacent pair's flows are computed once and kept by position while a frame still to filter or a
 # window still to align needs them.
 STABILIZE_WINDOW = 24  # frames per alignment window (40 lost contrast: the chained per-frame scale wanders further)
@@ -90,7 +90,7 @@ STABILIZE_WORKING_SIZE = 518
 
 # Bump when the stabiliser's numbers change for the same settings: renders record it, so frames
 # stabilised by an earlier algorithm are rendered again rather than counted as finished.
-STABILIZER_ALGORITHM = 5  # 5: frame scales held near the plain fit (4: bounded working size; 3: short-trajectory confidence relative to the shot; 2: sliding filter; 1: windowed)
+STABILIZER_ALGORITHM = 6  # 6: trajectory support +-20 frames (5: frame scales held near the plain fit; 4: bounded working size; 3: short-trajectory confidence relative to the shot; 2: sliding filter; 1: windowed)
 
 
 def stabilizer_settings() -> dict:
@@ -116,7 +116,7 @@ def support(length: int, position: int, radius: int) -> range:
 def stabilizer_positions(length: int, wanted: list[int], *, radius: int | None = None) -> list[int]:
     """`wanted` shot positions plus every position their stabilised values depend on: the frames within
     the filter's radius and the alignment windows covering those."""
-    radius = TrajectorySettings().radius if radius is None else radius
+    radius = TrajectorySettings().reach if radius is None else radius
     schedule = stabilizer_schedule(length)
     extended = set(wanted)
     for j in {j for p in wanted for j in support(length, p, radius)}:
@@ -247,7 +247,7 @@ class ShotStabilizer:
         return self.covering[j]
 
     def _support(self, p: int) -> range:
-        return support(self.length, p, self.trajectory.radius)
+        return support(self.length, p, self.trajectory.reach)
 
     def _depends(self, p: int) -> range:
         """Positions frame p's result depends on (its support and, for depth, their alignment windows):
@@ -255,7 +255,7 @@ class ShotStabilizer:
         if not self._aligns():
             return self._support(p)
         if p not in self.depends:
-            extended = stabilizer_positions(self.length, [p], radius=self.trajectory.radius)
+            extended = stabilizer_positions(self.length, [p], radius=self.trajectory.reach)
             self.depends[p] = range(extended[0], extended[-1] + 1)
         return self.depends[p]
 
