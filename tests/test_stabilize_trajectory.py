@@ -242,3 +242,25 @@ def test_the_fit_and_the_trace_give_the_same_numbers_on_one_thread_or_several():
     for one, several in zip(*results, strict=True):
         for a, b in zip(one, several, strict=True):
             np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize(
+    "change, field",
+    [
+        (lambda a: {**a, "valid": a["valid"][:, 1:]}, "valid"),
+        (lambda a: {**a, "coarse": a["coarse"][:, :, 1:]}, "coarse"),
+        (lambda a: {**a, "channels": slice(0, 4, 2)}, "channels"),
+        (lambda a: {**a, "own": 9}, "own"),
+        (lambda a: {**a, "samples": a["samples"].astype(np.float64)}, "float32"),
+    ],
+)
+def test_the_compiled_fit_refuses_shapes_its_kernels_would_read_past(change, field):
+    """The kernels do not check their indices (an out-of-range read is silent garbage or a crash), so
+    every shape is checked before them, with a message naming what is wrong."""
+    from bufferany_core.stabilize.robust_fit import robust_trajectory_fit
+
+    samples = np.ones((9, 4, 7, 5), np.float32)
+    given = {"samples": samples, "coarse": np.ascontiguousarray(samples[:, :, ::2, ::2]), "channels": slice(1, 4),
+             "valid": np.ones((9, 7, 5), bool), "own": 4}
+    with pytest.raises(ValueError, match=field):
+        robust_trajectory_fit(**change(given), ridge=1.0, outlier_k=4.685, iterations=2)

@@ -225,12 +225,20 @@ def robust_trajectory_fit(
     the residuals' median absolute value over the frame). The outlier weights come from the coarse
     grid and stand for their 2 x 2 block (pops are regions, wrong flow and missed motion come in
     patches): a quarter of the cost; the line itself is fitted per pixel over its own valid samples."""
-    if samples.dtype != np.float32 or coarse.dtype != np.float32:
-        raise ValueError(f"the robust fit needs float32 samples, got {samples.dtype} and {coarse.dtype}")
+    # the compiled kernels do not check their indices: every shape is checked here
+    if samples.dtype != np.float32 or coarse.dtype != np.float32 or samples.ndim != 4:
+        raise ValueError(f"the robust fit needs float32 samples (n, C, H, W), got {samples.dtype} {samples.shape} and {coarse.dtype}")
+    n, stack, height, width = samples.shape
+    if valid.shape != (n, height, width) or valid.dtype != np.bool_:
+        raise ValueError(f"valid must be bool {(n, height, width)}, got {valid.dtype} {valid.shape}")
+    if coarse.shape != (n, stack, (height + 1) // 2, (width + 1) // 2):
+        raise ValueError(f"coarse must be the samples' every other pixel of every other row, got {coarse.shape} for {samples.shape}")
+    c0, stop, step = channels.indices(stack)
+    if step != 1 or stop <= c0 or not 0 <= own < n:
+        raise ValueError(f"a pass is a run of the stack's {stack} channels and `own` one of its {n} samples, got {channels} and {own}")
+    count = stop - c0
     # one pass's channels of the whole stack: the kernels read rows of the C-contiguous stack in place
     samples, coarse = np.ascontiguousarray(samples), np.ascontiguousarray(coarse)
-    c0, count = channels.indices(samples.shape[1])[0], len(range(*channels.indices(samples.shape[1])))
-    n = samples.shape[0]
     t = (np.arange(n) - own).astype(np.float32)
     ridge32 = np.float32(ridge)
     coarse_ok = np.ascontiguousarray(valid[:, ::2, ::2])
