@@ -178,14 +178,14 @@ def trajectories(pairs: Mapping[int, PairCorrespondence], frames: int, k: int, r
     positions: dict[int, tuple[np.ndarray, np.ndarray]] = {0: (xs, ys)}
     reach = {}
     for direction in (-1, 1):
-        j, any_alive = k, alive[radius].any()
-        while abs(j - k) < radius and 0 <= j + direction < frames and any_alive > 0:
+        j, living = k, height * width
+        while abs(j - k) < radius and 0 <= j + direction < frames and living > 0:
             link = pairs[j - 1] if direction < 0 else pairs[j]
             x, y = positions[j - k]
             # the trajectory's position on frame j is (x, y): the link's flow and validity there
             step = sample(link.backward if direction < 0 else link.forward, x, y)
             to = (np.empty_like(x), np.empty_like(y))
-            any_alive = _advance(step, x, y, alive[radius + j - k], *to, alive[radius + j + direction - k])
+            living = _advance(step, x, y, alive[radius + j - k], *to, alive[radius + j + direction - k])
             j += direction
             positions[j - k] = to
         reach[direction] = j - k
