@@ -27,7 +27,7 @@ module looks at each frame's trajectory explicitly instead:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -127,10 +127,13 @@ class Trajectories:
     def own(self) -> int:
         return int(np.flatnonzero(self.offsets == 0)[0])
 
-    def sample(self, values: Mapping[int, np.ndarray], k: int) -> tuple[np.ndarray, np.ndarray]:
+    def sample(
+        self, values: Mapping[int, np.ndarray], k: int, reach: Sequence[int] | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Samples (n, C, H, W) of a clip (`values[j]` (C, H, W) float32, channels first, by position) along
         the trajectories, one bilinear sample per neighbour frame, and their every other pixel of every
-        other row (n, C, ceil(H / 2), ceil(W / 2)), what the robust fit's outlier tests read."""
+        other row (n, C, ceil(H / 2), ceil(W / 2)), what the robust fit's outlier tests read. `reach[c]`:
+        the farthest offset channel c is read at (its pass's radius); its planes beyond are left unset."""
         if values[k].dtype != np.float32:  # remap writes into the buffer only when the types agree
             raise ValueError(f"trajectory samples need float32 frames, got {values[k].dtype}")
         channels, height, width = values[k].shape
@@ -144,7 +147,8 @@ class Trajectories:
                 out[i] = values[k]
             else:
                 for c, plane in enumerate(values[k + int(o)]):
-                    sample(plane, x, y, out=out[i, c])
+                    if reach is None or abs(o) <= reach[c]:
+                        sample(plane, x, y, out=out[i, c])
             coarse[i] = out[i, :, ::2, ::2]
         return out, coarse
 
@@ -289,8 +293,11 @@ def filter_frame(
     it comes back as it is."""
     if frames == 1:
         return values[k].copy()
-    paths = trajectories(pairs, frames, k, max(settings.pass_radius(unit) for _, unit in groups))
-    samples, coarse = paths.sample(values, k)
+    reach = [0] * values[k].shape[0]
+    for channels, unit in groups:
+        reach[channels] = [settings.pass_radius(unit)] * len(reach[channels])
+    paths = trajectories(pairs, frames, k, max(reach))
+    samples, coarse = paths.sample(values, k, reach)
     out = np.empty_like(values[k])
     for channels, unit in groups:
         radius = settings.pass_radius(unit)
